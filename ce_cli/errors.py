@@ -1,0 +1,75 @@
+"""The error family and the exit-code table.
+
+Every error a user can fix is a :class:`CeLossError` whose ``str()`` is one line.
+The subclasses also derive from the built-in exception torch would raise for the
+same problem, so API callers can keep catching ``ValueError``/``TypeError``/
+``IndexError``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1  # a bug in ce-loss, or --strict findings
+    BAD_INPUT = 2  # usage errors (Click's own) and unreadable or invalid data
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class CeLossError(Exception):
+    """Something the user can fix. ``str(exc)`` is one line."""
+
+
+class ShapeError(CeLossError, ValueError):
+    """Logits and targets (or weight) do not fit together."""
+
+
+class TargetError(CeLossError, IndexError):
+    """A class-index target outside ``[0, C)`` that is not ``ignore_index``."""
+
+
+class DTypeError(CeLossError, TypeError):
+    """An array has a dtype torch would refuse."""
+
+
+class OptionError(CeLossError, ValueError):
+    """An option value torch would refuse (reduction, label_smoothing, ...)."""
+
+
+class InputFileError(CeLossError, ValueError):
+    """A file that cannot be read as logits or targets, with where and how to fix.
+
+    ``InputFileError("labels.csv", "'cat' is not an integer", line=7, column=2)``
+    reads ``labels.csv, line 7, column 2: 'cat' is not an integer``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        problem: str,
+        *,
+        line: int | None = None,
+        column: int | str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.line = line
+        self.column = column
+        self.hint = hint
+        where = "<stdin>" if self.path == "-" else self.path
+        if line is not None:
+            where += f", line {line}"
+        if column is not None:
+            where += f", column {column}"
+        message = f"{where}: {problem}"
+        if hint:
+            message += f"; {hint}"
+        super().__init__(" ".join(message.split("\n")))
+
+
+class OutputFileError(CeLossError, OSError):
+    """An output path that cannot be written."""

@@ -1,0 +1,232 @@
+"""Renderers: plain numbers, JSON, CSV and a rich table.
+
+Each takes what to show and where to write it (a text stream or a rich Console);
+none creates a console or touches sys.stdout itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+
+from .core import LossResult
+
+FORMATS = ("table", "json", "csv", "plain")
+
+
+@dataclass
+class Preview:
+    """The first rows of a run, for the table and JSON: what the loss saw, row by row."""
+
+    index: list[str]  # position labels: "0", "1", ... or "(0, 3, 5)" for K-dim
+    targets: list[Any]  # class index (int) or the argmax of a probability target
+    losses: np.ndarray
+    probs: np.ndarray  # (k, C) softmax probabilities as the loss sees them
+    total: int  # positions in all
+
+
+@dataclass
+class Report:
+    result: LossResult
+    preview: Preview | None = None
+    input_kind: str = "logits"
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def scalar_text(value: Any) -> str:
+    """Shortest text that reads back as the same value of its dtype; nan/inf as Python."""
+    v = np.asarray(value)[()]
+    if isinstance(v, np.floating):
+        f = float(v)
+        if math.isnan(f):
+            return "nan"
+        if math.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        if v.dtype == np.float64:
+            return repr(f)
+        return np.format_float_positional(v, unique=True, trim="-") if 1e-4 <= abs(f) < 1e16 \
+            else np.format_float_scientific(v, unique=True, trim="-")
+    return str(v)
+
+
+def _json_number(value: Any) -> float | None:
+    f = float(value)
+    if math.isnan(f) or math.isinf(f):
+        return None
+    text = scalar_text(value)
+    return float(text)
+
+
+# -- plain ----------------------------------------------------------------------------------
+
+def write_plain(report: Report, out: IO[str]) -> None:
+    """One number for mean/sum; one loss per line for none (C order for K-dim)."""
+    loss = report.result.loss
+    if report.result.reduction == "none":
+        out.write("".join(scalar_text(v) + "\n" for v in np.asarray(loss).reshape(-1)))
+    else:
+        out.write(scalar_text(loss) + "\n")
+
+
+# -- json -----------------------------------------------------------------------------------
+
+def loss_note(result: LossResult) -> str | None:
+    """Why the aggregate is NaN or infinite, in one sentence (None when it is finite)."""
+    loss = np.asarray(result.loss)
+    if result.reduction == "none":
+        bad = int((~np.isfinite(loss)).sum()) if loss.size else 0
+        if not bad:
+            return None
+        return f"{bad} of {loss.size} per-sample losses are NaN or infinite (written as null)"
+    f = float(loss)
+    if math.isfinite(f):
+        return None
+    tot, spec = result.totals, result.spec
+    if result.reduction == "mean" and tot.positions == 0:
+        return "the input is empty: the mean of no targets is NaN, as in torch"
+    if result.reduction == "mean" and spec.target_kind == "index" and tot.counted == 0:
+        return (f"0 of {tot.positions} targets counted: all equal ignore_index "
+                f"{spec.ignore_index}, and torch's mean is then 0/0 = NaN")
+    if result.reduction == "mean" and spec.target_kind == "index" and tot.denominator == 0:
+        return (f"the counted targets' weights sum to 0 ({tot.counted} targets counted), "
+                "and torch's mean is then 0/0 = NaN")
+    if tot.nonfinite:
+        return (f"{tot.nonfinite} of {tot.counted} counted positions have a NaN or infinite "
+                "loss (non-finite logits, or a target class with probability 0)")
+    return f"the {result.reduction} overflows {spec.dtype.name}"
+
+
+def as_dict(report: Report) -> dict[str, Any]:
+    result = report.result
+    spec, tot = result.spec, result.totals
+    if result.reduction == "none":
+        loss: Any = _nested(np.asarray(result.loss))
+    else:
+        loss = _json_number(result.loss)
+    doc: dict[str, Any] = {"loss": loss}
+    note = loss_note(result)
+    if note:
+        doc["loss_note"] = note
+    doc.update({
+        "reduction": result.reduction,
+        "dtype": spec.dtype.name,
+        "n_classes": spec.n_classes,
+        "target_kind": spec.target_kind,
+        "input_kind": report.input_kind,
+        "positions": tot.positions,
+        "counted": tot.counted,
+        "ignored": tot.ignored,
+        "nonfinite": tot.nonfinite,
+        "weighted": spec.weight is not None,
+        "ignore_index": spec.ignore_index if spec.target_kind == "index" else None,
+        "label_smoothing": max(spec.label_smoothing, 0.0) if spec.smoothing else 0.0,
+    })
+    if spec.target_kind == "index":
+        doc["denominator"] = _json_number(np.float64(tot.denominator))
+    if report.sources:
+        doc["sources"] = report.sources
+    if report.preview is not None:
+        p = report.preview
+        doc["rows"] = [
+            {"index": p.index[i], "target": p.targets[i], "loss": _json_number(p.losses[i]),
+             "softmax": [_json_number(np.float64(v)) for v in p.probs[i]]}
+            for i in range(len(p.index))
+        ]
+        doc["rows_not_shown"] = p.total - len(p.index)
+    return doc
+
+
+def _nested(a: np.ndarray) -> Any:
+    if a.ndim == 0:
+        return _json_number(a)
+    return [_nested(v) for v in a]
+
+
+def write_json(report: Report, out: IO[str]) -> None:
+    json.dump(as_dict(report), out, allow_nan=False)
+    out.write("\n")
+
+
+# -- csv ------------------------------------------------------------------------------------
+
+def write_csv(report: Report, out: IO[str], targets: np.ndarray | None = None) -> None:
+    """``index,loss`` per position for none (with target when known); else one summary row."""
+    result = report.result
+    if result.reduction == "none":
+        losses = np.asarray(result.loss).reshape(-1)
+        flat_t = None if targets is None or result.spec.target_kind != "index" \
+            else np.asarray(targets).reshape(-1)
+        out.write("index,target,loss\n" if flat_t is not None else "index,loss\n")
+        for i, v in enumerate(losses):
+            mid = f"{int(flat_t[i])}," if flat_t is not None else ""
+            out.write(f"{i},{mid}{scalar_text(v)}\n")
+        return
+    tot = result.totals
+    out.write("loss,reduction,dtype,n_classes,positions,counted,ignored\n")
+    out.write(f"{scalar_text(result.loss)},{result.reduction},{result.spec.dtype.name},"
+              f"{result.spec.n_classes},{tot.positions},{tot.counted},{tot.ignored}\n")
+
+
+# -- table ----------------------------------------------------------------------------------
+
+MAX_CLASS_COLUMNS = 8
+
+
+def write_table(report: Report, console: Any) -> None:
+    """The aggregate, then the first rows with their losses and softmax probabilities."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    result = report.result
+    spec, tot = result.spec, result.totals
+    head = Text()
+    if result.reduction == "none":
+        head.append("per-sample losses", style="bold")
+    else:
+        head.append(f"{result.reduction} loss  ", style="bold")
+        head.append(scalar_text(result.loss), style="bold cyan")
+    head.append(f"   {spec.dtype.name}, {spec.n_classes} classes, "
+                f"{tot.counted} of {tot.positions} targets counted")
+    if tot.ignored:
+        head.append(f", {tot.ignored} ignored (ignore_index {spec.ignore_index})")
+    if spec.weight is not None and spec.target_kind == "index":
+        head.append(f", weighted (denominator {tot.denominator:.6g})")
+    if spec.smoothing:
+        head.append(f", label smoothing {spec.label_smoothing:g}")
+    console.print(head)
+    note = loss_note(result)
+    if note:
+        console.print(Text(note, style="yellow"))
+    p = report.preview
+    if p is None or not p.index:
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("target", justify="right")
+    table.add_column("loss", justify="right", style="cyan")
+    n_classes = p.probs.shape[1]
+    shown = list(range(min(n_classes, MAX_CLASS_COLUMNS)))
+    for c in shown:
+        table.add_column(f"p[{c}]", justify="right")
+    if n_classes > len(shown):
+        table.add_column(f"p[{len(shown)}..{n_classes - 1}]", justify="right", style="dim")
+    for i in range(len(p.index)):
+        tgt = p.targets[i]
+        cells = [p.index[i], str(tgt), scalar_text(p.losses[i])]
+        for c in shown:
+            cell = f"{p.probs[i, c]:.4f}"
+            style = "bold" if isinstance(tgt, int) and c == tgt else ""
+            cells.append(Text(cell, style=style) if style else cell)  # type: ignore[arg-type]
+        if n_classes > len(shown):
+            cells.append(f"{p.probs[i, len(shown):].sum():.4f}")
+        table.add_row(*cells)
+    console.print(table)
+    rest = p.total - len(p.index)
+    if rest > 0:
+        console.print(Text(f"{rest} more rows not shown (--rows K shows more, "
+                           "-o FILE writes every loss)", style="dim"))
