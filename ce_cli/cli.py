@@ -35,7 +35,7 @@ class CeLossGroup(click.Group):
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
-        code = self._run(args, prog_name or "ce-loss", complete_var, **extra)
+        code = self._run(args, "ce-loss", complete_var, **extra)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -234,7 +234,7 @@ def compute(logits: str, targets: str, reduction: str, weight: str | None, ignor
                            sources={"logits": logits, "targets": targets})
     if fmt in ("table", "json") and rows:
         report.preview = _preview(x, t, spec, rows, core.loss_shape(x.shape, t.shape, spec))
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "plain":
         render.write_plain(report, out)
     elif fmt == "json":

@@ -48,8 +48,8 @@ def scalar_text(value: Any) -> str:
             return "inf" if f > 0 else "-inf"
         if v.dtype == np.float64:
             return repr(f)
-        return np.format_float_positional(v, unique=True, trim="-") if 1e-4 <= abs(f) < 1e16 \
-            else np.format_float_scientific(v, unique=True, trim="-")
+        # numpy's shortest digits for the narrower dtype, spelled the way Python spells floats
+        return repr(float(np.format_float_scientific(v, unique=True)))
     return str(v)
 
 
@@ -173,9 +173,6 @@ def write_csv(report: Report, out: IO[str], targets: np.ndarray | None = None) -
 
 # -- table ----------------------------------------------------------------------------------
 
-MAX_CLASS_COLUMNS = 8
-
-
 def write_table(report: Report, console: Any) -> None:
     """The aggregate, then the first rows with their losses and softmax probabilities."""
     from rich import box
@@ -206,24 +203,33 @@ def write_table(report: Report, console: Any) -> None:
     if p is None or not p.index:
         return
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("target", justify="right")
-    table.add_column("loss", justify="right", style="cyan")
+    table.add_column("#", justify="right", style="dim", no_wrap=True)
+    table.add_column("target", justify="right", no_wrap=True)
+    table.add_column("loss", justify="right", style="cyan", no_wrap=True)
     n_classes = p.probs.shape[1]
-    shown = list(range(min(n_classes, MAX_CLASS_COLUMNS)))
-    for c in shown:
-        table.add_column(f"p[{c}]", justify="right")
-    if n_classes > len(shown):
-        table.add_column(f"p[{len(shown)}..{n_classes - 1}]", justify="right", style="dim")
+    index_targets = all(isinstance(v, int) for v in p.targets)
+    fits = max(1, (console.width - 36) // 8)
+    if n_classes <= fits:
+        for c in range(n_classes):
+            table.add_column(Text(f"p[{c}]"), justify="right", no_wrap=True)
+    else:  # too many classes for a column each: the target's and the top class's
+        if index_targets:
+            table.add_column(Text("p[target]"), justify="right", no_wrap=True)
+        table.add_column("top class", justify="right", no_wrap=True)
+        table.add_column(Text("p[top]"), justify="right", no_wrap=True)
     for i in range(len(p.index)):
         tgt = p.targets[i]
-        cells = [p.index[i], str(tgt), scalar_text(p.losses[i])]
-        for c in shown:
-            cell = f"{p.probs[i, c]:.4f}"
-            style = "bold" if isinstance(tgt, int) and c == tgt else ""
-            cells.append(Text(cell, style=style) if style else cell)  # type: ignore[arg-type]
-        if n_classes > len(shown):
-            cells.append(f"{p.probs[i, len(shown):].sum():.4f}")
+        probs = p.probs[i]
+        cells: list[Any] = [p.index[i], str(tgt), scalar_text(p.losses[i])]
+        if n_classes <= fits:
+            for c in range(n_classes):
+                cell = f"{probs[c]:.4f}"
+                cells.append(Text(cell, style="bold") if index_targets and c == tgt else cell)
+        else:
+            if index_targets:
+                cells.append(f"{probs[tgt]:.4f}" if 0 <= tgt < n_classes else "-")
+            top = int(np.nanargmax(probs)) if np.isfinite(probs).any() else 0
+            cells += [str(top), f"{probs[top]:.4f}"]
         table.add_row(*cells)
     console.print(table)
     rest = p.total - len(p.index)

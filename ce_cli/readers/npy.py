@@ -19,7 +19,7 @@ def read_npy(path: str, *, role: str, **_: object) -> np.ndarray:
         raise
     except ValueError as exc:
         text = str(exc)
-        if "allow_pickle" in text or "Object arrays" in text:
+        if "allow_pickle" in text or "Object arrays" in text or "Python objects" in text:
             raise InputFileError(path, f"the {role} are an object array, not numbers",
                                  hint="save a numeric array (e.g. float32)") from None
         if "mmap length" in text or "cannot reshape" in text or "size" in text:

@@ -1,0 +1,330 @@
+"""``ce-loss compute`` through Click's CliRunner: stdout and stderr checked apart."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import assert_one_error_line, run, torch_ce
+
+from ce_cli import __version__
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
+TUTORIAL = (SAMPLE / "tutorial_probs.npy", SAMPLE / "tutorial_labels.npy")
+SMALL = (SAMPLE / "logits_4x10.npy", SAMPLE / "labels_4.npy")
+PADDED = (SAMPLE / "logits_6x5.npy", SAMPLE / "labels_6_padded.npy")
+
+
+@pytest.fixture
+def arrays(tmp_path):
+    """Random float64 logits (7, 4) and labels with one ignored row, saved as .npy."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 4)) * 3
+    t = np.array([0, 3, 1, -100, 2, 2, 0])
+    xp, tp = tmp_path / "x.npy", tmp_path / "t.npy"
+    np.save(xp, x)
+    np.save(tp, t)
+    return x, t, xp, tp
+
+
+def plain_value(text: str) -> float:
+    return float(text.strip())
+
+
+def test_tutorial_plain_is_torch_number_and_warns():
+    x, t = (np.load(p) for p in TUTORIAL)
+    result = run("compute", *TUTORIAL)
+    want = torch_ce(x, t)
+    assert plain_value(result.stdout) == pytest.approx(float(want), rel=2e-6)
+    assert float(want) == pytest.approx(0.72884, abs=1e-5)
+    assert "look like probabilities" in result.stderr
+    assert "--input-kind probs" in result.stderr
+    # the loss the warning offers is -mean(log p[target]), computed independently here
+    offered = -np.mean(np.log(x[np.arange(2), t].astype(np.float64)))
+    assert f"{offered:.5f}"[:6] in result.stderr  # 0.28991
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("opts", [[], ["--weight", "0.25,2,0.5,1"], ["--label-smoothing", "0.1"],
+                                  ["--weight", "0.25,2,0.5,1", "--label-smoothing", "0.3"],
+                                  ["--ignore-index", "2"]])
+def test_plain_matches_torch(arrays, reduction, opts):
+    x, t, xp, tp = arrays
+    kw = {}
+    if "--weight" in opts:
+        kw["weight"] = np.array([0.25, 2, 0.5, 1.0])
+    if "--label-smoothing" in opts:
+        kw["label_smoothing"] = float(opts[opts.index("--label-smoothing") + 1])
+    if "--ignore-index" in opts:
+        kw["ignore_index"] = 2
+        t = np.where(t == -100, 0, t)
+        np.save(tp, t)
+    want = float(torch_ce(x, t, reduction=reduction, **kw))
+    result = run("compute", xp, tp, "--reduction", reduction, *opts)
+    assert result.stderr == ""
+    assert float(result.stdout) == want or math.isclose(float(result.stdout), want, rel_tol=1e-12)
+
+
+def test_none_prints_one_loss_per_line(arrays):
+    x, t, xp, tp = arrays
+    result = run("compute", xp, tp, "--reduction", "none")
+    got = np.array([float(v) for v in result.stdout.splitlines()])
+    np.testing.assert_allclose(got, torch_ce(x, t, reduction="none"), rtol=1e-12)
+    assert got[3] == 0.0
+
+
+def test_kdim_none_is_flattened_in_c_order(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 3, 2, 2)).astype(np.float32)
+    t = rng.integers(0, 3, size=(2, 2, 2))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    result = run("compute", tmp_path / "x.npy", tmp_path / "t.npy", "--reduction", "none")
+    got = np.array([float(v) for v in result.stdout.split()], dtype=np.float32)
+    np.testing.assert_allclose(got, torch_ce(x, t, reduction="none").reshape(-1), rtol=2e-6)
+
+
+def test_json_has_counts_and_torch_value():
+    x, t = (np.load(p) for p in PADDED)
+    doc = json.loads(run("compute", *PADDED, "--format", "json").stdout)
+    assert doc["loss"] == pytest.approx(float(torch_ce(x, t)), rel=1e-6)
+    assert doc["reduction"] == "mean" and doc["dtype"] == "float32" and doc["n_classes"] == 5
+    assert (doc["counted"], doc["ignored"], doc["positions"]) == (4, 2, 6)
+    assert len(doc["rows"]) == 6 and doc["rows_not_shown"] == 0
+    probs = np.array(doc["rows"][0]["softmax"])
+    e = np.exp(x[0].astype(np.float64) - x[0].max())
+    np.testing.assert_allclose(probs, e / e.sum(), rtol=1e-6)
+
+
+def test_json_all_ignored_is_null_with_note(tmp_path, arrays):
+    x, _, xp, _ = arrays
+    np.save(tmp_path / "ign.npy", np.full(7, -100))
+    assert math.isnan(float(torch_ce(x, np.full(7, -100))))
+    doc = json.loads(run("compute", xp, tmp_path / "ign.npy", "--format", "json").stdout)
+    assert doc["loss"] is None
+    assert "0 of 7 targets counted: all equal ignore_index -100" in doc["loss_note"]
+    plain = run("compute", xp, tmp_path / "ign.npy").stdout
+    assert plain == "nan\n"
+
+
+def test_json_none_is_nested_list_with_nulls(tmp_path):
+    x = np.array([[[0.0, np.inf], [1.0, 2.0]], [[1.0, 0.5], [0.0, 0.0]]])  # (N=2, C=2, d=2)
+    t = np.array([[0, 1], [1, 0]])
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    want = torch_ce(x, t, reduction="none")
+    doc = json.loads(run("compute", tmp_path / "x.npy", tmp_path / "t.npy",
+                         "--reduction", "none", "--format", "json").stdout)
+    assert doc["loss"][0][1] is None and math.isnan(want[0, 1])
+    assert doc["loss"][1][0] == pytest.approx(float(want[1, 0]), rel=1e-12)
+    assert "NaN or infinite" in doc["loss_note"]
+
+
+def test_table_shows_aggregate_rows_and_elision(arrays):
+    x, t, xp, tp = arrays
+    result = run("compute", xp, tp, "--format", "table", "--rows", "3")
+    want = float(torch_ce(x, t))
+    assert float(result.stdout.split()[2]) == pytest.approx(want, rel=1e-12)
+    assert "4 more rows not shown" in result.stdout
+    assert "p[0]" in result.stdout and "target" in result.stdout
+    assert "\x1b[" not in result.stdout  # not a terminal: no colour codes
+
+
+def test_csv_none_has_index_target_loss(arrays):
+    x, t, xp, tp = arrays
+    lines = run("compute", xp, tp, "--reduction", "none", "--format", "csv").stdout.splitlines()
+    assert lines[0] == "index,target,loss"
+    idx, tgt, loss = lines[2].split(",")
+    assert (idx, tgt) == ("1", "3")
+    assert float(loss) == pytest.approx(float(torch_ce(x, t, reduction="none")[1]), rel=1e-12)
+
+
+def test_format_env_default(arrays):
+    _, _, xp, tp = arrays
+    result = run("compute", xp, tp, env={"CE_LOSS_FORMAT": "json"})
+    assert json.loads(result.stdout)["reduction"] == "mean"
+
+
+def test_input_kind_probs_and_log_probs():
+    x, t = (np.load(p) for p in TUTORIAL)
+    want = -np.mean(np.log(x[np.arange(2), t].astype(np.float64)))  # no second softmax
+    probs = run("compute", *TUTORIAL, "--input-kind", "probs")
+    assert float(probs.stdout) == pytest.approx(want, rel=1e-6)
+    assert probs.stderr == ""
+    assert float(probs.stdout) == pytest.approx(0.28991, abs=1e-5)
+
+
+def test_weight_from_file(arrays, tmp_path):
+    x, t, xp, tp = arrays
+    w = np.array([1.0, 0.5, 2.0, 0.1])
+    np.save(tmp_path / "w.npy", w)
+    result = run("compute", xp, tp, "--weight", tmp_path / "w.npy")
+    assert float(result.stdout) == pytest.approx(float(torch_ce(x, t, weight=w)), rel=1e-12)
+
+
+def test_output_file_holds_per_sample_losses(arrays, tmp_path):
+    x, t, xp, tp = arrays
+    out = tmp_path / "losses.npy"
+    result = run("compute", xp, tp, "-o", out)
+    assert float(result.stdout) == pytest.approx(float(torch_ce(x, t)), rel=1e-12)
+    np.testing.assert_allclose(np.load(out), torch_ce(x, t, reduction="none"), rtol=1e-12)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["losses.npy", "t.npy", "x.npy"]
+
+
+# -- errors: one line, exit 2, stdout empty, nothing clobbered ---------------------------------
+
+def test_bad_label_leaves_existing_output_untouched(arrays, tmp_path):
+    x, _, xp, _ = arrays
+    np.save(tmp_path / "bad.npy", np.array([0, 1, 2, 3, 4, 0, 1]))
+    out = tmp_path / "losses.npy"
+    out.write_bytes(b"precious")
+    result = run("compute", xp, tmp_path / "bad.npy", "-o", out, exit_code=2)
+    assert_one_error_line(result, "Target 4 is out of bounds", "[0, 4)")
+    assert out.read_bytes() == b"precious"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".losses")]
+
+
+@pytest.mark.parametrize("case, fragments", [
+    ("missing", ["nope.npy", "no such file"]),
+    ("directory", ["is a directory"]),
+    ("suffix", ["x.txt", "suffix", ".npy"]),
+    ("empty", ["empty"]),
+    ("not-npy", ["not a .npy file"]),
+    ("truncated", ["truncated"]),
+    ("object", ["object array"]),
+    ("batch", ["Expected input batch_size (7) to match target batch_size (5)"]),
+    ("labels-float", ["2.5", "not a whole number"]),
+    ("labels-nan", ["nan", "not a class index"]),
+    ("weight-length", ["--weight has 2 values", "4 classes"]),
+    ("weight-text", ["--weight", "comma-separated"]),
+    ("bad-option", ["No such option", "--bogus", "ce-loss compute --help"]),
+    ("bad-choice", ["--reduction", "avg"]),
+    ("smoothing-range", ["--label-smoothing", "1.5"]),
+    ("output-suffix", ["out.xyz", "cannot write"]),
+    ("output-folder", ["does not exist"]),
+    ("logits-complex", ["complex"]),
+])
+def test_bad_input_is_one_line_exit_2(arrays, tmp_path, case, fragments):
+    x, t, xp, tp = arrays
+    args = ["compute", xp, tp]
+    if case == "missing":
+        args[1] = tmp_path / "nope.npy"
+    elif case == "directory":
+        (tmp_path / "d.npy").mkdir()
+        args[1] = tmp_path / "d.npy"
+    elif case == "suffix":
+        (tmp_path / "x.txt").write_text("1,2\n")
+        args[1] = tmp_path / "x.txt"
+    elif case == "empty":
+        (tmp_path / "e.npy").write_bytes(b"")
+        args[1] = tmp_path / "e.npy"
+    elif case == "not-npy":
+        (tmp_path / "n.npy").write_text("0.1,0.2\n")
+        args[1] = tmp_path / "n.npy"
+    elif case == "truncated":
+        data = xp.read_bytes()
+        (tmp_path / "tr.npy").write_bytes(data[: len(data) - 20])
+        args[1] = tmp_path / "tr.npy"
+    elif case == "object":
+        np.save(tmp_path / "o.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+        args[2] = tmp_path / "o.npy"
+    elif case == "batch":
+        np.save(tmp_path / "t5.npy", t[:5])
+        args[2] = tmp_path / "t5.npy"
+    elif case == "labels-float":
+        np.save(tmp_path / "tf.npy", np.array([0, 1, 2.5, 1, 0, 1, 2]))
+        args[2] = tmp_path / "tf.npy"
+    elif case == "labels-nan":
+        np.save(tmp_path / "tn.npy", np.array([0, 1, np.nan, 1, 0, 1, 2]))
+        args[2] = tmp_path / "tn.npy"
+    elif case == "weight-length":
+        args += ["--weight", "1,2"]
+    elif case == "weight-text":
+        args += ["--weight", "a,b"]
+    elif case == "bad-option":
+        args += ["--bogus"]
+    elif case == "bad-choice":
+        args += ["--reduction", "avg"]
+    elif case == "smoothing-range":
+        args += ["--label-smoothing", "1.5"]
+    elif case == "output-suffix":
+        args += ["-o", tmp_path / "out.xyz"]
+    elif case == "output-folder":
+        args += ["-o", tmp_path / "no" / "out.npy"]
+    elif case == "logits-complex":
+        np.save(tmp_path / "c.npy", x.astype(np.complex128))
+        args[1] = tmp_path / "c.npy"
+    result = run(*args, exit_code=2)
+    assert_one_error_line(result, *fragments)
+
+
+def test_internal_error_is_one_line_exit_1(arrays, monkeypatch):
+    _, _, xp, tp = arrays
+    from ce_cli import core
+
+    def boom(*a, **k):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(core, "evaluate", boom)
+    result = run("compute", xp, tp, exit_code=1)
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "ce-loss: internal error: RuntimeError: kaboom (a bug in ce-loss; "
+        "CE_LOSS_TRACEBACK=1 shows the traceback)"]
+    monkeypatch.setenv("CE_LOSS_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="kaboom"):
+        run("compute", xp, tp, exit_code=1)
+
+
+def test_version_and_help():
+    assert run("--version").stdout == f"ce-loss {__version__}\n"
+    helptext = run("compute", "--help").stdout
+    for option in ("--reduction", "--weight", "--ignore-index", "--label-smoothing",
+                   "--input-kind", "--format", "--output", "--rows", "Exit codes"):
+        assert option in helptext
+
+
+def test_integer_logits_are_widened_with_a_warning(tmp_path):
+    np.save(tmp_path / "xi.npy", np.array([[1, 2, 0], [0, 0, 3]]))
+    np.save(tmp_path / "t.npy", np.array([1, 2]))
+    result = run("compute", tmp_path / "xi.npy", tmp_path / "t.npy")
+    want = torch_ce(np.array([[1.0, 2, 0], [0, 0, 3]]), np.array([1, 2]))
+    assert float(result.stdout) == pytest.approx(float(want), rel=1e-12)
+    assert "int64" in result.stderr and "float64" in result.stderr
+
+
+# -- end to end: the installed command in a pipe -----------------------------------------------
+
+def _ce_loss_command():
+    exe = shutil.which("ce-loss", path=os.path.dirname(sys.executable)) or shutil.which("ce-loss")
+    assert exe, "ce-loss is not installed (pip install -e '.[test]')"
+    return exe
+
+
+def test_installed_command_in_a_pipe():
+    x, t = (np.load(p) for p in SMALL)
+    pipe = subprocess.run(f"'{_ce_loss_command()}' compute '{SMALL[0]}' '{SMALL[1]}' "
+                          "--reduction none | sort -g | tail -n 1",
+                          shell=True, capture_output=True, text=True, check=True)
+    worst = float(torch_ce(x, t, reduction="none").max())
+    assert float(pipe.stdout) == pytest.approx(worst, rel=1e-6)
+    assert pipe.stderr == ""
+
+
+def test_python_dash_m_and_head_closing_the_pipe(tmp_path):
+    x = np.random.default_rng(2).normal(size=(20000, 3))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", np.zeros(20000, dtype=np.int64))
+    pipe = subprocess.run(f"'{sys.executable}' -m ce_cli compute '{tmp_path}/x.npy' "
+                          f"'{tmp_path}/t.npy' --reduction none | head -n 1",
+                          shell=True, capture_output=True, text=True)
+    assert pipe.returncode == 0
+    assert len(pipe.stdout.splitlines()) == 1
+    assert pipe.stderr == ""

@@ -1,0 +1,485 @@
+"""ce_cli.cross_entropy against real torch (the oracle), value for value.
+
+Every expected number is computed by torch at test time, never copied from our output.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ce_cli import cross_entropy
+from conftest import (
+    REDUCTIONS,
+    TOLERANCES,
+    assert_close,
+    assert_unchanged,
+    ce_settings,
+    class_axis,
+    denominator,
+    frozen,
+    ignore_indices,
+    index_targets,
+    input_shapes,
+    label_smoothings,
+    logits,
+    prob_targets,
+    weights,
+)
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+TORCH_TO_NUMPY = {
+    torch.float16: np.dtype(np.float16),
+    torch.float32: np.dtype(np.float32),
+    torch.float64: np.dtype(np.float64),
+}
+
+
+def _t(a: Any) -> Any:
+    return None if a is None else torch.from_numpy(np.array(a, copy=True))
+
+
+def torch_ce(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None, *,
+             ignore_index: int = -100, reduction: str = "mean",
+             label_smoothing: float = 0.0) -> np.ndarray:
+    out = F.cross_entropy(_t(x), _t(t), weight=_t(w), ignore_index=ignore_index,
+                          reduction=reduction, label_smoothing=label_smoothing)
+    want = out.numpy()
+    assert want.dtype == TORCH_TO_NUMPY[out.dtype]
+    return want
+
+
+def _strided(a: np.ndarray) -> np.ndarray:
+    """The same values as a non-contiguous view (every other element of the last axis)."""
+    if a.ndim == 0:
+        return a.copy()
+    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
+    view = big[..., ::2]
+    view[...] = a
+    return view
+
+
+def _layout(a: np.ndarray | None, layout: str, readonly: bool) -> np.ndarray | None:
+    if a is None:
+        return None
+    out = {"C": np.array(a, copy=True), "F": np.asfortranarray(a).copy(order="F"),
+           "strided": _strided(a)}[layout]
+    if readonly:
+        out.flags.writeable = False
+    return out
+
+
+def check(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None, *,
+          ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+          layout: str = "C", readonly: bool = False, pass_ignore_index: bool = True,
+          tol: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Call torch and ours on the same arrays and compare; return (ours, torch's)."""
+    want = torch_ce(x, t, w, ignore_index=ignore_index, reduction=reduction,
+                    label_smoothing=label_smoothing)
+    # How large the summed terms are: the same loss with |weight| and |target|, where
+    # nothing can cancel. Bounds the rounding error when negative weights or targets do.
+    kind = "prob" if t.shape == x.shape else "index"
+    w_abs = None if w is None else np.abs(w)
+    t_abs = np.abs(t) if kind == "prob" else t
+    with np.errstate(all="ignore"):
+        magnitude = torch_ce(x, t_abs, w_abs, ignore_index=ignore_index,
+                             reduction="none" if reduction == "none" else "sum",
+                             label_smoothing=label_smoothing).astype(np.float64)
+        if reduction == "mean":
+            den, den_abs = denominator(t, w, ignore_index, kind)
+            scale = (magnitude + np.abs(want.astype(np.float64)) * den_abs) / abs(den) \
+                if den != 0 else 0.0
+        else:
+            scale = magnitude
+    xa, ta, wa = (_layout(a, layout, readonly) for a in (x, t, w))
+    before = frozen(xa, ta, wa)
+    kwargs: dict[str, Any] = {"reduction": reduction, "label_smoothing": label_smoothing}
+    if pass_ignore_index or ignore_index != -100:
+        kwargs["ignore_index"] = ignore_index
+    if w is not None or pass_ignore_index:
+        kwargs["weight"] = wa
+    got = cross_entropy(xa, ta, **kwargs)
+    assert_unchanged(before, xa, ta, wa)
+    rtol, atol = tol if tol is not None else TOLERANCES[x.dtype]
+    assert_close(got, want, rtol=rtol, atol=atol, scale=scale,
+                 what=f"{reduction}, eps={label_smoothing}, ignore_index={ignore_index}")
+    return got, want
+
+
+# -- property tests -----------------------------------------------------------------------------
+
+
+@st.composite
+def cases(draw: Any, dtype: Any, *, max_n: int = 6) -> dict[str, Any]:
+    """One complete call: logits, an index or probability target, weight and options."""
+    dtype = np.dtype(dtype)
+    shape = draw(input_shapes(max_n=max_n))
+    x = draw(logits(shape, dtype))
+    c = shape[class_axis(shape)]
+    if draw(st.sampled_from(["index", "index", "prob"])) == "index":
+        ii = draw(ignore_indices(c))
+        t = draw(index_targets(shape, draw(st.sampled_from([np.int64, np.int64, np.uint8])),
+                               ii))
+    else:
+        ii = draw(st.sampled_from([-100, -100, -1, -7]))
+        tdtype = draw(st.sampled_from([dtype, dtype, np.float16, np.float32, np.float64]))
+        t = draw(prob_targets(shape, tdtype))
+    return {
+        "x": x,
+        "t": t,
+        "w": draw(weights(c, dtype)),
+        "ignore_index": ii,
+        "reduction": draw(st.sampled_from(REDUCTIONS)),
+        "label_smoothing": draw(label_smoothings),
+        "layout": draw(st.sampled_from(["C", "C", "F", "strided"])),
+        "readonly": draw(st.booleans()),
+        "pass_ignore_index": draw(st.booleans()),
+    }
+
+
+@ce_settings(500)
+@given(case=st.sampled_from([np.float32, np.float64]).flatmap(cases))
+def test_matches_torch(case: dict[str, Any]) -> None:
+    check(case.pop("x"), case.pop("t"), case.pop("w"), **case)
+
+
+@ce_settings(200)
+@given(case=cases(np.float16, max_n=4))
+def test_matches_torch_float16(case: dict[str, Any]) -> None:
+    # torch rounds log_softmax to half and the result to half: compare loosely, but NaN
+    # and infinities exactly.
+    check(case.pop("x"), case.pop("t"), case.pop("w"), **case)
+
+
+@ce_settings(150)
+@given(data=st.data(), reduction=st.sampled_from(REDUCTIONS), eps=label_smoothings)
+def test_promoted_probability_target(data: Any, reduction: str, eps: float) -> None:
+    """A float64 probability target with float32 logits gives torch's float64 result."""
+    shape = data.draw(input_shapes(kinds=("2d", "kd")))
+    x = data.draw(logits(shape, np.float32, specials=False, scaled=False))
+    t = data.draw(prob_targets(shape, np.float64))
+    w = data.draw(weights(shape[1], np.float32, negative=False))
+    got, want = check(x, t, w, reduction=reduction, label_smoothing=eps,
+                      tol=TOLERANCES[np.dtype(np.float32)])
+    assert got.dtype == want.dtype == np.float64
+
+
+# -- the running example of TORCH-SEMANTICS.md, every option combination -------------------------
+
+X = np.array([[1.0, 2.0, 0.5], [0.3, -1.0, 2.0], [0.0, 0.0, 0.0], [1.5, 1.5, -2.0]])
+T = np.array([0, 2, -100, 1])
+T2 = np.array([0, 2, 1, 1])
+W = np.array([0.25, 2.0, 0.5])
+P = np.array([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3], [0.0, 1.0, 0.0]])
+
+TARGETS = {
+    "T": (X, T, (-100, 1)),
+    "T2": (X, T2, (-100, 1)),
+    "T2-uint8": (X, T2.astype(np.uint8), (-100, 1, 2)),
+    "P": (X, P, (-100, -1)),
+    "unbatched": (X[0], np.array(0), (-100, 0, 1)),
+    "unbatched-ignored": (X[0], np.array(-100), (-100,)),
+    "unbatched-prob": (X[0], P[0], (-100,)),
+    "kdim": (X.T.reshape(1, 3, 4), T2.reshape(1, 4), (-100, 1)),
+    "kdim-prob": (X.T.reshape(1, 3, 2, 2), P.T.reshape(1, 3, 2, 2), (-100,)),
+}
+RUNNING = [
+    pytest.param(name, ii, weighted, reduction, eps, dtype,
+                 id=f"{name}-ii{ii}-{'W' if weighted else 'noW'}-{reduction}-eps{eps}-{dtype}")
+    for name, weighted, reduction, eps, dtype in itertools.product(
+        TARGETS, (False, True), REDUCTIONS, (0.0, 0.1, 1.0), ("float32", "float64"))
+    for ii in TARGETS[name][2]
+]
+
+
+@pytest.mark.parametrize("name, ignore_index, weighted, reduction, eps, dtype", RUNNING)
+def test_running_example(name: str, ignore_index: int, weighted: bool, reduction: str,
+                         eps: float, dtype: str) -> None:
+    x, t, _ = TARGETS[name]
+    x = x.astype(dtype)
+    if t.dtype.kind == "f":
+        t = t.astype(dtype)
+    check(x, t, W.astype(dtype) if weighted else None, ignore_index=ignore_index,
+          reduction=reduction, label_smoothing=eps)
+
+
+# -- special cases, section by section -----------------------------------------------------------
+
+OPTIONS = list(itertools.product(REDUCTIONS, (0.0, 0.1, 1.0), (None, W)))
+
+
+@pytest.mark.parametrize("reduction, eps, w", OPTIONS)
+@pytest.mark.parametrize("bad_row", [[np.nan, 0.0, 1.0], [np.inf, -np.inf, np.nan],
+                                     [-np.inf, -np.inf, -np.inf], [np.inf, 0.0, 0.0]])
+def test_ignored_rows_never_reach_the_result(bad_row: list[float], reduction: str,
+                                             eps: float, w: np.ndarray | None) -> None:
+    """Section 3: an ignored row full of NaN/inf poisons nothing, with smoothing too."""
+    x = np.array([bad_row, [1.0, 2.0, 0.5]])
+    got, want = check(x, np.array([-100, 0]), w, reduction=reduction, label_smoothing=eps)
+    assert np.all(np.isfinite(want))
+    if reduction == "none":
+        assert got[0] == 0
+
+
+@pytest.mark.parametrize("reduction, eps, w", OPTIONS)
+def test_ignore_index_may_be_a_valid_class(reduction: str, eps: float,
+                                           w: np.ndarray | None) -> None:
+    check(X, T2, w, ignore_index=1, reduction=reduction, label_smoothing=eps)
+
+
+@pytest.mark.parametrize("reduction, eps, w", OPTIONS)
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+def test_all_targets_ignored(reduction: str, eps: float, w: np.ndarray | None,
+                             ignore_index: int) -> None:
+    """Section 3: none all zeros, sum 0, mean NaN (0/0), also unbatched."""
+    t = np.full(4, ignore_index)
+    got, _ = check(X, t, w, ignore_index=ignore_index, reduction=reduction,
+                   label_smoothing=eps)
+    if reduction == "mean":
+        assert np.isnan(got)
+    else:
+        assert np.all(got == 0)
+    got, _ = check(X[0], np.array(ignore_index), w, ignore_index=ignore_index,
+                   reduction=reduction, label_smoothing=eps)
+    assert np.isnan(got) if reduction == "mean" else got == 0
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
+def test_zero_weight_denominator(reduction: str, eps: float) -> None:
+    """Section 4: W=[0,1,1], every target 0 -> mean NaN (two divisions, 0/0), not inf."""
+    got, _ = check(X, np.zeros(4, dtype=np.int64), np.array([0.0, 1.0, 1.0]),
+                   reduction=reduction, label_smoothing=eps)
+    if reduction == "mean":
+        assert np.isnan(got)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("w", [None, W, np.array([-1.0, 2.0, 0.5])])
+def test_full_smoothing_keeps_zero_times_nll(reduction: str, w: np.ndarray | None) -> None:
+    """Section 4: eps=1 still adds 0*nll, so a -inf target logit gives NaN."""
+    x = np.array([[-np.inf, 1.0, 2.0], [0.3, -1.0, 2.0]])
+    got, _ = check(x, np.array([0, 2]), w, reduction=reduction, label_smoothing=1.0)
+    assert np.isnan(got.reshape(-1)[0])
+
+
+ROWS = [  # section 6: (logits row, target)
+    ([1e30, 0.0, -1e30], 1),
+    ([1e30, 0.0, -1e30], 0),
+    ([1e4, -1e4, 0.0], 0),
+    ([1e4, -1e4, 0.0], 1),
+    ([1.0, -np.inf, 0.5], 0),
+    ([1.0, -np.inf, 0.5], 1),
+    ([np.inf, 0.0, 1.0], 1),
+    ([np.inf, 0.0, 1.0], 0),
+    ([-np.inf, -np.inf, -np.inf], 0),
+    ([np.nan, 0.0, 1.0], 2),
+    ([-1e30, -1e30, -1e30], 2),
+    ([3e38, -3e38, 0.0], 1),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("row, target", ROWS)
+def test_extreme_and_nonfinite_logits(row: list[float], target: int, eps: float,
+                                      reduction: str, dtype: str) -> None:
+    """Section 6, index targets, batched (with a normal row) and unbatched."""
+    with np.errstate(over="ignore"):
+        x = np.array([row, [0.3, -1.0, 2.0]], dtype=dtype)
+    check(x, np.array([target, 2]), reduction=reduction, label_smoothing=eps)
+    check(x[0], np.array(target), reduction=reduction, label_smoothing=eps)
+    check(x, np.array([target, 2]), W.astype(dtype), reduction=reduction, label_smoothing=eps)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("row, target", ROWS)
+def test_extreme_and_nonfinite_logits_prob_target(row: list[float], target: int, eps: float,
+                                                  reduction: str, dtype: str) -> None:
+    """Section 6 with one-hot and uniform probability targets (0 * -inf is NaN)."""
+    with np.errstate(over="ignore"):
+        x = np.array([row, [0.3, -1.0, 2.0]], dtype=dtype)
+    onehot = np.eye(3, dtype=dtype)[[target, 2]]
+    check(x, onehot, reduction=reduction, label_smoothing=eps)
+    check(x, np.full((2, 3), 1 / 3, dtype=dtype), W.astype(dtype), reduction=reduction,
+          label_smoothing=eps)
+
+
+def test_section6_values() -> None:
+    """The documented values, from torch at test time."""
+    got, want = check(np.array([1e30, 0.0, -1e30]), np.array(1), reduction="none")
+    assert want == 1e30 and got == want
+    got, want = check(np.array([1e30, 0.0, -1e30], dtype=np.float32), np.array(1))
+    assert got == want  # 1.0000000150474662e+30 in float32
+    got, _ = check(np.array([1.0, -np.inf, 0.5]), np.array(0))
+    assert np.isfinite(got)
+    got, _ = check(np.array([1.0, -np.inf, 0.5]), np.array(1))
+    assert got == np.inf
+    got, _ = check(np.array([1.0, -np.inf, 0.5]), np.array(0), label_smoothing=0.1)
+    assert got == np.inf
+    got, _ = check(np.array([1.0, -np.inf, 0.5]), np.array([1.0, 0.0, 0.0]))
+    assert np.isnan(got)
+
+
+F16_X = np.array([[6e4, 0, -6e4], [1e4, -1e4, 0]], dtype=np.float16)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("target", [
+    np.array([1, 1]), np.array([0, 0]), np.array([2, 1]), np.array([1, -100]),
+    np.eye(3, dtype=np.float16)[[1, 1]], np.eye(3, dtype=np.float16)[[0, 0]],
+    np.eye(3, dtype=np.float32)[[1, 1]], np.full((2, 3), 1 / 3, dtype=np.float16),
+], ids=["t11", "t00", "t21", "t1ign", "p11", "p00", "p11-f32", "uniform"])
+def test_float16_overflow(target: np.ndarray, eps: float, reduction: str) -> None:
+    """Section 7: losses 60000 and 20000 fit in half, their sum (and so the mean) is inf;
+    log_softmax rounds -120000 to -inf in half, so 0 * lp is NaN for prob targets."""
+    check(F16_X, target, reduction=reduction, label_smoothing=eps)
+    check(F16_X, target, np.array([1.0, 0.5, 2.0], dtype=np.float16), reduction=reduction,
+          label_smoothing=eps)
+
+
+def test_float16_mean_overflows_like_torch() -> None:
+    got, want = check(F16_X, np.array([1, 1]), reduction="mean")
+    assert np.isinf(want) and np.isinf(got)
+    got, want = check(F16_X, np.array([1, 1]), reduction="none")
+    assert np.all(np.isfinite(got))
+    # Two rows whose probability-target losses are 40000 each: the sum overflows before
+    # the division, as in torch's prob-target mean.
+    x = np.array([[4e4, 0.0], [4e4, 0.0]], dtype=np.float16)
+    check(x, np.array([[0.0, 1.0], [0.0, 1.0]], dtype=np.float16), reduction="mean")
+
+
+EMPTY = [((0, 3), (0,)), ((0, 4), (0, 4)), ((2, 3, 0), (2, 0)), ((0, 1, 2, 3), (0, 2, 3)),
+         ((2, 3, 4, 0), (2, 4, 0)), ((0, 2, 0, 1, 3), (0, 0, 1, 3)), ((0, 1), (0,))]
+
+
+@pytest.mark.parametrize("reduction, eps, weighted", list(itertools.product(
+    REDUCTIONS, (0.0, 0.1, 1.0), (False, True))))
+@pytest.mark.parametrize("kind", ["index", "uint8", "prob"])
+@pytest.mark.parametrize("shape, tshape", EMPTY)
+def test_empty(shape: tuple[int, ...], tshape: tuple[int, ...], kind: str, reduction: str,
+               eps: float, weighted: bool) -> None:
+    """Section 5: mean NaN, sum 0 (prob targets: -0.0, sign compared with torch)."""
+    x = np.zeros(shape)
+    if kind == "prob":
+        t = np.zeros(shape)
+    else:
+        t = np.zeros(tshape, dtype=np.uint8 if kind == "uint8" else np.int64)
+    w = np.ones(shape[1]) if weighted else None
+    got, want = check(x, t, w, reduction=reduction, label_smoothing=eps)
+    if reduction == "mean":
+        assert np.isnan(got)
+    elif reduction == "sum":
+        assert got == 0 and np.signbit(got) == np.signbit(want)
+    else:
+        assert got.size == 0
+
+
+@pytest.mark.parametrize("reduction, eps, weighted", list(itertools.product(
+    REDUCTIONS, (0.0, 0.1, 1.0), (False, True))))
+@pytest.mark.parametrize("kind", ["index", "prob"])
+def test_single_class(kind: str, reduction: str, eps: float, weighted: bool) -> None:
+    """Section 5: C=1 gives 0 for every finite row."""
+    x = np.array([[3.0], [-1e30], [0.0], [np.inf], [-np.inf]])
+    t = np.array([0, 0, -100, 0, 0]) if kind == "index" else np.array(
+        [[1.0], [0.5], [2.0], [1.0], [0.0]])
+    w = np.array([2.0]) if weighted else None
+    check(x, t, w, reduction=reduction, label_smoothing=eps)
+    check(x[:3], t[:3], w, reduction=reduction, label_smoothing=eps)
+    check(x[0], t[0], w, reduction=reduction, label_smoothing=eps)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_zero_classes_probability_target(reduction: str) -> None:
+    """C=0 with a probability target: torch returns (mean NaN, sum -0, none -0s)."""
+    check(np.zeros((4, 0)), np.zeros((4, 0)), reduction=reduction)
+
+
+def test_probabilities_passed_as_logits() -> None:
+    """Section 9: softmax is applied again, so a one-hot 'probability' is not a 0 loss."""
+    got, want = check(np.array([[0.0, 1.0, 0.0]]), np.array([1]))
+    assert got > 0.5
+    gen = torch.Generator().manual_seed(0)
+    z = (3 * torch.randn(4, 5, dtype=torch.float64, generator=gen)).numpy()
+    t = np.array([0, 1, 2, 3])
+    check(z, t)
+    check(torch.softmax(torch.from_numpy(z), 1).numpy(), t)
+    on_logp, _ = check(torch.log_softmax(torch.from_numpy(z), 1).numpy(), t)
+    on_z, _ = check(z, t)
+    np.testing.assert_allclose(on_logp, on_z, rtol=1e-12)
+
+
+# -- many blocks -------------------------------------------------------------------------------
+
+
+def _big(rng: np.random.Generator, n: int, c: int, dtype: Any, extremes: str
+         ) -> tuple[np.ndarray, np.ndarray]:
+    x = (3 * rng.standard_normal((n, c))).astype(dtype)
+    t = rng.integers(0, c, n)
+    t[rng.random(n) < 0.05] = -100
+    if extremes != "none":
+        rows = rng.choice(n, n // 100, replace=False)
+        parts = np.array_split(rows, 4)
+        x[parts[0]] *= dtype(1e30) if dtype != np.float16 else 1  # huge but finite
+        x[parts[1], rng.integers(0, c, parts[1].size)] = -np.inf  # masked classes
+        x[parts[2]] = dtype(1e4) * np.sign(x[parts[2]])
+        if extremes == "nonfinite":  # NaN/+inf rows, half of them ignored
+            x[parts[3], 0] = np.nan
+            x[parts[3][::3], 1] = np.inf
+            t[parts[3][::2]] = -100
+    return x, t
+
+
+@pytest.mark.parametrize("extremes", ["none", "finite", "nonfinite"])
+@pytest.mark.parametrize("reduction, eps, weighted", [
+    ("mean", 0.0, False), ("sum", 0.0, False), ("none", 0.0, False),
+    ("mean", 0.1, True), ("sum", 0.3, True), ("none", 1.0, True), ("mean", 1.0, False),
+])
+def test_many_blocks(rng: np.random.Generator, extremes: str, reduction: str, eps: float,
+                     weighted: bool) -> None:
+    """N=200_000 x C=7 float64, several internal blocks; ~1% extreme rows."""
+    x, t = _big(rng, 200_000, 7, np.float64, extremes)
+    w = rng.random(7) * 2 if weighted else None
+    check(x, t, w, reduction=reduction, label_smoothing=eps)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_many_blocks_probability_target(rng: np.random.Generator, reduction: str) -> None:
+    x, _ = _big(rng, 200_000, 7, np.float64, "finite")
+    p = rng.random((200_000, 7))
+    p /= p.sum(axis=1, keepdims=True)
+    check(x, p, rng.random(7), reduction=reduction, label_smoothing=0.05,
+          ignore_index=-100)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_many_blocks_float32(rng: np.random.Generator, reduction: str) -> None:
+    x, t = _big(rng, 200_000, 7, np.float32, "finite")
+    check(x, t, rng.random(7).astype(np.float32), reduction=reduction, label_smoothing=0.1,
+          tol=(1e-4, 1e-5))
+
+
+@pytest.mark.parametrize("kind", ["index", "prob"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_many_blocks_kdim(rng: np.random.Generator, kind: str, reduction: str) -> None:
+    """(N, C, H, W) with one sample larger than a block, and many small samples."""
+    for shape in [(3, 5, 300, 301), (400, 5, 7, 11)]:
+        x = rng.standard_normal(shape) * 4
+        x[0, 1, 0, :] = -np.inf
+        if kind == "index":
+            t = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+            t[:, ::7, ::3] = -100
+        else:
+            t = rng.random(shape)
+        check(x, t, rng.random(shape[1]), reduction=reduction, label_smoothing=0.2)
