@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import doctest
-import textwrap
 import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np

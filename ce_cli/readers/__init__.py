@@ -15,8 +15,9 @@ import numpy as np
 
 from ..errors import InputFileError
 from . import npy
+from .base import Source
 
-Reader = Callable[..., np.ndarray]
+Reader = Callable[..., Source]
 
 #: suffix -> format name
 SUFFIXES: dict[str, str] = {
@@ -65,8 +66,13 @@ def check_path(path: str) -> None:
         raise InputFileError(path, "the file is empty")
 
 
-def read_array(path: str, *, role: str, fmt: str | None = None, **options: object) -> np.ndarray:
-    """Read ``path`` as the ``role`` ('logits', 'targets' or 'weight') array."""
+def open_source(path: str, *, role: str, fmt: str | None = None, **options: object) -> Source:
+    """Open ``path`` as the ``role`` ('logits', 'targets' or 'weight') source."""
     check_path(path)
     name = detect_format(path, fmt)
     return READERS[name](path, role=role, **options)
+
+
+def read_array(path: str, *, role: str, fmt: str | None = None, **options: object) -> np.ndarray:
+    """Read ``path`` whole as the ``role`` array (memory-mapped where the format allows)."""
+    return open_source(path, role=role, fmt=fmt, **options).read()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputFileError
+from .base import Source, array_source
 
 
-def read_npy(path: str, *, role: str, **_: object) -> np.ndarray:
+def read_npy(path: str, *, role: str, **_: object) -> Source:
     try:
         with open(path, "rb") as fh:
             magic = fh.read(6)
@@ -28,7 +29,7 @@ def read_npy(path: str, *, role: str, **_: object) -> np.ndarray:
         raise InputFileError(path, f"not a readable .npy file ({_first_line(text)})") from None
     except (OSError, EOFError, SyntaxError, TypeError) as exc:
         raise InputFileError(path, f"not a readable .npy file ({_first_line(str(exc))})") from None
-    return array
+    return array_source(path, role, array)
 
 
 def _first_line(text: str) -> str:
