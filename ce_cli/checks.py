@@ -7,6 +7,7 @@ was given and says on stderr what looks wrong and what to pass instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -30,11 +31,14 @@ def coerce_logits(x: np.ndarray, path: str) -> tuple[np.ndarray, str | None]:
                          "not real numbers", hint="save float32 or float64 logits")
 
 
-def coerce_targets(t: np.ndarray, x_shape: tuple[int, ...], path: str) -> np.ndarray:
+def coerce_targets(t: np.ndarray, x_shape: tuple[int, ...], path: str, *, offset: int = 0,
+                   line_of: Callable[[int], int | None] | None = None) -> np.ndarray:
     """Targets as torch takes them: int64 class indices, or float probabilities.
 
     Targets of the logits' shape are probabilities (as in torch); anything else is
     class indices, and float labels such as ``2.0`` are accepted when integral.
+    ``offset`` is the row of ``t[0]`` in the file and ``line_of`` maps rows to text
+    lines, so errors point into the file.
     """
     kind = t.dtype.kind
     if kind not in "iubf":
@@ -47,14 +51,25 @@ def coerce_targets(t: np.ndarray, x_shape: tuple[int, ...], path: str) -> np.nda
         finite = np.isfinite(flat)
         if not finite.all():
             i = int(np.flatnonzero(~finite)[0])
-            raise InputFileError(path, f"target {_pos(t.shape, i)} is {flat[i]!r}, not a class "
-                                 "index", hint="labels must be whole numbers")
+            raise _at(path, t.shape, i, offset, line_of,
+                      f"{flat[i]!r} is not a class index", "labels must be whole numbers")
         whole = flat == np.round(flat)
         if not whole.all():
             i = int(np.flatnonzero(~whole)[0])
-            raise InputFileError(path, f"target {_pos(t.shape, i)} is {flat[i]!r}, not a whole "
-                                 "number", hint="class indices must be integers")
+            raise _at(path, t.shape, i, offset, line_of,
+                      f"{flat[i]!r} is not a whole number", "class indices must be integers")
     return np.asarray(t).astype(np.int64)
+
+
+def _at(path: str, shape: tuple[int, ...], flat_index: int, offset: int,
+        line_of: Callable[[int], int | None] | None, problem: str, hint: str) -> InputFileError:
+    per_row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    row = offset + flat_index // per_row
+    line = line_of(row) if line_of is not None else None
+    if line is not None:
+        return InputFileError(path, f"target {problem}", line=line, hint=hint)
+    where = _pos(shape, flat_index) if offset == 0 else f"#{row}"
+    return InputFileError(path, f"target {where}: {problem}", hint=hint)
 
 
 def _pos(shape: tuple[int, ...], flat_index: int) -> str:

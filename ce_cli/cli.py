@@ -10,7 +10,7 @@ from typing import Any
 import click
 import numpy as np
 
-from . import __version__, checks, core, readers, render, writers
+from . import __version__, checks, core, pipeline, readers, render, writers
 from .errors import CeLossError, ExitCode
 
 EXIT_CODES_HELP = """\b
@@ -134,42 +134,9 @@ def _default_format() -> str:
     return "table" if sys.stdout.isatty() else "plain"
 
 
-def _position_label(pos: int, shape: tuple[int, ...]) -> str:
-    if len(shape) <= 1:
-        return str(pos)
-    return "(" + ", ".join(str(int(i)) for i in np.unravel_index(pos, shape)) + ")"
-
-
-def _preview(x: np.ndarray, t: np.ndarray, spec: core.LossSpec, rows: int,
-             loss_shape: tuple[int, ...]) -> render.Preview:
-    """Losses and softmax probabilities of the first ``rows`` positions."""
-    total = int(np.prod(loss_shape)) if loss_shape else 1
-    want = min(rows, total)
-    xs, ts, got = [], [], 0
-    for xb, tb in core.iter_blocks(x, t, spec.target_kind):
-        if got >= want:
-            break
-        take = min(want - got, xb.shape[0])
-        xs.append(np.asarray(xb[:take]))
-        ts.append(np.asarray(tb[:take]))
-        got += take
-    empty_t = (0,) if spec.target_kind == "index" else (0, spec.n_classes)
-    xb = np.concatenate(xs) if xs else np.zeros((0, spec.n_classes), spec.input_dtype)
-    tb = np.concatenate(ts) if ts else np.zeros(empty_t, np.int64)
-    losses = core.LossAccumulator(spec).update(xb, tb)
-    probs = core.softmax(xb, spec.input_kind)
-    if spec.target_kind == "index":
-        targets: list[Any] = [int(v) for v in tb]
-    else:
-        targets = [f"~{int(np.argmax(r))}" if r.size else "-" for r in tb]
-    labels = [_position_label(i, loss_shape) for i in range(got)]
-    return render.Preview(index=labels, targets=targets, losses=losses, probs=probs,
-                          total=total)
-
-
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("logits", metavar="LOGITS")
-@click.argument("targets", metavar="TARGETS")
+@click.argument("targets", metavar="[TARGETS]", required=False)
 @click.option("--reduction", type=click.Choice(core.REDUCTIONS), default="mean",
               show_default=True, help="How per-sample losses are combined, as in torch.")
 @click.option("--weight", metavar="W1,W2,..|FILE",
@@ -182,70 +149,139 @@ def _preview(x: np.ndarray, t: np.ndarray, spec: core.LossSpec, rows: int,
               show_default=True,
               help="What LOGITS hold: logits (torch's default), probabilities (the loss "
                    "takes their log, no softmax) or log-probabilities.")
+@click.option("--target-column", metavar="NAME",
+              help="The targets' column in a table; without TARGETS, LOGITS is one table "
+                   "holding both and the logits are its other numeric columns.")
+@click.option("--logits-columns", metavar="GLOB",
+              help="Which columns of a table hold the logits, e.g. 'logit_*' (default: "
+                   "every numeric column, or the one list column).")
+@click.option("--header/--no-header", default=None,
+              help="Whether CSV/TSV files start with a header row (default: detected).")
+@click.option("--logits-format", metavar="FORMAT",
+              help="Read LOGITS as this format instead of guessing from the suffix.")
+@click.option("--targets-format", metavar="FORMAT",
+              help="Read TARGETS as this format instead of guessing from the suffix.")
 @click.option("--format", "fmt", type=click.Choice(render.FORMATS), default=None,
               help="Output format. Default: table on a terminal, plain when piped "
                    "(or $CE_LOSS_FORMAT).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Write the per-sample losses to this file (.npy), atomically.")
+              help="Write the per-sample losses (with index and target in table formats) "
+                   "to .npy, .csv, .parquet or .arrow, atomically.")
+@click.option("--softmax", "softmax_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the softmax probabilities, one column per class, atomically.")
 @click.option("--rows", type=click.IntRange(0), default=10, show_default=True,
               help="Rows of the softmax table shown by --format table/json.")
-def compute(logits: str, targets: str, reduction: str, weight: str | None, ignore_index: int,
-            label_smoothing: float, input_kind: str, fmt: str | None, output: str | None,
-            rows: int) -> None:
+def compute(logits: str, targets: str | None, reduction: str, weight: str | None,
+            ignore_index: int, label_smoothing: float, input_kind: str,
+            target_column: str | None, logits_columns: str | None, header: bool | None,
+            logits_format: str | None, targets_format: str | None, fmt: str | None,
+            output: str | None, softmax_path: str | None, rows: int) -> None:
     """Compute the cross-entropy of LOGITS against TARGETS, as torch does.
 
     LOGITS is an (N, C) array (or (C,), or (N, C, d1, ..., dk)) of scores;
     TARGETS holds class indices of shape (N,) (or (N, d1, ..., dk)), or class
-    probabilities of the logits' shape. Files: .npy.
+    probabilities of the logits' shape. Files: .npy, .npz[:name], .csv, .tsv,
+    .parquet, .arrow/.feather/.ipc, or - for stdin.
 
     \b
       ce-loss compute logits.npy labels.npy
-      ce-loss compute logits.npy labels.npy --reduction none -o losses.npy
+      ce-loss compute preds.parquet --target-column label
+      ce-loss compute logits.csv labels.csv --reduction none -o losses.parquet
       loss=$(ce-loss compute logits.npy labels.npy --format plain)
     """
     fmt = fmt or _default_format()
-    if output is not None:
-        writers.check_output(output)
-    x, note = checks.coerce_logits(readers.read_array(logits, role="logits"), logits)
-    if note:
-        _say("warning", note)
-    t = checks.coerce_targets(readers.read_array(targets, role="targets"), x.shape, targets)
-    n_classes = x.shape[0] if x.ndim == 1 else (x.shape[1] if x.ndim >= 2 else 0)
-    w = _parse_weight(weight, n_classes, x.dtype)
+    for path in (output, softmax_path):
+        if path is not None:
+            writers.check_output(path)
+    if output is not None and softmax_path is not None and \
+            os.path.abspath(output) == os.path.abspath(softmax_path):
+        raise click.BadParameter("--softmax and -o name the same file", param_hint="'-o'")
+    opened = dict(target_column=target_column, logits_columns=logits_columns, header=header,
+                  logits_format=logits_format, targets_format=targets_format)
+    xs, ts = _open_sources(logits, targets, **opened)
+    if xs.dtype.kind in "iub":
+        _say("warning", f"{xs.path}: the logits are {xs.dtype.name}; computing in float64 "
+             "(torch refuses integer logits)")
+    elif xs.dtype.kind != "f":
+        raise CeLossError(f"{xs.path}: the logits have dtype {xs.dtype}, not real numbers; "
+                          "save float32 or float64 logits")
+    x_dtype = xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)
+    n_classes = xs.row_shape[0] if xs.row_shape else (xs.n_rows or 0)
+    w = _parse_weight(weight, n_classes, x_dtype)
 
-    scan = checks.ProbabilityScan()
-    result = core.evaluate(
-        x, t, w, ignore_index, reduction, label_smoothing, input_kind=input_kind,
-        keep_losses=reduction == "none" or output is not None,
-        observe=scan.update if input_kind == "logits" else None,
+    per_sample = output is not None or (fmt == "csv" and reduction == "none")
+    probs_parts: list[np.ndarray] = []
+    options = dict(weight=w, ignore_index=ignore_index, reduction=reduction,
+                   label_smoothing=label_smoothing)
+    run = pipeline.run(
+        xs, ts, **options, input_kind=input_kind,
+        keep_losses=reduction == "none" or per_sample, keep_targets=per_sample,
+        preview_rows=rows if fmt in ("table", "json") else 0,
+        on_rows=(lambda xb: probs_parts.append(core.softmax(xb, input_kind)))
+        if softmax_path else None,
     )
+    result = run.result
     spec = result.spec
-    if input_kind == "logits" and scan.looks_like_probabilities(x.dtype, spec.n_classes):
-        alt = core.evaluate(x, t, w, ignore_index, reduction, label_smoothing,
-                            input_kind="probs")
+    if input_kind == "logits" and run.scan.looks_like_probabilities(x_dtype, spec.n_classes):
+        if "-" in (logits, targets):  # stdin cannot be read twice
+            alt_loss = "a different loss"
+        else:
+            alt = pipeline.run(*_open_sources(logits, targets, **opened), **options,
+                               input_kind="probs", keep_losses=reduction == "none")
+            alt_loss = _brief(alt.result.loss)
         _say("warning", checks.probabilities_as_logits_warning(
-            scan, _brief(result.loss), _brief(alt.loss)))
+            run.scan, _brief(result.loss), alt_loss))
 
-    if output is not None and result.losses is not None:
-        columns = {"loss": result.losses}
+    if output is not None and result.losses is not None:  # kept for -o
+        losses = result.losses.reshape(-1)
+        columns = {"index": np.arange(losses.shape[0], dtype=np.int64)}
+        if run.targets is not None:
+            columns["target"] = run.targets
+        columns["loss"] = losses
         writers.write_columns(output, columns, main="loss")
+    if softmax_path is not None:
+        matrix = np.concatenate(probs_parts) if probs_parts else \
+            np.zeros((0, spec.n_classes))
+        writers.write_matrix(softmax_path, matrix.astype(x_dtype, copy=False), prefix="p")
 
-    report = render.Report(result=result, input_kind=input_kind,
-                           sources={"logits": logits, "targets": targets})
-    if fmt in ("table", "json") and rows:
-        report.preview = _preview(x, t, spec, rows, core.loss_shape(x.shape, t.shape, spec))
+    report = render.Report(result=result, input_kind=input_kind, preview=run.preview,
+                           sources={"logits": xs.path, "targets": ts.path})
     out = sys.stdout
     if fmt == "plain":
         render.write_plain(report, out)
     elif fmt == "json":
         render.write_json(report, out)
     elif fmt == "csv":
-        render.write_csv(report, out, targets=t)
+        render.write_csv(report, out, targets=run.targets)
     else:
         from rich.console import Console
 
         render.write_table(report, Console(file=out, highlight=False))
     out.flush()
+
+
+def _open_sources(logits: str, targets: str | None, *, target_column: str | None,
+                  logits_columns: str | None, header: bool | None, logits_format: str | None,
+                  targets_format: str | None) -> tuple[Any, Any]:
+    """Open the logits and targets sources, or both from one table."""
+    if logits == "-" and targets == "-":
+        raise click.BadParameter("only one of LOGITS and TARGETS can be - (stdin)",
+                                 param_hint="'TARGETS'")
+    if targets is None:
+        if target_column is None:
+            raise click.UsageError("missing TARGETS: give a targets file, or --target-column "
+                                   "NAME when LOGITS is a table holding both")
+        return readers.open_table_pair(logits, target_column=target_column,
+                                       logits_columns=logits_columns, fmt=logits_format,
+                                       header=header)
+    opts: dict[str, Any] = {}
+    if header is not None:
+        opts["header"] = header
+    x_opts = dict(opts, **({"logits_columns": logits_columns} if logits_columns else {}))
+    t_opts = dict(opts, **({"target_column": target_column} if target_column else {}))
+    xs = readers.open_source(logits, role="logits", fmt=logits_format, **x_opts)
+    ts = readers.open_source(targets, role="targets", fmt=targets_format, **t_opts)
+    return xs, ts
 
 
 def _brief(loss: np.ndarray) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -536,13 +536,8 @@ def evaluate(
     *,
     input_kind: str = "logits",
     keep_losses: bool | None = None,
-    observe: Callable[[np.ndarray], None] | None = None,
 ) -> LossResult:
-    """:func:`cross_entropy` with the totals behind the number (for the CLI and audits).
-
-    ``observe`` is called with every ``(m, C)`` logits block, for checks that ride
-    along the same pass.
-    """
+    """:func:`cross_entropy` with the totals behind the number (for the CLI and audits)."""
     x = np.asarray(input)
     t = np.asarray(target)
     spec = make_spec(x.shape, x.dtype, t.shape, t.dtype, weight, ignore_index, reduction,
@@ -556,8 +551,6 @@ def evaluate(
     keep = reduction == "none" if keep_losses is None else keep_losses
     acc = LossAccumulator(spec, keep_losses=keep)
     for xb, tb in iter_blocks(x, t, spec.target_kind):
-        if observe is not None:
-            observe(xb)
         acc.update(xb, tb)
     result = acc.finalize(reduction)
     if result.losses is not None:

@@ -22,11 +22,11 @@ FORMATS = ("table", "json", "csv", "plain")
 class Preview:
     """The first rows of a run, for the table and JSON: what the loss saw, row by row."""
 
-    index: list[str]  # position labels: "0", "1", ... or "(0, 3, 5)" for K-dim
-    targets: list[Any]  # class index (int) or the argmax of a probability target
-    losses: np.ndarray
-    probs: np.ndarray  # (k, C) softmax probabilities as the loss sees them
-    total: int  # positions in all
+    index: list[str] = field(default_factory=list)  # "0", "1", ... or "(0, 3, 5)" for K-dim
+    targets: list[Any] = field(default_factory=list)  # class index, or "~k": a soft target's argmax
+    losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (k, C) softmax
+    total: int = 0  # positions in all
 
 
 @dataclass

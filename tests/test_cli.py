@@ -267,12 +267,12 @@ def test_bad_input_is_one_line_exit_2(arrays, tmp_path, case, fragments):
 
 def test_internal_error_is_one_line_exit_1(arrays, monkeypatch):
     _, _, xp, tp = arrays
-    from ce_cli import core
+    from ce_cli import pipeline
 
     def boom(*a, **k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(core, "evaluate", boom)
+    monkeypatch.setattr(pipeline, "run", boom)
     result = run("compute", xp, tp, exit_code=1)
     assert result.stdout == ""
     assert result.stderr.splitlines() == [

@@ -1,0 +1,193 @@
+"""One pass over two sources: aligned row blocks in, torch's loss and a preview out.
+
+No click and no rendering here: the CLI opens the sources, this module runs the
+pass, and the renderers show the result. Memory is O(block) plus O(N) only for the
+per-sample losses the user asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from . import checks, core
+from .errors import ShapeError
+from .readers.base import Source
+from .render import Preview
+
+#: rows per read from a file; each read block is cut further by ``core.iter_blocks``
+READ_ELEMENTS = 1 << 20
+
+
+@dataclass
+class Pass:
+    result: core.LossResult
+    preview: Preview
+    targets: np.ndarray | None  # class-index targets (flat), when per-sample output needs them
+    scan: checks.ProbabilityScan
+    n_rows: int
+
+
+def aligned_blocks(xs: Source, ts: Source, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Blocks of the same row count from both sources, however each one chunks its file."""
+    x_it, t_it = xs.blocks(rows), ts.blocks(rows)
+    x_buf: list[np.ndarray] = []
+    t_buf: list[np.ndarray] = []
+    x_have = t_have = 0
+    x_done = t_done = False
+    while True:
+        while not x_done and x_have < rows:
+            b = next(x_it, None)
+            if b is None:
+                x_done = True
+            else:
+                x_buf.append(b)
+                x_have += b.shape[0]
+        while not t_done and t_have < rows:
+            b = next(t_it, None)
+            if b is None:
+                t_done = True
+            else:
+                t_buf.append(b)
+                t_have += b.shape[0]
+        take = min(x_have, t_have, rows)
+        if take == 0:
+            if x_have or t_have:
+                yield _cat(x_buf), _cat(t_buf)  # unequal tails: the caller counts rows
+            return
+        xb, x_buf, x_have = _split(x_buf, take)
+        tb, t_buf, t_have = _split(t_buf, take)
+        yield xb, tb
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _split(parts: list[np.ndarray], take: int) -> tuple[np.ndarray, list[np.ndarray], int]:
+    whole = _cat(parts)
+    rest = whole[take:]
+    return whole[:take], ([rest] if rest.shape[0] else []), rest.shape[0]
+
+
+def position_label(pos: int, shape: tuple[int, ...]) -> str:
+    if len(shape) <= 1:
+        return str(pos)
+    return "(" + ", ".join(str(int(i)) for i in np.unravel_index(pos, shape)) + ")"
+
+
+def run(
+    xs: Source,
+    ts: Source,
+    *,
+    weight: np.ndarray | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    input_kind: str,
+    keep_losses: bool,
+    keep_targets: bool = False,
+    preview_rows: int = 0,
+    on_rows: Callable[[np.ndarray], None] | None = None,
+) -> Pass:
+    """Compute torch's loss of ``xs`` against ``ts`` in one streaming pass."""
+    x_dtype = xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)
+    t_row = tuple(ts.row_shape)
+    x_row = tuple(xs.row_shape)
+    squeeze = t_row == (1,) and x_row != (1,) and len(x_row) == 1
+    if squeeze:  # a column of labels, (N, 1), as np.savetxt and DataFrames write them
+        t_row = ()
+    unbatched = xs.n_rows is not None and len(x_row) == 0  # a 1-D logits array: (C,)
+    if unbatched:
+        x_all = xs.read().astype(x_dtype, copy=False)
+        t_all = checks.coerce_targets(ts.read(), x_all.shape, ts.path)
+        result = core.evaluate(x_all, t_all.reshape(()) if t_all.size == 1 and
+                               t_all.shape != x_all.shape else t_all,
+                               weight, ignore_index, reduction, label_smoothing,
+                               input_kind=input_kind, keep_losses=keep_losses)
+        scan = checks.ProbabilityScan()
+        scan.update(x_all[None, :])
+        preview = _preview_from(x_all[None, :], np.asarray(t_all).reshape(-1)[:1]
+                                if result.spec.target_kind == "index" else t_all[None, :],
+                                result.spec, preview_rows, ())
+        targets = np.asarray(t_all).reshape(-1) if keep_targets else None
+        return Pass(result, preview, targets, scan, 1)
+
+    # torch decides the target kind by shape: compare the shapes of one row
+    t_dtype = ts.dtype if (t_row == x_row and ts.dtype.kind == "f") else (
+        np.dtype(np.float64) if t_row == x_row else np.dtype(np.int64))
+    n_guess = xs.n_rows if xs.n_rows is not None else 1
+    t_guess = ts.n_rows if ts.n_rows is not None else n_guess
+    if xs.n_rows is None or ts.n_rows is None:
+        t_guess = n_guess
+    spec = core.make_spec((n_guess, *x_row), x_dtype, (t_guess, *t_row), t_dtype, weight,
+                          ignore_index, reduction, label_smoothing, input_kind)
+    acc = core.LossAccumulator(spec, keep_losses=keep_losses)
+    scan = checks.ProbabilityScan()
+    per_row = math.prod(x_row) if x_row else 1
+    rows = max(1, READ_ELEMENTS // max(per_row, 1))
+    n_x = n_t = 0
+    kept_targets: list[np.ndarray] = []
+    first_x: list[np.ndarray] = []
+    first_t: list[np.ndarray] = []
+    preview_have = 0
+    for xb, tb in aligned_blocks(xs, ts, rows):
+        n_x += xb.shape[0]
+        n_t += tb.shape[0]
+        if xb.shape[0] != tb.shape[0]:
+            continue  # counted; reported below with torch's message
+        xb = xb.astype(x_dtype, copy=False)
+        if squeeze:
+            tb = tb.reshape(-1)
+        tb = checks.coerce_targets(tb, xb.shape, ts.path, offset=n_t - tb.shape[0],
+                                   line_of=ts.line_of)
+        if keep_targets and spec.target_kind == "index":
+            kept_targets.append(tb.reshape(-1))
+        for xbb, tbb in core.iter_blocks(xb, tb, spec.target_kind):
+            if input_kind == "logits":
+                scan.update(xbb)
+            if preview_have < preview_rows:
+                take = min(preview_rows - preview_have, xbb.shape[0])
+                first_x.append(np.array(xbb[:take]))
+                first_t.append(np.array(tbb[:take]))
+                preview_have += take
+            acc.update(xbb, tbb)
+            if on_rows is not None:
+                on_rows(xbb)
+    if n_x != n_t:
+        raise ShapeError(
+            f"Expected input batch_size ({n_x}) to match target batch_size ({n_t}).; "
+            f"{xs.path} has {n_x} rows of logits but {ts.path} has {n_t} targets: pass the "
+            "targets saved with these logits"
+        )
+    result = acc.finalize(reduction if reduction != "none" or keep_losses else "mean")
+    loss_shape = (n_x, *x_row[1:])
+    if result.losses is not None:
+        result.losses = result.losses.reshape(loss_shape)
+        if reduction == "none":
+            result.loss = result.losses
+    xp = np.concatenate(first_x) if first_x else np.zeros((0, spec.n_classes), x_dtype)
+    tp = np.concatenate(first_t) if first_t else np.zeros(0, np.int64)
+    preview = _preview_from(xp, tp, spec, preview_rows, loss_shape)
+    targets = np.concatenate(kept_targets) if kept_targets else None
+    return Pass(result, preview, targets, scan, n_x)
+
+
+def _preview_from(xb: np.ndarray, tb: np.ndarray, spec: core.LossSpec, rows: int,
+                  loss_shape: tuple[int, ...]) -> Preview:
+    total = math.prod(loss_shape) if loss_shape else 1
+    xb, tb = xb[:rows], tb[:rows]
+    if rows == 0 or xb.shape[0] == 0:
+        return Preview(total=total)
+    losses = core.LossAccumulator(spec).update(xb, tb)
+    probs = core.softmax(xb, spec.input_kind)
+    if spec.target_kind == "index":
+        targets: list[Any] = [int(v) for v in tb]
+    else:
+        targets = [f"~{int(np.argmax(r))}" if r.size else "-" for r in tb]
+    labels = [position_label(i, loss_shape) for i in range(xb.shape[0])]
+    return Preview(index=labels, targets=targets, losses=losses, probs=probs, total=total)
