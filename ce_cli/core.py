@@ -329,7 +329,7 @@ class LossAccumulator:
 
     def _full_log_probs(self, x: np.ndarray) -> np.ndarray:
         kind = self.spec.input_kind
-        if kind == "log-probs":
+        if kind == "log-probs" or x.shape[1] == 0:  # C = 0: nothing to normalise
             return x
         if kind == "probs":
             return np.log(x)
@@ -353,7 +353,10 @@ class LossAccumulator:
         safe_t = np.where(ignored, 0, t)
         rows = np.arange(m)
         xc = x.astype(self._compute_dtype(), copy=False)
-        lp_t, shift, lse = self._log_probs_at(xc, rows, safe_t)
+        if spec.n_classes == 0:  # every target was ignored, or we raised above
+            lp_t, shift, lse = np.zeros(m, xc.dtype), None, None
+        else:
+            lp_t, shift, lse = self._log_probs_at(xc, rows, safe_t)
         lp_t = lp_t.astype(dt, copy=False)
         if spec.weight is None:
             w_t = None
@@ -404,10 +407,14 @@ class LossAccumulator:
         dt = spec.dtype
         lp = self._full_log_probs(x.astype(self._compute_dtype(), copy=False))
         lp = lp.astype(spec.input_dtype, copy=False).astype(dt, copy=False)
-        q = target.astype(dt, copy=False)
+        q = target
         if spec.smoothing:
+            # torch smooths the target in its own dtype, then promotes (a float16 target
+            # rounds eps/C to half precision)
             eps = spec.label_smoothing
-            q = q * dt.type(1.0 - eps) + dt.type(eps / spec.n_classes)
+            qt = q.dtype.type
+            q = q * qt(1.0 - eps) + qt(eps / spec.n_classes)
+        q = q.astype(dt, copy=False)
         prod = lp * q
         if spec.weight is not None:
             prod = prod * spec.weight
@@ -441,8 +448,8 @@ class LossAccumulator:
                 total = -dt.type(tot.nll)  # torch: -(...).sum(), so an empty sum is -0.0
                 if reduction == "sum":
                     loss = np.asarray(total, dtype=dt)
-                elif tot.positions == 0:
-                    loss = np.asarray(np.nan, dtype=dt)
+                elif tot.positions == 0 or spec.n_classes == 0:
+                    loss = np.asarray(np.nan, dtype=dt)  # torch: numel() == 0 gives NaN
                 else:
                     loss = np.asarray(np.float64(total) / tot.positions).astype(dt)
             else:
