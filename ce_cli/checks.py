@@ -6,8 +6,9 @@ was given and says on stderr what looks wrong and what to pass instead.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -88,37 +89,71 @@ def _name(path: str) -> str:
 
 
 @dataclass
-class ProbabilityScan:
-    """Streams over logit blocks and tells whether every row looks like a probability row.
+class InputScan:
+    """Streams over ``(m, C)`` blocks and keeps what the findings need, in O(1) memory.
 
-    Keeps three numbers, so it costs O(1) memory and merges across blocks.
+    Cheap on purpose: a min, a max and row sums per block; the log-sum-exp of rows is
+    only taken while every value seen is <= 0 (the only case where it can tell
+    log-probabilities from logits).
     """
 
+    input_kind: str = "logits"
     rows: int = 0
     low: float = np.inf
     high: float = -np.inf
     worst_sum_error: float = 0.0
+    worst_lse: float = 0.0  # largest |logsumexp(row)| while all values are <= 0
+    nonfinite_rows: int = 0  # rows holding NaN or +inf
+    neg_inf_rows: int = 0  # rows holding -inf (masked classes)
+    target_rows: int = 0
+    one_hot_rows: int = 0  # probability targets that are exactly one-hot
 
     def update(self, block: np.ndarray) -> None:
         if block.size == 0:
             return
         with np.errstate(all="ignore"):
-            b = block.astype(np.float64, copy=False)
-            self.rows += b.shape[0]
-            self.low = min(self.low, float(np.min(b)))
-            self.high = max(self.high, float(np.max(b)))
-            err = np.abs(b.sum(axis=1) - 1.0)
-            self.worst_sum_error = max(self.worst_sum_error, float(np.max(err)))
+            self.rows += block.shape[0]
+            lo, hi = float(np.min(block)), float(np.max(block))
+            if math.isnan(lo) or math.isnan(hi) or hi == np.inf or lo == -np.inf:
+                bad = np.isnan(block) | (block == np.inf)
+                self.nonfinite_rows += int(bad.any(axis=1).sum())
+                self.neg_inf_rows += int((block == -np.inf).any(axis=1).sum())
+                finite = block[np.isfinite(block)]
+                lo = float(finite.min()) if finite.size else lo
+                hi = float(finite.max()) if finite.size else hi
+            self.low = min(self.low, lo) if not math.isnan(lo) else self.low
+            self.high = max(self.high, hi) if not math.isnan(hi) else self.high
+            sums = block.sum(axis=1, dtype=np.float64)
+            if self.input_kind != "log-probs" and 0.0 <= self.low and self.high <= 1.0:
+                self.worst_sum_error = max(self.worst_sum_error,
+                                           float(np.nanmax(np.abs(sums - 1.0))))
+            if self.high <= 0.0:
+                b = block.astype(np.float64, copy=False)
+                shift = b.max(axis=1, keepdims=True)
+                lse = (shift[:, 0] + np.log(np.exp(b - shift).sum(axis=1)))
+                lse = lse[np.isfinite(lse)]
+                if lse.size:
+                    self.worst_lse = max(self.worst_lse, float(np.abs(lse).max()))
+
+    def update_targets(self, block: np.ndarray) -> None:
+        """Probability targets: count rows that are exactly one-hot."""
+        if block.size == 0:
+            return
+        self.target_rows += block.shape[0]
+        ones = (block == 1).sum(axis=1) == 1
+        zeros = (block == 0).sum(axis=1) == block.shape[1] - 1
+        self.one_hot_rows += int((ones & zeros).sum())
 
     def looks_like_probabilities(self, dtype: np.dtype, n_classes: int) -> bool:
         tol = SUM_TOLERANCE.get(np.dtype(dtype).name, 1e-3)
         return (
-            self.rows > 0
-            and n_classes >= 2
-            and 0.0 <= self.low
-            and self.high <= 1.0
-            and self.worst_sum_error <= tol
+            self.rows > 0 and n_classes >= 2 and self.nonfinite_rows == 0
+            and 0.0 <= self.low and self.high <= 1.0 and self.worst_sum_error <= tol
         )
+
+    def looks_like_log_probabilities(self, n_classes: int) -> bool:
+        return (self.rows > 0 and n_classes >= 2 and self.high <= 0.0
+                and self.worst_lse <= 1e-3 and self.nonfinite_rows == 0)
 
     def evidence(self) -> str:
         rows = "the row" if self.rows == 1 else f"all {self.rows} rows"
@@ -130,10 +165,124 @@ def _g(v: float) -> str:
     return f"{v:.4g}"
 
 
-def probabilities_as_logits_warning(scan: ProbabilityScan, loss: str, probs_loss: str) -> str:
+def probabilities_as_logits_warning(scan: InputScan, loss: str, probs_loss: str) -> str:
     """The warning for softmax outputs passed where torch expects logits."""
     return (
         f"the logits look like probabilities: {scan.evidence()}. torch applies log-softmax "
         f"to them again, which gives {loss}; if they are softmax outputs, pass "
         f"--input-kind probs, which gives {probs_loss}"
     )
+
+
+@dataclass
+class Finding:
+    """Something legal that looks wrong (``warning``) or worth knowing (``note``)."""
+
+    kind: str
+    message: str
+
+
+def label_counts(counts: np.ndarray | None, t: np.ndarray, n_classes: int,
+                 ignore_index: int) -> np.ndarray:
+    """Add a block of class-index targets to per-class counts (ignored ones left out)."""
+    if counts is None:
+        counts = np.zeros(n_classes, np.int64)
+    if n_classes:
+        t = t[t != ignore_index]
+        counts += np.bincount(t, minlength=n_classes)[:n_classes]
+    return counts
+
+
+def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | None,
+             loss: np.ndarray, reduction: str, x_row: tuple[int, ...],
+             t_row: tuple[int, ...], class_axis_given: bool) -> list[Finding]:
+    """What looks wrong about the input, each with what to pass instead.
+
+    Never changes the computation; the probabilities-as-logits warning is made by
+    the caller, which can offer the other loss.
+    """
+    out: list[Finding] = []
+    c = spec.n_classes
+    kind = spec.input_kind
+    if kind == "logits" and scan.looks_like_log_probabilities(c):
+        out.append(Finding("note", (
+            "the logits look like log-probabilities (every row is <= 0 and its logsumexp is "
+            f"0 within {max(scan.worst_lse, 0):.1e}): torch's log-softmax leaves them as they "
+            "are, so this is the loss of those probabilities; --input-kind log-probs gives "
+            "the same without the softmax")))
+    if kind == "log-probs" and scan.high > 0:
+        out.append(Finding("warning", (
+            f"--input-kind log-probs, but some values are positive (largest {_g(scan.high)}); "
+            "log-probabilities are <= 0, so the loss may come out negative; pass "
+            "--input-kind logits if these are raw scores")))
+    if kind == "probs":
+        tol = SUM_TOLERANCE.get(spec.input_dtype.name, 1e-3)
+        outside = scan.low < 0 or scan.high > 1
+        if outside or scan.worst_sum_error > tol:
+            what = (f"values outside [0, 1] (from {_g(scan.low)} to {_g(scan.high)})"
+                    if outside else
+                    f"rows that do not sum to 1 (largest deviation {scan.worst_sum_error:.2g})")
+            text = (f"--input-kind probs, but the input has {what}; the loss takes their log "
+                    "as given, with no softmax")
+            f = float(np.nanmin(loss)) if np.size(loss) else 0.0
+            if f <= 0 and reduction != "none":
+                text += f", which is why it is {'zero' if f == 0 else 'negative'} ({_g(f)})"
+            text += "; pass --input-kind logits if these are raw scores"
+            out.append(Finding("warning", text))
+    if scan.nonfinite_rows:
+        out.append(Finding("warning", (
+            f"{scan.nonfinite_rows} of {scan.rows} rows of logits hold NaN or +inf: torch's "
+            "loss is NaN for such a row (unless its target is ignored), and so is the mean "
+            "or sum over it")))
+    nonfinite_rows_counted = min(scan.nonfinite_rows, totals.nonfinite)
+    infinite = totals.nonfinite - nonfinite_rows_counted
+    if infinite > 0:
+        out.append(Finding("warning", (
+            f"{infinite} counted targets have probability 0 under their logits (a -inf or "
+            "hugely negative logit at the target class), so their loss is inf")))
+    if spec.target_kind == "index" and totals.positions and totals.counted == 0:
+        out.append(Finding("warning", (
+            f"all {totals.positions} targets equal ignore_index {spec.ignore_index}: nothing "
+            "is counted, so torch's mean is 0/0 = NaN (the sum is 0); check --ignore-index")))
+    if spec.target_kind == "index" and 0 <= spec.ignore_index < c:
+        out.append(Finding("warning", (
+            f"ignore_index {spec.ignore_index} is also a class id (classes are 0..{c - 1}): "
+            f"targets of class {spec.ignore_index} are skipped, yet that class still takes "
+            "part in every row's softmax; pad with -100 (the default) if it is padding")))
+    if labels is not None and labels.size and totals.counted >= c >= 2:
+        unseen = np.flatnonzero(labels == 0)
+        one_based = unseen.size and unseen[0] == 0 and labels[-1] > 0
+        # a missing class is only news when every class had many chances to appear
+        if one_based or (unseen.size and totals.counted >= 10 * c):
+            shown = ", ".join(str(int(v)) for v in unseen[:8]) + (", ..." if unseen.size > 8
+                                                                  else "")
+            text = (f"{unseen.size} of {c} classes never appear as a target ({shown}) among "
+                    f"{totals.counted} counted targets")
+            if one_based:
+                text += ("; with class 0 missing, the labels may be 1-based: subtract 1 so "
+                         "they run 0..C-1")
+            out.append(Finding("warning" if one_based else "note", text))
+    if spec.target_kind == "probs" and scan.target_rows and \
+            scan.one_hot_rows == scan.target_rows:
+        text = ("the targets are one-hot rows; with the logits' shape they are read as class "
+                "probabilities, as torch does")
+        if spec.weight is not None:
+            out.append(Finding("warning", text + (
+                ", and with --weight their mean divides by the number of rows, not by the "
+                "summed weights of the target classes as for class indices; pass class "
+                "indices (targets.argmax(axis=1)) for the index semantics")))
+        else:
+            out.append(Finding("note", text + ": the loss equals that of class indices "
+                               "(argmax), but --ignore-index does not apply to them"))
+    if c == 1 and totals.positions:
+        out.append(Finding("warning", (
+            "the logits have a single class: log-softmax of one value is 0, so every loss is "
+            "0; for a binary classifier's single logit z, pass two columns [0, z] (softmax "
+            "then equals sigmoid) or use a binary cross-entropy")))
+    if not class_axis_given and len(x_row) >= 2 and tuple(t_row) == tuple(x_row[:-1]):
+        # only possible when the axes have one size, e.g. (B, L, V) with L == V
+        out.append(Finding("warning", (
+            "the targets fit the logits with the classes on axis 1 (torch's reading, used "
+            "here) and also on the last axis; if the last axis holds the classes (B, L, V "
+            "sequence outputs), pass --class-axis -1")))
+    return out

@@ -10,8 +10,8 @@ from typing import Any
 import click
 import numpy as np
 
-from . import __version__, checks, core, pipeline, readers, render, writers
-from .errors import CeLossError, ExitCode
+from . import __version__, checks, core, metrics, pipeline, readers, render, writers
+from .errors import CeLossError, ExitCode, ShapeError, TargetError
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -171,11 +171,30 @@ def _default_format() -> str:
               help="Write the softmax probabilities, one column per class, atomically.")
 @click.option("--rows", type=click.IntRange(0), default=10, show_default=True,
               help="Rows of the softmax table shown by --format table/json.")
+@click.option("--class-axis", type=int, default=None,
+              help="The logits axis holding the classes (default 1, as torch); -1 for "
+                   "(B, L, V) sequence outputs or (N, H, W, C) images.")
+@click.option("--explain", is_flag=True,
+              help="Show the aggregate's numerator and denominator, the counts behind them, "
+                   "and what Keras and sklearn conventions give on the same data.")
+@click.option("--top-k", "top_k", default="1,5", show_default=True, metavar="K1,K2,..",
+              help="Top-k accuracies to report (table/json/csv).")
+@click.option("--bins", type=click.IntRange(1, 1000), default=15, show_default=True,
+              help="Confidence bins of the expected calibration error.")
+@click.option("--worst", type=click.IntRange(0), default=10, show_default=True,
+              help="How many of the worst samples to list.")
+@click.option("--no-plots", is_flag=True,
+              help="No loss histogram or reliability diagram in the table.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 after printing the result if any warning was given.")
+@click.option("-q", "--quiet", is_flag=True, help="No warnings or notes on stderr.")
 def compute(logits: str, targets: str | None, reduction: str, weight: str | None,
             ignore_index: int, label_smoothing: float, input_kind: str,
             target_column: str | None, logits_columns: str | None, header: bool | None,
             logits_format: str | None, targets_format: str | None, fmt: str | None,
-            output: str | None, softmax_path: str | None, rows: int) -> None:
+            output: str | None, softmax_path: str | None, rows: int, class_axis: int | None,
+            explain: bool, top_k: str, bins: int, worst: int, no_plots: bool, strict: bool,
+            quiet: bool) -> None:
     """Compute the cross-entropy of LOGITS against TARGETS, as torch does.
 
     LOGITS is an (N, C) array (or (C,), or (N, C, d1, ..., dk)) of scores;
@@ -212,16 +231,26 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
     per_sample = output is not None or (fmt == "csv" and reduction == "none")
     probs_parts: list[np.ndarray] = []
     options = dict(weight=w, ignore_index=ignore_index, reduction=reduction,
-                   label_smoothing=label_smoothing)
-    run = pipeline.run(
-        xs, ts, **options, input_kind=input_kind,
-        keep_losses=reduction == "none" or per_sample, keep_targets=per_sample,
-        preview_rows=rows if fmt in ("table", "json") else 0,
-        on_rows=(lambda xb: probs_parts.append(core.softmax(xb, input_kind)))
-        if softmax_path else None,
-    )
+                   label_smoothing=label_smoothing, class_axis=class_axis)
+    audit = None
+    if explain or fmt != "plain":
+        audit = dict(top_k=_parse_top_k(top_k), bins=bins, worst_k=worst)
+    try:
+        run = pipeline.run(
+            xs, ts, **options, input_kind=input_kind,
+            keep_losses=reduction == "none" or per_sample, keep_targets=per_sample,
+            preview_rows=rows if fmt in ("table", "json") else 0, audit=audit,
+            on_rows=(lambda xb: probs_parts.append(core.softmax(xb, input_kind)))
+            if softmax_path else None,
+        )
+    except TargetError as exc:
+        raise CeLossError(_target_error(exc, xs, ts, logits, targets, opened,
+                                        ignore_index)) from None
+    except ShapeError as exc:
+        raise CeLossError(_shape_error(exc, xs, ts, class_axis)) from None
     result = run.result
     spec = result.spec
+    said: list[checks.Finding] = []
     if input_kind == "logits" and run.scan.looks_like_probabilities(x_dtype, spec.n_classes):
         if "-" in (logits, targets):  # stdin cannot be read twice
             alt_loss = "a different loss"
@@ -229,8 +258,14 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
             alt = pipeline.run(*_open_sources(logits, targets, **opened), **options,
                                input_kind="probs", keep_losses=reduction == "none")
             alt_loss = _brief(alt.result.loss)
-        _say("warning", checks.probabilities_as_logits_warning(
-            run.scan, _brief(result.loss), alt_loss))
+        said.append(checks.Finding("warning", checks.probabilities_as_logits_warning(
+            run.scan, _brief(result.loss), alt_loss)))
+    said += checks.findings(run.scan, spec, result.totals, labels=run.labels,
+                            loss=result.loss, reduction=reduction, x_row=run.x_row,
+                            t_row=run.t_row, class_axis_given=class_axis is not None)
+    if not quiet:
+        for finding in said:
+            _say(finding.kind, finding.message)
 
     if output is not None and result.losses is not None:  # kept for -o
         losses = result.losses.reshape(-1)
@@ -245,7 +280,10 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
         writers.write_matrix(softmax_path, matrix.astype(x_dtype, copy=False), prefix="p")
 
     report = render.Report(result=result, input_kind=input_kind, preview=run.preview,
-                           sources={"logits": xs.path, "targets": ts.path})
+                           sources={"logits": xs.path, "targets": ts.path},
+                           stats=run.stats.summary() if run.stats is not None else None,
+                           explain=metrics.explain(result, run.stats) if explain else None,
+                           plots=not no_plots)
     out = sys.stdout
     if fmt == "plain":
         render.write_plain(report, out)
@@ -258,6 +296,8 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
 
         render.write_table(report, Console(file=out, highlight=False))
     out.flush()
+    if strict and any(f.kind == "warning" for f in said):
+        raise click.exceptions.Exit(ExitCode.INTERNAL)
 
 
 def _open_sources(logits: str, targets: str | None, *, target_column: str | None,
@@ -282,6 +322,63 @@ def _open_sources(logits: str, targets: str | None, *, target_column: str | None
     xs = readers.open_source(logits, role="logits", fmt=logits_format, **x_opts)
     ts = readers.open_source(targets, role="targets", fmt=targets_format, **t_opts)
     return xs, ts
+
+
+def _parse_top_k(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        ks = ()
+    if not ks or min(ks) < 1:
+        raise click.BadParameter(f"{text!r} is not a list of whole numbers >= 1, e.g. 1,5",
+                                 param_hint="'--top-k'")
+    return ks
+
+
+def _target_error(exc: TargetError, xs: Any, ts: Any, logits: str, targets: str | None,
+                  opened: dict[str, Any], ignore: int) -> str:
+    """torch's out-of-bounds message, located, with the labels' range and the likely fix."""
+    c = xs.row_shape[0] if xs.row_shape else (xs.n_rows or 0)
+    base = str(exc).split(" Class indices")[0].rstrip(".")
+    message = f"{ts.path}: {base}"
+    if "-" in (logits, targets):
+        return message + f"; class indices must lie in 0..{c - 1} or equal --ignore-index"
+    try:
+        _, ts2 = _open_sources(logits, targets, **opened)
+        t = np.asarray(ts2.read()).reshape(-1)
+    except CeLossError:
+        return message
+    t = t[t != ignore]
+    bad = np.flatnonzero((t < 0) | (t >= c))
+    if bad.size:
+        row = int(bad[0])
+        line = ts2.line_of(row)
+        message += f" (first at target #{row}" + (f", line {line})" if line else ")")
+    lo, hi = int(t.min()), int(t.max())
+    offenders = np.unique(t[bad]) if bad.size else np.array([], np.int64)
+    message += f"; the logits have {c} classes (0..{c - 1}) and the labels run {lo}..{hi}"
+    if offenders.size == 1 and offenders[0] < 0:
+        v = int(offenders[0])
+        message += f"; {v} is the only value out of range: if it marks padding, pass " \
+                   f"--ignore-index {v}"
+    elif lo == 1 and hi == c:
+        message += "; they look 1-based: subtract 1 so they run 0..C-1"
+    elif offenders.size == 1:
+        v = int(offenders[0])
+        message += f"; {v} is the only value out of range: if it marks samples to skip, " \
+                   f"pass --ignore-index {v}"
+    else:
+        message += "; pass the targets saved with these logits"
+    return message
+
+
+def _shape_error(exc: ShapeError, xs: Any, ts: Any, class_axis: int | None) -> str:
+    message = str(exc).split("; the targets match the logits without")[0]
+    x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
+    if class_axis is None and len(x_row) >= 2 and t_row == x_row[:-1]:
+        message += ("; the targets fit the logits with the classes on the last axis (B, L, V "
+                    "sequence outputs, N, H, W, C images): pass --class-axis -1")
+    return message
 
 
 def _brief(loss: np.ndarray) -> str:

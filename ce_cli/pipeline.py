@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import checks, core
-from .errors import ShapeError
-from .readers.base import Source
+from . import checks, core, metrics
+from .errors import OptionError, ShapeError
+from .readers.base import Source, array_source
 from .render import Preview
 
 #: rows per read from a file; each read block is cut further by ``core.iter_blocks``
@@ -28,8 +28,13 @@ class Pass:
     result: core.LossResult
     preview: Preview
     targets: np.ndarray | None  # class-index targets (flat), when per-sample output needs them
-    scan: checks.ProbabilityScan
+    scan: checks.InputScan
     n_rows: int
+    stats: metrics.AuditStats | None = None
+    class_axis: int = 1
+    labels: np.ndarray | None = None  # per-class counts of the counted index targets
+    x_row: tuple[int, ...] = ()  # one row of logits, classes first
+    t_row: tuple[int, ...] = ()
 
 
 def aligned_blocks(xs: Source, ts: Source, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -92,55 +97,65 @@ def run(
     keep_losses: bool,
     keep_targets: bool = False,
     preview_rows: int = 0,
+    class_axis: int | None = None,
+    audit: dict[str, Any] | None = None,
     on_rows: Callable[[np.ndarray], None] | None = None,
 ) -> Pass:
-    """Compute torch's loss of ``xs`` against ``ts`` in one streaming pass."""
+    """Compute torch's loss of ``xs`` against ``ts`` in one streaming pass.
+
+    ``class_axis`` moves that axis of the logits to torch's class axis (1) first, so
+    ``(B, L, V)`` sequence outputs read with ``class_axis=-1`` give torch's loss of
+    ``x.movedim(-1, 1)``. ``audit`` (keyword arguments of
+    :class:`~ce_cli.metrics.AuditStats`) gathers the audit statistics in the same pass.
+    """
     x_dtype = xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)
-    t_row = tuple(ts.row_shape)
-    x_row = tuple(xs.row_shape)
-    squeeze = t_row == (1,) and x_row != (1,) and len(x_row) == 1
+    x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
+    unbatched = xs.n_rows is not None and len(x_row) == 0  # a 1-D logits array: (C,)
+    if unbatched:  # torch treats (C,) as one sample; so do we, and report a 0-d shape
+        x_all, t_all = np.asarray(xs.read()), np.asarray(ts.read())
+        if t_all.dtype.kind in "iubf":  # torch's own refusals for 1-D input, first
+            t_kind = t_all.dtype if t_all.shape == x_all.shape else np.dtype(np.int64)
+            core.make_spec(x_all.shape, x_dtype, t_all.shape, t_kind, weight, ignore_index,
+                           reduction, label_smoothing, input_kind)
+        xs = array_source(xs.path, xs.role, x_all[None])
+        one = t_all[None] if t_all.shape == x_all.shape else t_all.reshape(1)
+        ts = array_source(ts.path, ts.role, one)
+        x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
+    squeeze = t_row == (1,) and len(x_row) == 1 and x_row != (1,)
     if squeeze:  # a column of labels, (N, 1), as np.savetxt and DataFrames write them
         t_row = ()
-    unbatched = xs.n_rows is not None and len(x_row) == 0  # a 1-D logits array: (C,)
-    if unbatched:
-        x_all = xs.read().astype(x_dtype, copy=False)
-        t_all = checks.coerce_targets(ts.read(), x_all.shape, ts.path)
-        result = core.evaluate(x_all, t_all.reshape(()) if t_all.size == 1 and
-                               t_all.shape != x_all.shape else t_all,
-                               weight, ignore_index, reduction, label_smoothing,
-                               input_kind=input_kind, keep_losses=keep_losses)
-        scan = checks.ProbabilityScan()
-        scan.update(x_all[None, :])
-        preview = _preview_from(x_all[None, :], np.asarray(t_all).reshape(-1)[:1]
-                                if result.spec.target_kind == "index" else t_all[None, :],
-                                result.spec, preview_rows, ())
-        targets = np.asarray(t_all).reshape(-1) if keep_targets else None
-        return Pass(result, preview, targets, scan, 1)
+    axis = _class_axis(class_axis, 1 + len(x_row))
+    if axis != 1:
+        x_row = (x_row[axis - 1],) + x_row[:axis - 1] + x_row[axis:]
 
     # torch decides the target kind by shape: compare the shapes of one row
-    t_dtype = ts.dtype if (t_row == x_row and ts.dtype.kind == "f") else (
-        np.dtype(np.float64) if t_row == x_row else np.dtype(np.int64))
-    n_guess = xs.n_rows if xs.n_rows is not None else 1
-    t_guess = ts.n_rows if ts.n_rows is not None else n_guess
-    if xs.n_rows is None or ts.n_rows is None:
-        t_guess = n_guess
+    is_probs = t_row == x_row
+    t_dtype = (ts.dtype if ts.dtype.kind == "f" else np.dtype(np.float64)) if is_probs \
+        else np.dtype(np.int64)
+    n_x_known, n_t_known = xs.n_rows, ts.n_rows
+    n_guess = n_x_known if n_x_known is not None else 1
+    t_guess = n_t_known if (n_t_known is not None and n_x_known is not None) else n_guess
     spec = core.make_spec((n_guess, *x_row), x_dtype, (t_guess, *t_row), t_dtype, weight,
                           ignore_index, reduction, label_smoothing, input_kind)
     acc = core.LossAccumulator(spec, keep_losses=keep_losses)
-    scan = checks.ProbabilityScan()
+    scan = checks.InputScan(input_kind)
+    stats = metrics.AuditStats(spec.n_classes, **audit) if audit is not None else None
     per_row = math.prod(x_row) if x_row else 1
     rows = max(1, READ_ELEMENTS // max(per_row, 1))
-    n_x = n_t = 0
+    n_x = n_t = position = 0
     kept_targets: list[np.ndarray] = []
     first_x: list[np.ndarray] = []
     first_t: list[np.ndarray] = []
     preview_have = 0
+    labels: np.ndarray | None = None
     for xb, tb in aligned_blocks(xs, ts, rows):
         n_x += xb.shape[0]
         n_t += tb.shape[0]
         if xb.shape[0] != tb.shape[0]:
             continue  # counted; reported below with torch's message
         xb = xb.astype(x_dtype, copy=False)
+        if axis != 1:
+            xb = np.moveaxis(xb, axis, 1)
         if squeeze:
             tb = tb.reshape(-1)
         tb = checks.coerce_targets(tb, xb.shape, ts.path, offset=n_t - tb.shape[0],
@@ -148,14 +163,20 @@ def run(
         if keep_targets and spec.target_kind == "index":
             kept_targets.append(tb.reshape(-1))
         for xbb, tbb in core.iter_blocks(xb, tb, spec.target_kind):
-            if input_kind == "logits":
-                scan.update(xbb)
+            scan.update(xbb)
             if preview_have < preview_rows:
                 take = min(preview_rows - preview_have, xbb.shape[0])
                 first_x.append(np.array(xbb[:take]))
                 first_t.append(np.array(tbb[:take]))
                 preview_have += take
-            acc.update(xbb, tbb)
+            losses = acc.update(xbb, tbb)
+            if spec.target_kind == "index":
+                labels = checks.label_counts(labels, tbb, spec.n_classes, spec.ignore_index)
+            if stats is not None:
+                stats.update(xbb, tbb, losses, spec, offset=position)
+            if spec.target_kind == "probs":
+                scan.update_targets(tbb)
+            position += xbb.shape[0]
             if on_rows is not None:
                 on_rows(xbb)
     if n_x != n_t:
@@ -165,7 +186,7 @@ def run(
             "targets saved with these logits"
         )
     result = acc.finalize(reduction if reduction != "none" or keep_losses else "mean")
-    loss_shape = (n_x, *x_row[1:])
+    loss_shape = () if unbatched else (n_x, *x_row[1:])
     if result.losses is not None:
         result.losses = result.losses.reshape(loss_shape)
         if reduction == "none":
@@ -174,7 +195,20 @@ def run(
     tp = np.concatenate(first_t) if first_t else np.zeros(0, np.int64)
     preview = _preview_from(xp, tp, spec, preview_rows, loss_shape)
     targets = np.concatenate(kept_targets) if kept_targets else None
-    return Pass(result, preview, targets, scan, n_x)
+    return Pass(result, preview, targets, scan, n_x, stats, axis, labels, x_row, t_row)
+
+
+def _class_axis(class_axis: int | None, ndim: int) -> int:
+    """The logits axis that holds the classes, normalised (torch's default: 1)."""
+    if class_axis is None:
+        return 1
+    axis = class_axis + ndim if class_axis < 0 else class_axis
+    if not 1 <= axis < ndim:
+        raise OptionError(
+            f"--class-axis {class_axis} does not fit logits with {ndim} axes: axis 0 is the "
+            f"batch, so the classes are on one of axes 1..{ndim - 1} (or -1 for the last)"
+        )
+    return axis
 
 
 def _preview_from(xb: np.ndarray, tb: np.ndarray, spec: core.LossSpec, rows: int,

@@ -35,6 +35,9 @@ class Report:
     preview: Preview | None = None
     input_kind: str = "logits"
     sources: dict[str, str] = field(default_factory=dict)
+    stats: dict[str, Any] | None = None  # metrics.AuditStats.summary()
+    explain: dict[str, Any] | None = None  # metrics.explain()
+    plots: bool = True
 
 
 def scalar_text(value: Any) -> str:
@@ -129,6 +132,12 @@ def as_dict(report: Report) -> dict[str, Any]:
         doc["denominator"] = _json_number(np.float64(tot.denominator))
     if report.sources:
         doc["sources"] = report.sources
+    if report.explain is not None:
+        doc["explain"] = report.explain
+    if report.stats is not None:
+        stats = dict(report.stats)
+        stats["per_class"] = [c for c in stats["per_class"] if c["support"]]
+        doc["metrics"] = stats
     if report.preview is not None:
         p = report.preview
         doc["rows"] = [
@@ -166,9 +175,20 @@ def write_csv(report: Report, out: IO[str], targets: np.ndarray | None = None) -
             out.write(f"{i},{mid}{scalar_text(v)}\n")
         return
     tot = result.totals
-    out.write("loss,reduction,dtype,n_classes,positions,counted,ignored\n")
-    out.write(f"{scalar_text(result.loss)},{result.reduction},{result.spec.dtype.name},"
-              f"{result.spec.n_classes},{tot.positions},{tot.counted},{tot.ignored}\n")
+    names = ["loss", "reduction", "dtype", "n_classes", "positions", "counted", "ignored"]
+    values = [scalar_text(result.loss), result.reduction, result.spec.dtype.name,
+              str(result.spec.n_classes), str(tot.positions), str(tot.counted),
+              str(tot.ignored)]
+    if report.stats is not None:
+        st = report.stats
+        for k, v in [("accuracy", st["accuracy"])] + [
+                (f"top{k}_accuracy", v) for k, v in st["top_k_accuracy"].items()] + [
+                ("perplexity", st["perplexity"]), ("mean_entropy", st["mean_entropy"]),
+                ("ece", st["ece"])]:
+            names.append(k)
+            values.append("" if v is None else repr(float(v)))
+    out.write(",".join(names) + "\n")
+    out.write(",".join(values) + "\n")
 
 
 # -- table ----------------------------------------------------------------------------------
@@ -199,6 +219,10 @@ def write_table(report: Report, console: Any) -> None:
     note = loss_note(result)
     if note:
         console.print(Text(note, style="yellow"))
+    if report.explain is not None:
+        _print_explain(report.explain, console)
+    if report.stats is not None:
+        _print_metrics(report.stats, console)
     p = report.preview
     if p is None or not p.index:
         return
@@ -236,3 +260,132 @@ def write_table(report: Report, console: Any) -> None:
     if rest > 0:
         console.print(Text(f"{rest} more rows not shown (--rows K shows more, "
                            "-o FILE writes every loss)", style="dim"))
+    if report.stats is not None:
+        _print_worst(report.stats, console)
+        _print_classes(report.stats, console)
+        if report.plots:
+            _print_histogram(report.stats, console)
+            _print_reliability(report.stats, console)
+
+
+def _f(v: Any, digits: int = 4) -> str:
+    return "nan" if v is None else f"{v:.{digits}g}"
+
+
+def _print_explain(ex: dict[str, Any], console: Any) -> None:
+    from rich.text import Text
+
+    console.print(Text("explain", style="bold"))
+    console.print(Text(f"  {ex['formula']}", overflow="fold"))
+    counts = (f"  {ex['counted']} counted, {ex['ignored']} ignored, "
+              f"{ex['nonfinite']} with a non-finite loss")
+    if ex.get("zero_weight") is not None:
+        counts += f", {ex['zero_weight']} with weight 0"
+    console.print(counts)
+    if "nll_part" in ex:
+        console.print(f"  nll part {_f(ex['nll_part'], 6)} + smoothing part "
+                      f"{_f(ex['smoothing_part'], 6)}")
+    conv = ex["conventions"]
+    console.print(Text(
+        f"  same data: mean of per-sample losses {_f(conv['mean_of_per_sample_losses'], 6)}, "
+        f"Keras sum_over_batch_size {_f(conv['keras_sum_over_batch_size'], 6)}, "
+        f"sklearn log_loss {_f(conv['sklearn_log_loss'], 6)}", overflow="fold"))
+
+
+def _print_metrics(st: dict[str, Any], console: Any) -> None:
+    from rich.text import Text
+
+    parts = [f"accuracy {_f(st['accuracy'])}"]
+    n_classes = len(st["per_class"])
+    parts += [f"top-{k} {_f(v)}" for k, v in st["top_k_accuracy"].items()
+              if 1 < int(k) < n_classes]
+    parts.append(f"token perplexity {_f(st['perplexity'])}")
+    parts.append(f"mean entropy {_f(st['mean_entropy'])}")
+    parts.append(f"ECE {_f(st['ece'])} ({len(st['calibration_bins'])} bins)")
+    console.print(Text("  ".join(parts)))
+
+
+def _print_worst(st: dict[str, Any], console: Any) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    if not st["worst"]:
+        return
+    table = Table(title=Text(f"{len(st['worst'])} worst samples", style="bold"),
+                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for name in ("#", "loss", "target", "predicted", "p[target]"):
+        table.add_column(Text(name), justify="right", no_wrap=True)
+    for w in st["worst"]:
+        table.add_row(str(w["index"]), _f(w["loss"], 6), str(w["target"]),
+                      str(w["predicted"]), _f(w["p_target"]))
+    console.print(table)
+
+
+def _print_classes(st: dict[str, Any], console: Any, limit: int = 20) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = [c for c in st["per_class"] if c["support"]]
+    if not rows:
+        return
+    title = "per class"
+    if len(rows) > limit:  # the classes with the highest mean loss first
+        rows = sorted(rows, key=lambda c: -(c["mean_loss"] or 0.0))[:limit]
+        title += f" ({limit} with the highest mean loss; --format json has all)"
+    table = Table(title=Text(title, style="bold"), title_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False)
+    for name in ("class", "support", "mean loss", "accuracy", "mean confidence"):
+        table.add_column(Text(name), justify="right", no_wrap=True)
+    for c in rows:
+        table.add_row(str(c["class"]), str(c["support"]), _f(c["mean_loss"]),
+                      _f(c["accuracy"]), _f(c["mean_confidence"]))
+    console.print(table)
+
+
+def _bar(fraction: float, width: int) -> str:
+    cells = max(0.0, min(1.0, fraction)) * width
+    full = int(cells)
+    part = " ▏▎▍▌▋▊▉"[int((cells - full) * 8)] if full < width else ""
+    return ("█" * full + part.strip()).ljust(width)
+
+
+def _print_histogram(st: dict[str, Any], console: Any, max_rows: int = 16) -> None:
+    from rich.text import Text
+
+    edges = st["loss_histogram"]["edges"]
+    counts = list(st["loss_histogram"]["counts"])
+    nz = [i for i, c in enumerate(counts) if c]
+    if not nz:
+        return
+    lo, hi = nz[0], nz[-1] + 1
+    groups = [(edges[i], edges[i + 1], counts[i]) for i in range(lo, hi)]
+    while len(groups) > max_rows:  # merge neighbours until it fits
+        groups = [(groups[i][0], groups[min(i + 1, len(groups) - 1)][1],
+                   groups[i][2] + (groups[i + 1][2] if i + 1 < len(groups) else 0))
+                  for i in range(0, len(groups), 2)]
+    top = max(g[2] for g in groups)
+    width = max(10, min(40, console.width - 30))
+    console.print(Text("loss histogram", style="bold"))
+    for a, b, n in groups:
+        label = f"{a:5.2f}-{'inf' if b is None else f'{b:.2f}':>5}"
+        console.print(Text(f"  {label} ") + Text(_bar(n / top, width), style="cyan")
+                      + Text(f" {n}"))
+
+
+def _print_reliability(st: dict[str, Any], console: Any) -> None:
+    from rich.text import Text
+
+    bins = [b for b in st["calibration_bins"] if b["count"]]
+    if not bins:
+        return
+    width = max(10, min(40, console.width - 40))
+    console.print(Text("reliability (bar: accuracy, |: mean confidence)", style="bold"))
+    for b in bins:
+        bar = list(_bar(b["accuracy"], width))
+        mark = min(width - 1, int(b["confidence"] * width))
+        bar[mark] = "|"
+        console.print(Text(f"  {b['low']:.2f}-{b['high']:.2f} ") + Text("".join(bar),
+                      style="green") + Text(f" acc {b['accuracy']:.2f} conf "
+                                            f"{b['confidence']:.2f} n={b['count']}"))

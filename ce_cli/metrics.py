@@ -1,0 +1,299 @@
+"""Audit statistics gathered in the same pass as the loss: pure NumPy, no I/O.
+
+Every statistic is a sum of per-block parts (counts, sums, histogram bins, a bounded
+heap of the worst samples), so it streams in O(block) memory and two runs over parts
+of the data merge into the run over all of it.
+
+Positions whose target equals ``ignore_index`` take no part in any statistic. For
+probability targets the "label" of a position is the argmax of its target row.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .core import LossSpec
+
+#: Loss histogram edges: fixed, so histograms of different shards add up.
+LOSS_EDGES = np.concatenate([np.arange(0.0, 10.0, 0.25), [10.0, 15.0, 20.0, 50.0, np.inf]])
+
+
+@dataclass
+class AuditStats:
+    """Sums behind accuracy, top-k, perplexity, entropy, ECE, per-class and worst samples."""
+
+    n_classes: int
+    top_k: tuple[int, ...] = (1,)
+    bins: int = 15
+    worst_k: int = 10
+    counted: int = 0
+    correct: int = 0
+    topk_hits: dict[int, int] = field(default_factory=dict)
+    nll_sum: float = 0.0  # unweighted, unsmoothed -log p(target): perplexity
+    entropy_sum: float = 0.0
+    clipped_nll_sum: float = 0.0  # sklearn log_loss: -log(clip(p, eps, 1 - eps))
+    loss_sum: float = 0.0  # torch's per-sample losses (weighted, smoothed) over counted
+    zero_weight: int = 0  # counted targets whose class weight is 0
+    nonfinite_logits: int = 0  # counted rows with a NaN or +inf logit
+    underflow: int = 0  # counted targets whose probability is 0 (infinite loss)
+    bin_count: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    bin_conf: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    bin_correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    class_support: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    class_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    class_correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    class_conf: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    loss_hist: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    worst: list[tuple[float, int, int, int, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        c, b = self.n_classes, self.bins
+        self.top_k = tuple(sorted({int(k) for k in self.top_k if k >= 1}))
+        self.topk_hits = {k: self.topk_hits.get(k, 0) for k in self.top_k}
+        if self.bin_count.size == 0:
+            self.bin_count = np.zeros(b, np.int64)
+            self.bin_conf = np.zeros(b)
+            self.bin_correct = np.zeros(b, np.int64)
+        if self.class_support.size == 0:
+            self.class_support = np.zeros(c, np.int64)
+            self.class_loss = np.zeros(c)
+            self.class_correct = np.zeros(c, np.int64)
+            self.class_conf = np.zeros(c)
+        if self.loss_hist.size == 0:
+            self.loss_hist = np.zeros(len(LOSS_EDGES) - 1, np.int64)
+
+    # -- one block --------------------------------------------------------------------------
+
+    def update(self, x: np.ndarray, target: np.ndarray, losses: np.ndarray, spec: LossSpec,
+               offset: int = 0) -> None:
+        """Add an ``(m, C)`` class-last block, its targets and torch's per-row losses.
+
+        ``offset`` is the flat position of the block's first row (for the worst list).
+        """
+        if x.shape[0] == 0 or spec.n_classes == 0:
+            return
+        with np.errstate(all="ignore"):
+            self._update(x, target, losses, spec, offset)
+
+    def _update(self, x: np.ndarray, target: np.ndarray, losses: np.ndarray, spec: LossSpec,
+                offset: int) -> None:
+        c = spec.n_classes
+        xf = x.astype(np.float64, copy=False)
+        logp = _log_probs(xf, spec.input_kind)
+        if spec.target_kind == "index":
+            t = target.astype(np.int64, copy=False)
+            keep = t != spec.ignore_index
+        else:
+            t = np.argmax(np.nan_to_num(target.astype(np.float64), nan=-np.inf), axis=1)
+            keep = np.ones(x.shape[0], bool)
+        if not keep.all():
+            logp, t, losses, xf = logp[keep], t[keep], losses[keep], xf[keep]
+            rows = np.flatnonzero(keep) + offset
+        else:
+            rows = np.arange(x.shape[0]) + offset
+        m = t.shape[0]
+        if m == 0:
+            return
+        r = np.arange(m)
+        lp_t = logp[r, t]
+        p = np.exp(logp)
+        p_t = p[r, t]
+        pred = np.argmax(np.nan_to_num(p, nan=-1.0), axis=1)
+        conf = p[r, pred]
+        hit = pred == t
+        self.counted += m
+        self.correct += int(hit.sum())
+        if self.top_k:
+            # rank = how many classes beat the target; ties count in the target's favour
+            rank = (p > p_t[:, None]).sum(axis=1)
+            for k in self.top_k:
+                self.topk_hits[k] += int((rank < k).sum())
+        self.nll_sum += float((-lp_t).sum())
+        plogp = np.where(p > 0, p * logp, 0.0)
+        self.entropy_sum += float((-plogp.sum(axis=1)).sum())
+        eps = np.finfo(x.dtype if x.dtype.kind == "f" else np.float64).eps
+        self.clipped_nll_sum += float((-np.log(np.clip(p_t, eps, 1 - eps))).sum())
+        lf = losses.astype(np.float64)
+        self.loss_sum += float(lf.sum())
+        if spec.weight is not None and spec.target_kind == "index":
+            self.zero_weight += int((spec.weight[t] == 0).sum())
+        self.nonfinite_logits += int((np.isnan(xf) | (xf == np.inf)).any(axis=1).sum())
+        self.underflow += int((p_t == 0).sum())
+        # calibration: bins of the top-class confidence
+        finite = np.isfinite(conf)
+        b = np.clip((conf[finite] * self.bins).astype(np.int64), 0, self.bins - 1)
+        self.bin_count += np.bincount(b, minlength=self.bins)
+        self.bin_conf += np.bincount(b, weights=conf[finite], minlength=self.bins)
+        self.bin_correct += np.bincount(b, weights=hit[finite], minlength=self.bins).astype(
+            np.int64)
+        # per class, by target
+        self.class_support += np.bincount(t, minlength=c)
+        self.class_loss += np.bincount(t, weights=np.nan_to_num(lf, nan=0.0, posinf=0.0),
+                                       minlength=c)
+        self.class_correct += np.bincount(t, weights=hit, minlength=c).astype(np.int64)
+        self.class_conf += np.bincount(t, weights=np.nan_to_num(conf), minlength=c)
+        # histogram of the finite losses
+        fin = lf[np.isfinite(lf)]
+        self.loss_hist += np.histogram(fin, bins=LOSS_EDGES)[0]
+        # the worst k (NaN sorts as worst: it is what an auditor wants to see first)
+        if self.worst_k:
+            key = np.where(np.isnan(lf), np.inf, lf)
+            k = min(self.worst_k, m)
+            top = np.argpartition(-key, k - 1)[:k] if k < m else np.arange(m)
+            for i in top:
+                item = (float(key[i]), int(rows[i]), int(t[i]), int(pred[i]), float(p_t[i]))
+                if len(self.worst) < self.worst_k:
+                    heapq.heappush(self.worst, _heap_item(item, float(lf[i])))
+                else:
+                    heapq.heappushpop(self.worst, _heap_item(item, float(lf[i])))
+
+    # -- merging and reading ----------------------------------------------------------------
+
+    def merge(self, other: AuditStats) -> AuditStats:
+        out = AuditStats(self.n_classes, self.top_k, self.bins, self.worst_k)
+        for name in ("counted", "correct", "nll_sum", "entropy_sum", "clipped_nll_sum",
+                     "loss_sum", "zero_weight", "nonfinite_logits", "underflow",
+                     "bin_count", "bin_conf", "bin_correct", "class_support", "class_loss",
+                     "class_correct", "class_conf", "loss_hist"):
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        out.topk_hits = {k: self.topk_hits[k] + other.topk_hits[k] for k in self.top_k}
+        out.worst = heapq.nlargest(self.worst_k, self.worst + other.worst)
+        heapq.heapify(out.worst)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Finished statistics as plain Python values (JSON-ready; NaN as None)."""
+        n = self.counted
+        with np.errstate(all="ignore"):
+            acc = self.correct / n if n else math.nan
+            mean_nll = self.nll_sum / n if n else math.nan
+            bins = []
+            ece = 0.0
+            for i in range(self.bins):
+                cnt = int(self.bin_count[i])
+                conf = float(self.bin_conf[i] / cnt) if cnt else None
+                bacc = float(self.bin_correct[i] / cnt) if cnt else None
+                if cnt and n:
+                    ece += cnt / n * abs(bacc - conf)  # type: ignore[operator]
+                bins.append({"low": i / self.bins, "high": (i + 1) / self.bins, "count": cnt,
+                             "confidence": conf, "accuracy": bacc})
+            per_class = []
+            for c in range(self.n_classes):
+                s = int(self.class_support[c])
+                per_class.append({
+                    "class": c, "support": s,
+                    "mean_loss": _num(self.class_loss[c] / s) if s else None,
+                    "accuracy": _num(self.class_correct[c] / s) if s else None,
+                    "mean_confidence": _num(self.class_conf[c] / s) if s else None,
+                })
+        worst = sorted(self.worst, reverse=True)
+        return {
+            "counted": n,
+            "accuracy": _num(acc),
+            "top_k_accuracy": {str(k): _num(self.topk_hits[k] / n) if n else None
+                               for k in self.top_k},
+            "mean_nll": _num(mean_nll),
+            "perplexity": _num(math.exp(mean_nll)) if math.isfinite(mean_nll)
+            and mean_nll < 700 else None,
+            "mean_entropy": _num(self.entropy_sum / n) if n else None,
+            "ece": _num(ece) if n else None,
+            "calibration_bins": bins,
+            "per_class": per_class,
+            "worst": [{"index": w[2], "loss": _num(w[6]), "target": w[3], "predicted": w[4],
+                       "p_target": _num(w[5])} for w in worst],
+            "loss_histogram": {"edges": [_num(e) for e in LOSS_EDGES],
+                               "counts": [int(v) for v in self.loss_hist]},
+            "unseen_classes": [int(c) for c in np.flatnonzero(self.class_support == 0)],
+        }
+
+
+def _heap_item(item: tuple[float, int, int, int, float], loss: float) -> Any:
+    # (sort key, -index so earlier rows win ties, index, target, pred, p_t, loss)
+    key, idx, t, pred, p_t = item
+    return (key, -idx, idx, t, pred, p_t, loss)
+
+
+def _num(v: Any) -> float | None:
+    f = float(v)
+    return None if math.isnan(f) or math.isinf(f) else f
+
+
+def _log_probs(x: np.ndarray, input_kind: str) -> np.ndarray:
+    if input_kind == "log-probs":
+        return x
+    if input_kind == "probs":
+        return np.log(x)
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def explain(result: Any, stats: AuditStats | None) -> dict[str, Any]:
+    """Where torch's number comes from, and what other conventions give on the same data.
+
+    ``result`` is a :class:`~ce_cli.core.LossResult`. The numerator is the sum of the
+    per-sample losses; the denominator is what torch's mean divides it by.
+    """
+    spec, tot = result.spec, result.totals
+    eps = spec.label_smoothing if spec.smoothing else 0.0
+    c = spec.n_classes
+    if spec.target_kind == "index":
+        nll = tot.nll
+        smooth = tot.smooth
+        numerator = (1 - eps) * nll + (eps / c) * smooth if eps else nll
+        denominator = tot.denominator
+        weighted = spec.weight is not None
+        term = "w[t]*(-log p[t])" if weighted else "-log p[t]"
+        den_text = "sum of w[t]" if weighted else "number of counted targets"
+        if eps:
+            sterm = "sum_c w[c]*(-log p[c])" if weighted else "sum_c -log p[c]"
+            formula = (f"{result.reduction}: (1-{eps:g}) * sum {term} + ({eps:g}/{c}) * sum "
+                       f"{sterm}")
+        else:
+            formula = f"{result.reduction}: sum {term}"
+        formula += " over counted targets"
+    else:
+        numerator = -tot.nll
+        denominator = float(tot.positions)
+        weighted = spec.weight is not None
+        q = f"((1-{eps:g})*y + {eps:g}/{c})" if eps else "y"
+        w = "w[c]*" if weighted else ""
+        formula = f"{result.reduction}: sum_i sum_c -{w}{q}[i,c]*log p[i,c]"
+        den_text = "number of positions (weights never divide)"
+    if result.reduction == "mean":
+        formula += f" / {den_text} = {_fmt(numerator)} / {_fmt(denominator)}"
+    elif result.reduction == "sum":
+        formula += f" = {_fmt(numerator)}"
+    doc: dict[str, Any] = {
+        "formula": formula,
+        "numerator": _num(numerator),
+        "denominator": _num(denominator),
+        "positions": tot.positions,
+        "counted": tot.counted,
+        "ignored": tot.ignored,
+        "zero_weight": stats.zero_weight if stats is not None else None,
+        "nonfinite": tot.nonfinite,
+    }
+    with np.errstate(all="ignore"):
+        if spec.target_kind == "index" and eps:
+            d = denominator if denominator else math.nan
+            doc["nll_part"] = _num((1 - eps) * tot.nll / d)
+            doc["smoothing_part"] = _num((eps / c) * tot.smooth / d)
+        counted = tot.counted if tot.counted else math.nan
+        positions = tot.positions if tot.positions else math.nan
+        doc["conventions"] = {
+            "torch": _num(result.loss) if np.ndim(result.loss) == 0 else None,
+            "mean_of_per_sample_losses": _num(numerator / counted),
+            "keras_sum_over_batch_size": _num(numerator / positions),
+            "sklearn_log_loss": (_num(stats.clipped_nll_sum / stats.counted)
+                                 if stats is not None and stats.counted else None),
+        }
+    return doc
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6g}"
