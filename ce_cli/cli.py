@@ -10,7 +10,7 @@ from typing import Any
 import click
 import numpy as np
 
-from . import __version__, checks, core, metrics, pipeline, readers, render, writers
+from . import __version__, checks, core, metrics, partial, pipeline, readers, render, writers
 from .errors import CeLossError, ExitCode, ShapeError, TargetError
 
 EXIT_CODES_HELP = """\b
@@ -188,13 +188,16 @@ def _default_format() -> str:
 @click.option("--strict", is_flag=True,
               help="Exit 1 after printing the result if any warning was given.")
 @click.option("-q", "--quiet", is_flag=True, help="No warnings or notes on stderr.")
+@click.option("--partial", "partial_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a partial result (JSON) that 'ce-loss merge' combines with "
+                   "others, e.g. one per shard.")
 def compute(logits: str, targets: str | None, reduction: str, weight: str | None,
             ignore_index: int, label_smoothing: float, input_kind: str,
             target_column: str | None, logits_columns: str | None, header: bool | None,
             logits_format: str | None, targets_format: str | None, fmt: str | None,
             output: str | None, softmax_path: str | None, rows: int, class_axis: int | None,
             explain: bool, top_k: str, bins: int, worst: int, no_plots: bool, strict: bool,
-            quiet: bool) -> None:
+            quiet: bool, partial_path: str | None) -> None:
     """Compute the cross-entropy of LOGITS against TARGETS, as torch does.
 
     LOGITS is an (N, C) array (or (C,), or (N, C, d1, ..., dk)) of scores;
@@ -212,6 +215,8 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
     for path in (output, softmax_path):
         if path is not None:
             writers.check_output(path)
+    if partial_path is not None:
+        writers.check_output(partial_path, suffixes=(".json",))
     if output is not None and softmax_path is not None and \
             os.path.abspath(output) == os.path.abspath(softmax_path):
         raise click.BadParameter("--softmax and -o name the same file", param_hint="'-o'")
@@ -233,7 +238,7 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
     options = dict(weight=w, ignore_index=ignore_index, reduction=reduction,
                    label_smoothing=label_smoothing, class_axis=class_axis)
     audit = None
-    if explain or fmt != "plain":
+    if explain or fmt != "plain" or partial_path is not None:
         audit = dict(top_k=_parse_top_k(top_k), bins=bins, worst_k=worst)
     try:
         run = pipeline.run(
@@ -279,23 +284,89 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
             np.zeros((0, spec.n_classes))
         writers.write_matrix(softmax_path, matrix.astype(x_dtype, copy=False), prefix="p")
 
+    if partial_path is not None:
+        doc = partial.to_document(spec, result.totals, run.scan, run.labels, run.stats,
+                                  reduction, [f"{xs.path} {ts.path}"])
+        writers.write_text(partial_path, partial.dumps(doc))
+
     report = render.Report(result=result, input_kind=input_kind, preview=run.preview,
                            sources={"logits": xs.path, "targets": ts.path},
                            stats=run.stats.summary() if run.stats is not None else None,
                            explain=metrics.explain(result, run.stats) if explain else None,
                            plots=not no_plots)
+    _emit(report, fmt, targets=run.targets)
+    if strict and any(f.kind == "warning" for f in said):
+        raise click.exceptions.Exit(ExitCode.INTERNAL)
+
+
+def _emit(report: render.Report, fmt: str, targets: np.ndarray | None = None) -> None:
+    """Write the report to stdout in ``fmt``."""
     out = sys.stdout
     if fmt == "plain":
         render.write_plain(report, out)
     elif fmt == "json":
         render.write_json(report, out)
     elif fmt == "csv":
-        render.write_csv(report, out, targets=run.targets)
+        render.write_csv(report, out, targets=targets)
     else:
         from rich.console import Console
 
         render.write_table(report, Console(file=out, highlight=False))
     out.flush()
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("parts", nargs=-1, required=True, metavar="PARTIAL.json...")
+@click.option("--reduction", type=click.Choice(("mean", "sum")), default=None,
+              help="Default: the reduction the partials were computed with.")
+@click.option("--format", "fmt", type=click.Choice(render.FORMATS), default=None,
+              help="Output format. Default: table on a terminal, plain when piped.")
+@click.option("--explain", is_flag=True, help="Show the numerator, denominator and counts.")
+@click.option("--no-plots", is_flag=True, help="No histogram or reliability diagram.")
+@click.option("--strict", is_flag=True, help="Exit 1 after the result if a warning was given.")
+@click.option("-q", "--quiet", is_flag=True, help="No warnings or notes on stderr.")
+@click.option("--partial", "partial_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the merged partial result too (merging is associative).")
+def merge(parts: tuple[str, ...], reduction: str | None, fmt: str | None, explain: bool,
+          no_plots: bool, strict: bool, quiet: bool, partial_path: str | None) -> None:
+    """Combine partial results written by 'compute --partial' into the final loss.
+
+    The result equals one run over all the data the partials came from.
+
+    \b
+      for f in shards/*.parquet; do
+        ce-loss compute "$f" --target-column label --partial "parts/$(basename "$f").json"
+      done
+      ce-loss merge parts/*.json
+    """
+    fmt = fmt or _default_format()
+    if partial_path is not None:
+        writers.check_output(partial_path, suffixes=(".json",))
+    merged = partial.merge([partial.load(p) for p in parts])
+    reduction = reduction or (merged.reduction if merged.reduction != "none" else "mean")
+    result = merged.finish(reduction)
+    spec = result.spec
+    said = checks.findings(merged.scan, spec, result.totals, labels=merged.labels,
+                           loss=result.loss, reduction=reduction, x_row=(), t_row=(),
+                           class_axis_given=True)
+    if spec.input_kind == "logits" and merged.scan.looks_like_probabilities(
+            spec.input_dtype, spec.n_classes):
+        said.insert(0, checks.Finding("warning", (
+            f"the logits look like probabilities: {merged.scan.evidence()}; torch applies "
+            "log-softmax to them again; if they are softmax outputs, compute the partials "
+            "with --input-kind probs")))
+    if not quiet:
+        for finding in said:
+            _say(finding.kind, finding.message)
+    if partial_path is not None:
+        writers.write_text(partial_path, partial.dumps(merged.doc))
+    stats = merged.stats
+    report = render.Report(result=result, input_kind=spec.input_kind,
+                           sources={"partials": ", ".join(parts)},
+                           stats=stats.summary() if stats is not None else None,
+                           explain=metrics.explain(result, stats) if explain else None,
+                           plots=not no_plots)
+    _emit(report, fmt)
     if strict and any(f.kind == "warning" for f in said):
         raise click.exceptions.Exit(ExitCode.INTERNAL)
 
