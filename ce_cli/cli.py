@@ -291,7 +291,7 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
 
     report = render.Report(result=result, input_kind=input_kind, preview=run.preview,
                            sources={"logits": xs.path, "targets": ts.path},
-                           stats=run.stats.summary() if run.stats is not None else None,
+                           stats=run.summary(),
                            explain=metrics.explain(result, run.stats) if explain else None,
                            plots=not no_plots)
     _emit(report, fmt, targets=run.targets)

@@ -35,6 +35,17 @@ class Pass:
     labels: np.ndarray | None = None  # per-class counts of the counted index targets
     x_row: tuple[int, ...] = ()  # one row of logits, classes first
     t_row: tuple[int, ...] = ()
+    loss_shape: tuple[int, ...] = ()  # torch's reduction='none' shape
+
+    def summary(self) -> dict[str, Any] | None:
+        """The audit statistics, worst samples located by position for K-dim inputs."""
+        if self.stats is None:
+            return None
+        doc = self.stats.summary()
+        if len(self.loss_shape) > 1:
+            for w in doc["worst"]:
+                w["position"] = position_label(w["index"], self.loss_shape)
+        return doc
 
 
 def aligned_blocks(xs: Source, ts: Source, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -195,7 +206,8 @@ def run(
     tp = np.concatenate(first_t) if first_t else np.zeros(0, np.int64)
     preview = _preview_from(xp, tp, spec, preview_rows, loss_shape)
     targets = np.concatenate(kept_targets) if kept_targets else None
-    return Pass(result, preview, targets, scan, n_x, stats, axis, labels, x_row, t_row)
+    return Pass(result, preview, targets, scan, n_x, stats, axis, labels, x_row, t_row,
+                loss_shape)
 
 
 def _class_axis(class_axis: int | None, ndim: int) -> int:

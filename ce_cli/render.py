@@ -195,8 +195,6 @@ def write_csv(report: Report, out: IO[str], targets: np.ndarray | None = None) -
 
 def write_table(report: Report, console: Any) -> None:
     """The aggregate, then the first rows with their losses and softmax probabilities."""
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
     result = report.result
@@ -223,9 +221,22 @@ def write_table(report: Report, console: Any) -> None:
         _print_explain(report.explain, console)
     if report.stats is not None:
         _print_metrics(report.stats, console)
-    p = report.preview
-    if p is None or not p.index:
-        return
+    if report.preview is not None and report.preview.index:
+        _print_rows(report.preview, console)
+    if report.stats is not None:
+        _print_worst(report.stats, console)
+        _print_classes(report.stats, console)
+        if report.plots:
+            _print_histogram(report.stats, console)
+            _print_reliability(report.stats, console)
+
+
+def _print_rows(p: Preview, console: Any) -> None:
+    """The first rows: target, loss and softmax probabilities (or the top class's)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("target", justify="right", no_wrap=True)
@@ -260,12 +271,6 @@ def write_table(report: Report, console: Any) -> None:
     if rest > 0:
         console.print(Text(f"{rest} more rows not shown (--rows K shows more, "
                            "-o FILE writes every loss)", style="dim"))
-    if report.stats is not None:
-        _print_worst(report.stats, console)
-        _print_classes(report.stats, console)
-        if report.plots:
-            _print_histogram(report.stats, console)
-            _print_reliability(report.stats, console)
 
 
 def _f(v: Any, digits: int = 4) -> str:
@@ -317,7 +322,7 @@ def _print_worst(st: dict[str, Any], console: Any) -> None:
     for name in ("#", "loss", "target", "predicted", "p[target]"):
         table.add_column(Text(name), justify="right", no_wrap=True)
     for w in st["worst"]:
-        table.add_row(str(w["index"]), _f(w["loss"], 6), str(w["target"]),
+        table.add_row(str(w.get("position", w["index"])), _f(w["loss"], 6), str(w["target"]),
                       str(w["predicted"]), _f(w["p_target"]))
     console.print(table)
 
