@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -240,14 +241,20 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
     audit = None
     if explain or fmt != "plain" or partial_path is not None:
         audit = dict(top_k=_parse_top_k(top_k), bins=bins, worst_k=worst)
+    hooks = []
+    if softmax_path:
+        hooks.append(lambda xb: probs_parts.append(core.softmax(xb, input_kind)))
+    progress = _progress_bar(xs)
+    if progress is not None:
+        hooks.append(progress.advance)
     try:
-        run = pipeline.run(
-            xs, ts, **options, input_kind=input_kind,
-            keep_losses=reduction == "none" or per_sample, keep_targets=per_sample,
-            preview_rows=rows if fmt in ("table", "json") else 0, audit=audit,
-            on_rows=(lambda xb: probs_parts.append(core.softmax(xb, input_kind)))
-            if softmax_path else None,
-        )
+        with progress or contextlib.nullcontext():
+            run = pipeline.run(
+                xs, ts, **options, input_kind=input_kind,
+                keep_losses=reduction == "none" or per_sample, keep_targets=per_sample,
+                preview_rows=rows if fmt in ("table", "json") else 0, audit=audit,
+                on_rows=(lambda xb: [hook(xb) for hook in hooks]) if hooks else None,
+            )
     except TargetError as exc:
         raise CeLossError(_target_error(exc, xs, ts, logits, targets, opened,
                                         ignore_index)) from None
@@ -393,6 +400,60 @@ def _open_sources(logits: str, targets: str | None, *, target_column: str | None
     xs = readers.open_source(logits, role="logits", fmt=logits_format, **x_opts)
     ts = readers.open_source(targets, role="targets", fmt=targets_format, **t_opts)
     return xs, ts
+
+
+#: inputs with more elements than this get a progress bar (when stderr is a terminal)
+PROGRESS_ELEMENTS = 50_000_000
+
+
+class _Progress:
+    """A rich progress bar on stderr counting loss positions, with positions per second."""
+
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(TextColumn("computing"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("[progress.data.speed]{task.fields[rate]}"),
+                             TimeRemainingColumn(), console=Console(stderr=True),
+                             transient=True)
+        self._task = self._bar.add_task("loss", total=total, rate="")
+        self._done = 0
+        self._start = 0.0
+
+    def __enter__(self) -> _Progress:
+        import time
+
+        self._start = time.perf_counter()
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._bar.__exit__(*exc)
+
+    def advance(self, block: np.ndarray) -> None:
+        import time
+
+        self._done += block.shape[0]
+        rate = self._done / max(time.perf_counter() - self._start, 1e-9)
+        self._bar.update(self._task, advance=block.shape[0], rate=f"{rate:,.0f} rows/s")
+
+
+def _progress_bar(xs: Any) -> _Progress | None:
+    """A progress bar when stderr is a terminal and the input is large and of known size."""
+    if xs.n_rows is None or not sys.stderr.isatty():
+        return None
+    per_row = int(np.prod(xs.row_shape)) if xs.row_shape else 1
+    if xs.n_rows * per_row < PROGRESS_ELEMENTS:
+        return None
+    spatial = int(np.prod(xs.row_shape[1:])) if len(xs.row_shape) > 1 else 1
+    return _Progress(xs.n_rows * spatial)
 
 
 def _parse_top_k(text: str) -> tuple[int, ...]:
