@@ -265,11 +265,14 @@ def explain(result: Any, stats: AuditStats | None) -> dict[str, Any]:
         formula = f"{result.reduction}: sum_i sum_c -{w}{q}[i,c]*log p[i,c]"
         den_text = "number of positions (weights never divide)"
     if result.reduction == "mean":
-        formula += f" / {den_text} = {_fmt(numerator)} / {_fmt(denominator)}"
-    elif result.reduction == "sum":
-        formula += f" = {_fmt(numerator)}"
+        formula += f" / {den_text}"
+        values = f"{_fmt(numerator)} / {_fmt(denominator)}"
+    else:
+        values = _fmt(numerator)
     doc: dict[str, Any] = {
-        "formula": formula,
+        "formula": f"{formula} = {values}",
+        "expression": formula,
+        "values": values,
         "numerator": _num(numerator),
         "denominator": _num(denominator),
         "positions": tot.positions,

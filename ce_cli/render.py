@@ -281,20 +281,21 @@ def _print_explain(ex: dict[str, Any], console: Any) -> None:
     from rich.text import Text
 
     console.print(Text("explain", style="bold"))
-    console.print(Text(f"  {ex['formula']}", overflow="fold"))
-    counts = (f"  {ex['counted']} counted, {ex['ignored']} ignored, "
-              f"{ex['nonfinite']} with a non-finite loss")
+    console.print(Text(f"  {ex['expression']}", overflow="fold"))
+    console.print(Text(f"    = {ex['values']}"))
+    counts = f"  {ex['counted']} counted, {ex['ignored']} ignored"
     if ex.get("zero_weight") is not None:
         counts += f", {ex['zero_weight']} with weight 0"
-    console.print(counts)
+    console.print(counts + f", {ex['nonfinite']} with a non-finite loss")
     if "nll_part" in ex:
         console.print(f"  nll part {_f(ex['nll_part'], 6)} + smoothing part "
                       f"{_f(ex['smoothing_part'], 6)}")
     conv = ex["conventions"]
-    console.print(Text(
-        f"  same data: mean of per-sample losses {_f(conv['mean_of_per_sample_losses'], 6)}, "
-        f"Keras sum_over_batch_size {_f(conv['keras_sum_over_batch_size'], 6)}, "
-        f"sklearn log_loss {_f(conv['sklearn_log_loss'], 6)}", overflow="fold"))
+    console.print("  the same data under other conventions:")
+    for label, key in (("mean of the per-sample losses", "mean_of_per_sample_losses"),
+                       ("Keras sum_over_batch_size", "keras_sum_over_batch_size"),
+                       ("sklearn log_loss (clipped)", "sklearn_log_loss")):
+        console.print(f"    {label:<30} {_f(conv[key], 6)}")
 
 
 def _print_metrics(st: dict[str, Any], console: Any) -> None:
@@ -307,7 +308,9 @@ def _print_metrics(st: dict[str, Any], console: Any) -> None:
     parts.append(f"token perplexity {_f(st['perplexity'])}")
     parts.append(f"mean entropy {_f(st['mean_entropy'])}")
     parts.append(f"ECE {_f(st['ece'])} ({len(st['calibration_bins'])} bins)")
-    console.print(Text("  ".join(parts)))
+    console.print(Text("metrics", style="bold"))
+    console.print(Text("  " + ", ".join(parts[:len(parts) - 3])))
+    console.print(Text("  " + ", ".join(parts[len(parts) - 3:])))
 
 
 def _print_worst(st: dict[str, Any], console: Any) -> None:
