@@ -107,6 +107,8 @@ class InputScan:
     neg_inf_rows: int = 0  # rows holding -inf (masked classes)
     target_rows: int = 0
     one_hot_rows: int = 0  # probability targets that are exactly one-hot
+    inf_losses: int = 0  # per-position losses that are +inf
+    nan_losses: int = 0
 
     def update(self, block: np.ndarray) -> None:
         if block.size == 0:
@@ -134,6 +136,12 @@ class InputScan:
                 lse = lse[np.isfinite(lse)]
                 if lse.size:
                     self.worst_lse = max(self.worst_lse, float(np.abs(lse).max()))
+
+    def update_losses(self, losses: np.ndarray) -> None:
+        """Count infinite and NaN per-position losses (ignored positions are exactly 0)."""
+        with np.errstate(all="ignore"):
+            self.inf_losses += int(np.isposinf(losses).sum())
+            self.nan_losses += int(np.isnan(losses).sum())
 
     def update_targets(self, block: np.ndarray) -> None:
         """Probability targets: count rows that are exactly one-hot."""
@@ -224,7 +232,9 @@ def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | No
                     f"rows that do not sum to 1 (largest deviation {scan.worst_sum_error:.2g})")
             text = (f"--input-kind probs, but the input has {what}; the loss takes their log "
                     "as given, with no softmax")
-            f = float(np.nanmin(loss)) if np.size(loss) else 0.0
+            finite = np.asarray(loss, dtype=np.float64)
+            finite = finite[np.isfinite(finite)]
+            f = float(finite.min()) if finite.size else math.nan
             if f <= 0 and reduction != "none":
                 text += f", which is why it is {'zero' if f == 0 else 'negative'} ({_g(f)})"
             text += "; pass --input-kind logits if these are raw scores"
@@ -234,12 +244,12 @@ def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | No
             f"{scan.nonfinite_rows} of {scan.rows} rows of logits hold NaN or +inf: torch's "
             "loss is NaN for such a row (unless its target is ignored), and so is the mean "
             "or sum over it")))
-    nonfinite_rows_counted = min(scan.nonfinite_rows, totals.nonfinite)
-    infinite = totals.nonfinite - nonfinite_rows_counted
-    if infinite > 0:
+    if scan.inf_losses > 0:
+        where = "the target class" if not spec.smoothing else \
+            "the target class, or at any class with label smoothing"
         out.append(Finding("warning", (
-            f"{infinite} counted targets have probability 0 under their logits (a -inf or "
-            "hugely negative logit at the target class), so their loss is inf")))
+            f"{scan.inf_losses} counted targets have probability 0 under their logits (a -inf "
+            f"or hugely negative logit at {where}), so their loss is inf")))
     if spec.target_kind == "index" and totals.positions and totals.counted == 0:
         out.append(Finding("warning", (
             f"all {totals.positions} targets equal ignore_index {spec.ignore_index}: nothing "
@@ -250,8 +260,11 @@ def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | No
             f"targets of class {spec.ignore_index} are skipped, yet that class still takes "
             "part in every row's softmax; pad with -100 (the default) if it is padding")))
     if labels is not None and labels.size and totals.counted >= c >= 2:
-        unseen = np.flatnonzero(labels == 0)
-        one_based = unseen.size and unseen[0] == 0 and labels[-1] > 0
+        seen = labels > 0
+        if 0 <= spec.ignore_index < c:
+            seen[spec.ignore_index] = True  # missing because it is ignored, not unseen
+        unseen = np.flatnonzero(~seen)
+        one_based = bool(unseen.size) and unseen[0] == 0 and labels[-1] > 0
         # a missing class is only news when every class had many chances to appear
         if one_based or (unseen.size and totals.counted >= 10 * c):
             shown = ", ".join(str(int(v)) for v in unseen[:8]) + (", ..." if unseen.size > 8

@@ -144,7 +144,12 @@ class AuditStats:
         if self.worst_k:
             key = np.where(np.isnan(lf), np.inf, lf)
             k = min(self.worst_k, m)
-            top = np.argpartition(-key, k - 1)[:k] if k < m else np.arange(m)
+            if k < m:  # the k largest, earlier rows first among ties (deterministic)
+                kth = np.partition(key, m - k)[m - k]
+                cand = np.flatnonzero(key >= kth)
+                top = cand[np.lexsort((cand, -key[cand]))][:k]
+            else:
+                top = np.arange(m)
             for i in top:
                 item = (float(key[i]), int(rows[i]), int(t[i]), int(pred[i]), float(p_t[i]))
                 if len(self.worst) < self.worst_k:

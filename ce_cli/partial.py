@@ -206,6 +206,8 @@ def _merge_scans(scans: list[checks.InputScan]) -> checks.InputScan:
         out.neg_inf_rows += s.neg_inf_rows
         out.target_rows += s.target_rows
         out.one_hot_rows += s.one_hot_rows
+        out.inf_losses += s.inf_losses
+        out.nan_losses += s.nan_losses
     return out
 
 

@@ -181,6 +181,7 @@ def run(
                 first_t.append(np.array(tbb[:take]))
                 preview_have += take
             losses = acc.update(xbb, tbb)
+            scan.update_losses(losses)
             if spec.target_kind == "index":
                 labels = checks.label_counts(labels, tbb, spec.n_classes, spec.ignore_index)
             if stats is not None:
