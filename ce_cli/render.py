@@ -133,7 +133,11 @@ def as_dict(report: Report) -> dict[str, Any]:
     if report.sources:
         doc["sources"] = report.sources
     if report.explain is not None:
-        doc["explain"] = report.explain
+        doc["explain"] = dict(report.explain)
+        conventions = dict(report.explain["conventions"])
+        if result.reduction != "none":  # the same digits as "loss"
+            conventions["torch"] = _json_number(result.loss)
+        doc["explain"]["conventions"] = conventions
     if report.stats is not None:
         stats = dict(report.stats)
         stats["per_class"] = [c for c in stats["per_class"] if c["support"]]

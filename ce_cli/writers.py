@@ -1,7 +1,14 @@
 """Atomic output files: a temp file beside the target, ``os.replace`` on success.
 
 A failed or interrupted run never leaves a partial file and never clobbers an
-existing one.
+existing one. Per-sample losses go out as ``.npy`` (the main column alone) or as a
+table of every column (``.csv``, ``.tsv``, ``.parquet``, ``.arrow``/``.feather``/
+``.ipc``); a matrix such as the softmax probabilities is the raw 2-D array in
+``.npy`` and one column per class (``p0``, ``p1``, ...) in the table formats.
+
+CSV numbers are the shortest text that reads back as the same value of the column's
+dtype (pyarrow's writer: ``0.1`` for float32 0.1, not ``0.10000000149011612``).
+pyarrow is imported inside the writers that use it.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -22,11 +29,13 @@ from .errors import OutputFileError
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path in ``target``'s folder; move it onto ``target`` only on success."""
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                               dir=target.parent if str(target.parent) else ".")
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _set_mode(tmp_path, target)
         os.replace(tmp_path, target)
     except BaseException:  # Ctrl-C included: never leave the temp file behind
         with contextlib.suppress(OSError):
@@ -34,15 +43,92 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         raise
 
 
+def _set_mode(tmp: Path, target: Path) -> None:
+    """Give the new file the mode a plain ``open(target, 'w')`` would (mkstemp uses 0600)."""
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, mode)
+
+
+# -- formats ----------------------------------------------------------------------------------
+
+
 def _write_npy(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
     with open(path, "wb") as fh:  # a file object, so np.save adds no .npy suffix
         np.save(fh, columns[main])
+
+
+def _arrow_table(columns: dict[str, np.ndarray], for_csv: bool = False) -> Any:
+    import pyarrow as pa
+
+    arrays = []
+    for values in columns.values():
+        a = np.ascontiguousarray(values).reshape(-1)
+        if for_csv and a.dtype == np.float16:
+            # pyarrow prints half floats exactly (0.0999755859375); numpy's repr is shortest
+            arrays.append(pa.array(a.astype(str)))
+        else:
+            arrays.append(pa.array(a))
+    lengths = {len(a) for a in arrays}
+    if len(lengths) > 1:
+        shown = ", ".join(f"{n}: {len(a)}" for n, a in zip(columns, arrays))
+        raise OutputFileError(f"the output columns differ in length ({shown})")
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def _write_csv(path: Path, columns: dict[str, np.ndarray], main: str,
+               delimiter: str = ",") -> None:
+    import csv
+    import io
+
+    import pyarrow.csv as pcsv
+
+    table = _arrow_table(columns, for_csv=True)
+    header = io.StringIO()  # minimal quoting: pyarrow would quote every name
+    csv.writer(header, delimiter=delimiter, lineterminator="\n").writerow(list(columns))
+    # quoting "none": the only text cells are half floats printed by numpy
+    options = pcsv.WriteOptions(include_header=False, delimiter=delimiter,
+                                batch_size=1 << 14, quoting_style="none")
+    with open(path, "wb") as fh:
+        fh.write(header.getvalue().encode())
+        pcsv.write_csv(table, fh, write_options=options)
+
+
+def _write_tsv(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
+    _write_csv(path, columns, main, delimiter="\t")
+
+
+def _write_parquet(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(_arrow_table(columns), str(path))
+
+
+def _write_arrow(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
+    """The Arrow IPC file format (what Feather v2 is), uncompressed so it can be mapped."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    table = _arrow_table(columns)
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
 
 
 Writer = Callable[[Path, "dict[str, np.ndarray]", str], None]
 
 WRITERS: dict[str, Writer] = {
     ".npy": _write_npy,
+    ".csv": _write_csv,
+    ".tsv": _write_tsv,
+    ".parquet": _write_parquet,
+    ".arrow": _write_arrow,
+    ".feather": _write_arrow,
+    ".ipc": _write_arrow,
 }
 
 
@@ -63,11 +149,54 @@ def check_output(path: str) -> None:
         raise OutputFileError(f"{path}: the folder {str(parent)!r} is not writable")
 
 
-def write_columns(path: str, columns: dict[str, np.ndarray], main: str) -> None:
-    """Write ``columns`` (``main`` alone for array formats) to ``path`` atomically."""
-    writer = WRITERS[Path(path).suffix.lower()]
+def _writer(path: str) -> Writer:
+    suffix = Path(path).suffix.lower()
+    if suffix not in WRITERS:
+        check_output(path)  # raises the message naming the suffixes
+    return WRITERS[suffix]
+
+
+def _run(path: str, write: Callable[[Path], None]) -> None:
+    """Run ``write(tmp)`` and move the result onto ``path``; errors become one line."""
+    import pyarrow as pa
+
     try:
         with atomic_path(path) as tmp:
-            writer(tmp, columns, main)
-    except OSError as exc:
-        raise OutputFileError(f"{path}: cannot write ({exc.strerror or exc})") from None
+            write(tmp)
+    except OutputFileError as exc:
+        raise OutputFileError(f"{path}: {exc}") from None
+    except (OSError, pa.ArrowException) as exc:
+        reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+        raise OutputFileError(f"{path}: cannot write ({reason})") from None
+
+
+def write_columns(path: str, columns: dict[str, np.ndarray], main: str) -> None:
+    """Write ``columns`` (``main`` alone for ``.npy``) to ``path`` atomically.
+
+    Table formats get every column, in order, each flattened to 1-D; they must have
+    the same length.
+    """
+    writer = _writer(path)
+    if main not in columns:
+        raise ValueError(f"main column {main!r} is not among {list(columns)}")
+    _run(path, lambda tmp: writer(tmp, columns, main))
+
+
+def write_matrix(path: str, matrix: np.ndarray, prefix: str = "p") -> None:
+    """Write a ``(N, C)`` matrix atomically: raw in ``.npy``, else columns ``p0..p{C-1}``.
+
+    A 1-D ``(C,)`` matrix is one row. Only ``.npy`` holds more than two dimensions.
+    """
+    writer = _writer(path)
+    matrix = np.asarray(matrix)
+    if Path(path).suffix.lower() == ".npy":
+        _run(path, lambda tmp: _write_npy(tmp, {"m": matrix}, "m"))
+        return
+    if matrix.ndim == 1:
+        matrix = matrix.reshape(1, -1)
+    if matrix.ndim != 2:
+        raise OutputFileError(f"{path}: a table holds 2-D (N, C) values, but these have shape "
+                              f"{tuple(matrix.shape)}; write them to a .npy file")
+    columns = {f"{prefix}{j}": matrix[:, j] for j in range(matrix.shape[1])}
+    main = next(iter(columns), "")
+    _run(path, lambda tmp: writer(tmp, columns, main))

@@ -10,10 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from ce_cli import cross_entropy
 from conftest import (
     REDUCTIONS,
     TOLERANCES,
@@ -28,9 +24,14 @@ from conftest import (
     input_shapes,
     label_smoothings,
     logits,
+    loss_shape,
     prob_targets,
     weights,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ce_cli import cross_entropy
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -46,11 +47,25 @@ def _t(a: Any) -> Any:
     return None if a is None else torch.from_numpy(np.array(a, copy=True))
 
 
+#: torch 2.13 refuses uint8 targets where its kernels want int64: every K-dim input
+#: (nll_loss2d: "expected scalar type Long but found Byte") and weight + smoothing + mean
+#: ("gather(): Expected dtype int32/int64 for index"). test_core_refusals.py pins those;
+#: here the values of uint8 targets are compared with torch's on the same int64 targets.
+UINT8_TORCH_BUGS = ("expected scalar type Long but found Byte",
+                    "gather(): Expected dtype int32/int64 for index")
+
+
 def torch_ce(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None, *,
              ignore_index: int = -100, reduction: str = "mean",
              label_smoothing: float = 0.0) -> np.ndarray:
-    out = F.cross_entropy(_t(x), _t(t), weight=_t(w), ignore_index=ignore_index,
-                          reduction=reduction, label_smoothing=label_smoothing)
+    kwargs = {"ignore_index": ignore_index, "reduction": reduction,
+              "label_smoothing": label_smoothing}
+    try:
+        out = F.cross_entropy(_t(x), _t(t), weight=_t(w), **kwargs)
+    except RuntimeError as exc:
+        if t.dtype != np.uint8 or not str(exc).startswith(UINT8_TORCH_BUGS):
+            raise
+        out = F.cross_entropy(_t(x), _t(t.astype(np.int64)), weight=_t(w), **kwargs)
     want = out.numpy()
     assert want.dtype == TORCH_TO_NUMPY[out.dtype]
     return want
@@ -69,6 +84,8 @@ def _strided(a: np.ndarray) -> np.ndarray:
 def _layout(a: np.ndarray | None, layout: str, readonly: bool) -> np.ndarray | None:
     if a is None:
         return None
+    if a.ndim == 0:  # np.asfortranarray would make it 1-d
+        layout = "C"
     out = {"C": np.array(a, copy=True), "F": np.asfortranarray(a).copy(order="F"),
            "strided": _strided(a)}[layout]
     if readonly:
@@ -171,6 +188,24 @@ def test_promoted_probability_target(data: Any, reduction: str, eps: float) -> N
     assert got.dtype == want.dtype == np.float64
 
 
+@pytest.mark.parametrize("xdtype, tdtype", [("float32", "float16"), ("float64", "float32"),
+                                            ("float64", "float16"), ("float16", "float32"),
+                                            ("float32", "float64")])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3, 1.0])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_probability_target_of_another_dtype(xdtype: str, tdtype: str, reduction: str,
+                                             eps: float, weighted: bool) -> None:
+    """torch smooths the target in the target's own dtype, then promotes: with a float16
+    target eps/C is rounded to half (x=[1e4, 0], p=[0, 0], eps=0.1: 499.878, not 500)."""
+    x = np.array([[1e4, 0.0], [1.0, 2.0], [0.3, -1.0]], dtype=xdtype)
+    p = np.array([[0.0, 0.0], [0.7, 0.3], [1 / 3, 2 / 3]], dtype=tdtype)
+    w = np.array([0.3, 1.7], dtype=xdtype) if weighted else None
+    got, want = check(x, p, w, reduction=reduction, label_smoothing=eps,
+                      tol=TOLERANCES[np.dtype(xdtype)])
+    assert got.dtype == np.result_type(xdtype, tdtype)
+
+
 # -- the running example of TORCH-SEMANTICS.md, every option combination -------------------------
 
 X = np.array([[1.0, 2.0, 0.5], [0.3, -1.0, 2.0], [0.0, 0.0, 0.0], [1.5, 1.5, -2.0]])
@@ -180,7 +215,7 @@ W = np.array([0.25, 2.0, 0.5])
 P = np.array([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3], [0.0, 1.0, 0.0]])
 
 TARGETS = {
-    "T": (X, T, (-100, 1)),
+    "T": (X, T, (-100,)),
     "T2": (X, T2, (-100, 1)),
     "T2-uint8": (X, T2.astype(np.uint8), (-100, 1, 2)),
     "P": (X, P, (-100, -1)),
@@ -360,22 +395,21 @@ def test_float16_mean_overflows_like_torch() -> None:
     check(x, np.array([[0.0, 1.0], [0.0, 1.0]], dtype=np.float16), reduction="mean")
 
 
-EMPTY = [((0, 3), (0,)), ((0, 4), (0, 4)), ((2, 3, 0), (2, 0)), ((0, 1, 2, 3), (0, 2, 3)),
-         ((2, 3, 4, 0), (2, 4, 0)), ((0, 2, 0, 1, 3), (0, 0, 1, 3)), ((0, 1), (0,))]
+EMPTY = [(0, 3), (0, 4), (2, 3, 0), (0, 1, 2, 3), (2, 3, 4, 0), (0, 2, 0, 1, 3), (0, 1)]
 
 
 @pytest.mark.parametrize("reduction, eps, weighted", list(itertools.product(
     REDUCTIONS, (0.0, 0.1, 1.0), (False, True))))
 @pytest.mark.parametrize("kind", ["index", "uint8", "prob"])
-@pytest.mark.parametrize("shape, tshape", EMPTY)
-def test_empty(shape: tuple[int, ...], tshape: tuple[int, ...], kind: str, reduction: str,
-               eps: float, weighted: bool) -> None:
+@pytest.mark.parametrize("shape", EMPTY)
+def test_empty(shape: tuple[int, ...], kind: str, reduction: str, eps: float,
+               weighted: bool) -> None:
     """Section 5: mean NaN, sum 0 (prob targets: -0.0, sign compared with torch)."""
     x = np.zeros(shape)
     if kind == "prob":
         t = np.zeros(shape)
     else:
-        t = np.zeros(tshape, dtype=np.uint8 if kind == "uint8" else np.int64)
+        t = np.zeros(loss_shape(shape), dtype=np.uint8 if kind == "uint8" else np.int64)
     w = np.ones(shape[1]) if weighted else None
     got, want = check(x, t, w, reduction=reduction, label_smoothing=eps)
     if reduction == "mean":

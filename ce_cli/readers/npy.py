@@ -1,35 +1,65 @@
-"""NumPy ``.npy`` files, memory-mapped so a large file is read as it is used."""
+"""NumPy ``.npy`` files, memory-mapped so a large file is read as it is used.
+
+Standard input (``data``) is loaded from memory. Every failure, from a wrong magic to
+a truncated body or a damaged header, becomes one :class:`InputFileError` line.
+"""
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 
 from ..errors import InputFileError
-from .base import Source, array_source
+from .base import Source, array_source, check_numeric
+
+MAGIC = b"\x93NUMPY"
 
 
-def read_npy(path: str, *, role: str, **_: object) -> Source:
+def read_npy(path: str, *, role: str, data: bytes | None = None, **_: object) -> Source:
+    """A source over the ``.npy`` file ``path`` (or its bytes ``data``, for stdin)."""
+    if data is not None:
+        head = data[:6]
+    else:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(6)
+        except OSError as exc:
+            raise InputFileError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    if head != MAGIC:
+        raise InputFileError(path, "not a .npy file (it does not start with the NPY magic)",
+                             hint="save arrays with numpy.save")
     try:
-        with open(path, "rb") as fh:
-            magic = fh.read(6)
-        if magic != b"\x93NUMPY":
-            raise InputFileError(path, "not a .npy file (it does not start with the NPY magic)",
-                                 hint="save arrays with numpy.save")
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except InputFileError:
-        raise
-    except ValueError as exc:
-        text = str(exc)
-        if "allow_pickle" in text or "Object arrays" in text or "Python objects" in text:
-            raise InputFileError(path, f"the {role} are an object array, not numbers",
-                                 hint="save a numeric array (e.g. float32)") from None
-        if "mmap length" in text or "cannot reshape" in text or "size" in text:
-            raise InputFileError(path, "the file is truncated: it holds fewer bytes than its "
-                                 "header promises") from None
-        raise InputFileError(path, f"not a readable .npy file ({_first_line(text)})") from None
-    except (OSError, EOFError, SyntaxError, TypeError) as exc:
-        raise InputFileError(path, f"not a readable .npy file ({_first_line(str(exc))})") from None
+        if data is not None:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        else:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # numpy raises many types for damaged files; all are ours
+        raise npy_error(path, role, exc) from None
+    check_numeric(path, role, array.dtype)
     return array_source(path, role, array)
+
+
+def npy_error(path: str, role: str, exc: BaseException, what: str = ".npy file") -> InputFileError:
+    """The one-line error for an exception numpy raised while loading an NPY body."""
+    if isinstance(exc, InputFileError):
+        return exc
+    text = _first_line(str(exc))
+    low = text.lower()
+    if "pickle" in low or "object" in low:
+        return InputFileError(path, f"the {role} are an object array, not numbers",
+                              hint="save a numeric array (e.g. float32) with numpy.save")
+    if isinstance(exc, OSError) and not isinstance(exc, EOFError) and exc.errno is not None:
+        return InputFileError(path, f"cannot read the file ({exc.strerror or exc})")
+    if ("mmap length" in low or "eof" in low or "cannot reshape" in low
+            or "expected" in low and "bytes" in low or isinstance(exc, EOFError)):
+        return InputFileError(path, f"the {what} is truncated: it holds fewer bytes than its "
+                              "header promises", hint="copy or save the file again")
+    if isinstance(exc, (MemoryError, OverflowError)):
+        return InputFileError(path, f"the {what} is damaged: its header promises an impossible "
+                              "array size", hint="copy or save the file again")
+    return InputFileError(path, f"the {what} is damaged ({text})",
+                          hint="copy or save the file again")
 
 
 def _first_line(text: str) -> str:
