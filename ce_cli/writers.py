@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -132,13 +132,18 @@ WRITERS: dict[str, Writer] = {
 }
 
 
-def check_output(path: str) -> None:
-    """Refuse an output path we could not write, before any work is done."""
+def check_output(path: str, suffixes: Iterable[str] | None = None) -> None:
+    """Refuse an output path we could not write, before any work is done.
+
+    ``suffixes``: the accepted suffixes (default: those of :data:`WRITERS`).
+    """
     p = Path(path)
-    if p.suffix.lower() not in WRITERS:
+    accepted = sorted(WRITERS if suffixes is None else suffixes)
+    if p.suffix.lower() not in accepted:
         raise OutputFileError(
             f"{path}: cannot write {p.suffix or 'files without a suffix'!r}; "
-            f"name the output with one of {', '.join(sorted(WRITERS))}"
+            f"name the output with {'one of ' if len(accepted) > 1 else ''}"
+            f"{', '.join(accepted)}"
         )
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
@@ -200,3 +205,13 @@ def write_matrix(path: str, matrix: np.ndarray, prefix: str = "p") -> None:
     columns = {f"{prefix}{j}": matrix[:, j] for j in range(matrix.shape[1])}
     main = next(iter(columns), "")
     _run(path, lambda tmp: writer(tmp, columns, main))
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, whatever its suffix."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+
+    _run(path, write)

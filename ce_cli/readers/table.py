@@ -1,0 +1,464 @@
+"""Column tables (Parquet, Arrow IPC, CSV with a header): which columns hold what.
+
+A format module describes its file as a :class:`Table` (the columns, their Arrow
+types, the row count if known, and record batches of chosen columns); this module
+picks the logit and target columns and turns batches into NumPy blocks, so every
+table format follows the same rules:
+
+- logits: the columns ``logits_columns`` names (a glob such as ``logit_*``, a prefix,
+  or a comma-separated list), else the only list column, else every numeric column
+  (integer columns beside float ones are ids, not logits, and are left out);
+- targets: ``target_column``, else the only column, else a column named ``target`` or
+  ``label``, else the numeric columns (or the only list column) as probabilities;
+- a pandas index column (``__index_level_0__``, ``Unnamed: 0``) is never data.
+
+pyarrow is imported inside the functions that use it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputFileError
+from .base import Source, rechunk
+
+TARGET_NAMES = ("target", "label", "targets", "labels")
+
+
+@dataclass
+class Field:
+    """One column: its name, Arrow type and what it can hold."""
+
+    name: str
+    type: Any  # pyarrow.DataType
+    position: int  # 0-based, in the file
+    kind: str = ""  # "float", "int", "bool", "list" (of numbers) or "other"
+    list_size: int | None = None  # for fixed-size lists
+    display: str = ""  # how messages name it; repr(name) if empty
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind, self.list_size = classify(self.type)
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("float", "int", "bool")
+
+    def describe(self) -> str:
+        return f"{self.display or repr(self.name)} ({self.type})"
+
+
+def classify(t: Any) -> tuple[str, int | None]:
+    import pyarrow as pa
+
+    if pa.types.is_floating(t):
+        return "float", None
+    if pa.types.is_integer(t):
+        return "int", None
+    if pa.types.is_boolean(t):
+        return "bool", None
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        value = t.value_type
+        if pa.types.is_floating(value) or pa.types.is_integer(value):
+            return "list", (t.list_size if pa.types.is_fixed_size_list(t) else None)
+    return "other", None
+
+
+class Table:
+    """What a format module provides. Subclasses set the attributes and ``batches``."""
+
+    path: str
+    fields: list[Field]
+    n_rows: int | None
+    text: bool = False  # a text file: errors name lines, not row indices
+
+    def batches(self, fields: list[Field], rows: int) -> Iterator[Any]:
+        """Record batches of about ``rows`` rows holding ``fields`` (in that order)."""
+        raise NotImplementedError
+
+    def line_of(self, row: int) -> int | None:
+        return None
+
+    def cell_text(self, row: int, f: Field) -> str | None:
+        return None
+
+    def column_label(self, f: Field) -> int | str:
+        return repr(f.name)
+
+    def index_names(self) -> set[str]:
+        """Columns pandas wrote for its index."""
+        return {f.name for f in self.fields
+                if f.name.startswith("__index_level_") or f.name == "Unnamed: 0"}
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    # -- errors anchored to a cell --------------------------------------------------------
+
+    def cell_error(self, row: int, f: Field, problem: str, *, value: Any = None,
+                   hint: str | None = None) -> InputFileError:
+        """``problem`` is about the value; it is located by line (text) or row index."""
+        if self.text:
+            text = self.cell_text(row, f)
+            shown = repr(text) if text is not None else repr(value)
+            return InputFileError(self.path, f"{shown} {problem}", line=self.line_of(row),
+                                  column=self.column_label(f), hint=hint)
+        shown = "" if value is None else f" ({_show(value)})"
+        return InputFileError(self.path, f"row index {row}{shown} {problem}",
+                              column=self.column_label(f), hint=hint)
+
+    def listing(self) -> str:
+        names = [f.name for f in self.fields]
+        shown = ", ".join(repr(n) for n in names[:20])
+        return shown + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+
+
+def pandas_index_columns(schema: Any) -> set[str]:
+    """The index columns named in pandas' schema metadata (``df.to_parquet``)."""
+    try:
+        meta = (schema.metadata or {}).get(b"pandas")
+        if not meta:
+            return set()
+        cols = json.loads(meta).get("index_columns", [])
+        return {c for c in cols if isinstance(c, str)}
+    except (ValueError, AttributeError, TypeError):
+        return set()
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def table_source(table: Table, role: str, *, logits_columns: str | None = None,
+                 target_column: str | None = None) -> Source:
+    """The ``role`` source of a table, by the rules in this module's docstring."""
+    if role == "targets":
+        sel = select_targets(table, target_column)
+    else:
+        sel = select_logits(table, role, logits_columns)
+    return make_source(table, role, sel)
+
+
+def table_pair(table: Table, *, target_column: str,
+               logits_columns: str | None = None) -> tuple[Source, Source]:
+    """Logits and targets from one table: the target column and the other numbers."""
+    if table.field(target_column) is None:
+        raise InputFileError(table.path, f"has no column {target_column!r} for the targets",
+                             hint=f"the columns are {table.listing()}")
+    t_sel = select_targets(table, target_column)
+    x_sel = select_logits(table, "logits", logits_columns, exclude=(target_column,),
+                          pair=True)
+    return make_source(table, "logits", x_sel), make_source(table, "targets", t_sel)
+
+
+# -- choosing columns -------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    fields: list[Field]
+    layout: str  # "matrix" (one column per class), "list" (one list column), "index"
+    notes: list[str] = field(default_factory=list)
+
+
+def match_columns(table: Table, spec: str, candidates: list[Field]) -> list[Field]:
+    """Fields named by ``spec``: comma-separated names, globs (``logit_*``) or prefixes."""
+    chosen: list[Field] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if any(ch in part for ch in "*?["):
+            hits = [f for f in candidates if fnmatch.fnmatchcase(f.name, part)]
+        else:
+            exact = [f for f in candidates if f.name == part]
+            hits = exact or [f for f in candidates if f.name.startswith(part)]
+        if not hits:
+            raise InputFileError(table.path, f"no column matches {part!r} (from "
+                                 f"--logits-columns {spec!r})",
+                                 hint=f"the columns are {table.listing()}")
+        chosen += [f for f in hits if f not in chosen]
+    if not chosen:
+        raise InputFileError(table.path, f"--logits-columns {spec!r} names no columns",
+                             hint="pass names, a glob such as 'logit_*' or a prefix")
+    return chosen
+
+
+def select_logits(table: Table, role: str, logits_columns: str | None = None,
+                  exclude: tuple[str, ...] = (), pair: bool = False) -> Selection:
+    index = table.index_names()
+    candidates = [f for f in table.fields if f.name not in index and f.name not in exclude]
+    what = "weights" if role == "weight" else "logits"
+    if logits_columns:
+        chosen = match_columns(table, logits_columns, candidates)
+        lists = [f for f in chosen if f.kind == "list"]
+        bad = [f for f in chosen if not f.numeric and f.kind != "list"]
+        if bad:
+            raise InputFileError(table.path, f"--logits-columns picks columns that are not "
+                                 f"numbers: {', '.join(f.describe() for f in bad)}",
+                                 hint="narrow the selection")
+        if lists:
+            if len(chosen) > 1:
+                raise InputFileError(table.path, "--logits-columns picks a list column with "
+                                     "other columns", hint="pick one list column, or "
+                                     "one number column per class")
+            return Selection(chosen, "list")
+        return Selection(chosen, "matrix")
+    if not candidates:
+        raise InputFileError(table.path, f"holds no columns for the {what}")
+    notes: list[str] = []
+    lists = [f for f in candidates if f.kind == "list"]
+    if lists:
+        if len(lists) > 1:
+            raise InputFileError(table.path, "holds several list columns: "
+                                 f"{', '.join(f.describe() for f in lists)}",
+                                 hint="pick the logits with --logits-columns NAME")
+        others = [f for f in candidates if f is not lists[0]]
+        if others:
+            notes.append(f"{_where(table)}: took the {what} from the list column "
+                         f"{lists[0].name!r}; ignored {_names(others)}")
+        return Selection(lists, "list", notes)
+    other = [f for f in candidates if not f.numeric]
+    if other and not pair:
+        raise InputFileError(
+            table.path, "has columns that are not numbers: "
+            f"{', '.join(f.describe() for f in other[:8])}",
+            hint="pick the logit columns with --logits-columns (e.g. 'logit_*')")
+    numeric = [f for f in candidates if f.numeric]
+    if other:
+        notes.append(f"{_where(table)}: ignored the columns that are not numbers: "
+                     f"{_names(other)}")
+    floats = [f for f in numeric if f.kind == "float"]
+    if floats and len(floats) < len(numeric):
+        ints = [f for f in numeric if f.kind != "float"]
+        named = [f for f in ints if f.name.lower() in TARGET_NAMES]
+        if named and not pair:
+            n = named[0].name
+            notes.append(f"{_where(table)}: ignored the column {n!r} (class indices, not "
+                         f"logits); --target-column {n} reads the targets from it")
+        ids = [f for f in ints if f not in named or pair]
+        if ids:
+            notes.append(f"{_where(table)}: ignored the integer columns {_names(ids)} (ids, "
+                         "not logits); --logits-columns picks columns explicitly")
+        numeric = floats
+    if not numeric:
+        raise InputFileError(table.path, f"holds no numeric columns for the {what}",
+                             hint=f"the columns are {table.listing()}")
+    if not pair and role == "logits":
+        named = [f for f in numeric if f.name.lower() in TARGET_NAMES]
+        if named:
+            n = named[0].name
+            raise InputFileError(
+                table.path, f"has a column named {n!r} among the logits",
+                hint=f"pass --target-column {n} to read logits and targets from this file, "
+                     "or --logits-columns to pick the logit columns")
+    return Selection(numeric, "matrix", notes)
+
+
+def select_targets(table: Table, target_column: str | None = None) -> Selection:
+    index = table.index_names()
+    if target_column is not None:
+        f = table.field(target_column)
+        if f is None:
+            raise InputFileError(table.path, f"has no column {target_column!r}",
+                                 hint=f"the columns are {table.listing()}")
+        return _target_selection(table, [f])
+    candidates = [f for f in table.fields if f.name not in index]
+    if not candidates:
+        raise InputFileError(table.path, "holds no columns for the targets")
+    if len(candidates) == 1:
+        return _target_selection(table, candidates)
+    for name in TARGET_NAMES:
+        named = [f for f in candidates if f.name.lower() == name]
+        if named:
+            return _target_selection(table, named[:1])
+    lists = [f for f in candidates if f.kind == "list"]
+    if len(lists) == 1:
+        return _target_selection(table, lists)
+    other = [f for f in candidates if not f.numeric]
+    if other:
+        raise InputFileError(
+            table.path, "has columns that are not numbers: "
+            f"{', '.join(f.describe() for f in other[:8])}",
+            hint="pick the class-index column with --target-column NAME")
+    return Selection(candidates, "matrix")  # several numeric columns: probabilities
+
+
+def _target_selection(table: Table, fields: list[Field]) -> Selection:
+    f = fields[0]
+    if f.kind == "list":
+        return Selection(fields, "list")
+    if not f.numeric:
+        raise InputFileError(table.path, f"the target column {f.describe()} does not hold "
+                             "numbers", hint="class indices must be integers")
+    return Selection(fields, "index")
+
+
+def _where(table: Table) -> str:
+    return "<stdin>" if table.path == "-" else table.path
+
+
+def _names(fields: list[Field]) -> str:
+    shown = ", ".join(repr(f.name) for f in fields[:8])
+    return shown + (f" and {len(fields) - 8} more" if len(fields) > 8 else "")
+
+
+# -- batches to blocks ------------------------------------------------------------------------
+
+
+def _numpy_dtype(t: Any) -> np.dtype:
+    import pyarrow as pa
+
+    if pa.types.is_boolean(t):
+        return np.dtype(np.bool_)
+    return np.dtype(t.to_pandas_dtype())
+
+
+def make_source(table: Table, role: str, sel: Selection) -> Source:
+    """The :class:`Source` reading ``sel`` from ``table``."""
+    if sel.layout == "index":
+        f = sel.fields[0]
+        dtype = np.dtype(np.int64)
+        row_shape: tuple[int, ...] = ()
+
+        def convert(batch: Any, start: int) -> np.ndarray:
+            return index_block(table, f, batch.column(0), start)
+    elif sel.layout == "list":
+        f = sel.fields[0]
+        dtype = _numpy_dtype(f.type.value_type)
+        size = f.list_size if f.list_size is not None else _first_list_size(table, f)
+        row_shape = (size,)
+
+        def convert(batch: Any, start: int) -> np.ndarray:
+            return list_block(table, f, batch.column(0), start, size, dtype)
+    else:
+        fields = sel.fields
+        dtype = np.result_type(*[_numpy_dtype(f.type) for f in fields])
+        if role == "weight" and len(fields) == 1:
+            row_shape = ()
+        else:
+            row_shape = (len(fields),)
+
+        def convert(batch: Any, start: int) -> np.ndarray:
+            block = matrix_block(table, fields, batch, start, dtype)
+            return block.reshape(-1) if row_shape == () else block
+
+    def arrays(rows: int) -> Iterator[np.ndarray]:
+        start = 0
+        for batch in table.batches(sel.fields, rows):
+            if batch.num_rows == 0:
+                continue
+            yield convert(batch, start)
+            start += batch.num_rows
+
+    def blocks(rows: int) -> Iterator[np.ndarray]:
+        return rechunk(arrays(rows), rows)
+
+    return Source(table.path, role, dtype, row_shape, table.n_rows, blocks,
+                  line_of=table.line_of, notes=list(sel.notes))
+
+
+def _first_list_size(table: Table, f: Field) -> int:
+    for batch in table.batches([f], 1):
+        if batch.num_rows:
+            col = batch.column(0)
+            if col.is_null().to_numpy(zero_copy_only=False)[0]:
+                raise table.cell_error(0, f, "is null (a missing list)",
+                                       hint="fill or drop the missing rows")
+            return len(col[0].values)
+    raise InputFileError(table.path, f"has no rows, so the length of the list column "
+                         f"{f.name!r} (the number of classes) is unknown")
+
+
+def _first_null(table: Table, f: Field, arr: Any, start: int) -> InputFileError:
+    mask = arr.is_null().to_numpy(zero_copy_only=False)
+    row = start + int(np.flatnonzero(mask)[0])
+    return table.cell_error(row, f, "is missing (null)",
+                            hint="fill or drop the missing values")
+
+
+def matrix_block(table: Table, fields: list[Field], batch: Any, start: int,
+                 dtype: np.dtype) -> np.ndarray:
+    """A ``(m, k)`` array of the batch's ``k`` number columns."""
+    cols = [batch.column(j) for j in range(batch.num_columns)]
+    for f, col in zip(fields, cols):
+        if col.null_count:
+            raise _first_null(table, f, col, start)
+    same = all(_numpy_dtype(f.type) == dtype for f in fields) and dtype.kind in "iuf"
+    if same and hasattr(batch, "to_tensor") and len(cols) > 1:
+        try:
+            out = batch.to_tensor().to_numpy()
+            if out.dtype == dtype:
+                return out
+        except Exception:  # the column loop below is the fallback for any type pyarrow refuses
+            pass
+    out = np.empty((batch.num_rows, len(cols)), dtype=dtype)
+    for j, col in enumerate(cols):
+        out[:, j] = col.to_numpy(zero_copy_only=False)
+    return out
+
+
+def list_block(table: Table, f: Field, arr: Any, start: int, size: int,
+               dtype: np.dtype) -> np.ndarray:
+    """A ``(m, size)`` array of a list column whose every row holds ``size`` numbers."""
+    import pyarrow as pa
+
+    if arr.null_count:
+        raise _first_null(table, f, arr, start)
+    m = len(arr)
+    if pa.types.is_fixed_size_list(arr.type):
+        offsets = np.arange(m + 1, dtype=np.int64) * arr.type.list_size
+    else:
+        offsets = np.asarray(arr.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+        lengths = np.diff(offsets)
+        bad = np.flatnonzero(lengths != size)
+        if bad.size:
+            i = int(bad[0])
+            raise table.cell_error(start + i, f, f"holds {int(lengths[i])} values but the "
+                                   f"first row holds {size}",
+                                   hint="every row needs one value per class")
+        offsets = offsets - offsets[0]
+    values = arr.flatten()
+    if values.null_count:
+        k = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        row = start + int(np.searchsorted(offsets, k, side="right") - 1)
+        raise table.cell_error(row, f, "holds a missing (null) value",
+                               hint="fill or drop the missing values")
+    flat = values.to_numpy(zero_copy_only=False)
+    if flat.size != m * size:
+        raise InputFileError(table.path, f"the list column {f.name!r} holds {flat.size} "
+                             f"values for {m} rows of {size}")
+    return flat.reshape(m, size).astype(dtype, copy=False)
+
+
+INT64_MAX = np.iinfo(np.int64).max
+
+
+def index_block(table: Table, f: Field, arr: Any, start: int) -> np.ndarray:
+    """Class indices as int64; floats must be whole (``2.0``), ints must fit int64."""
+    if arr.null_count:
+        raise _first_null(table, f, arr, start)
+    a = arr.to_numpy(zero_copy_only=False)
+    hint = "class indices are whole numbers such as 2 (or 2.0)"
+    if a.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(a)
+            whole = finite & (a == np.floor(a)) & (np.abs(a) < 2.0 ** 63)
+        if not whole.all():
+            i = int(np.flatnonzero(~whole)[0])
+            why = "is not a class index (not a finite number)" if not finite[i] \
+                else "is not a whole number" if a[i] != np.floor(a[i]) \
+                else "is too large for a class index"
+            raise table.cell_error(start + i, f, why, value=a[i], hint=hint)
+    elif a.dtype.kind == "u" and a.dtype.itemsize == 8 and a.size and a.max() > INT64_MAX:
+        i = int(np.argmax(a > INT64_MAX))
+        raise table.cell_error(start + i, f, "is too large for a class index", value=a[i],
+                               hint=hint)
+    return a.astype(np.int64, copy=False)

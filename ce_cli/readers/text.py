@@ -1,0 +1,255 @@
+"""CSV and TSV text: one row per sample, one column per class (or one label per line).
+
+pyarrow's streaming CSV reader does the work, with every chosen column typed float64
+so that a bad cell fails the read instead of turning the column into text. When it
+fails, a plain Python scan of the file finds the line, column and value to report;
+the scan runs only then (and for :meth:`CsvTable.line_of`), never on the fast path.
+
+Numbers are read as float64 (what ``numpy.loadtxt`` and pandas give); a one-column
+targets file becomes int64 class indices (``2.0`` accepted, ``2.5`` refused).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import re
+from collections.abc import Iterator
+from typing import IO, Any
+
+from ..errors import InputFileError
+from .base import Source, sniff_binary
+from .table import Field, Table, table_source
+
+#: what pyarrow's float parser accepts, after trimming spaces and tabs
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)\Z",
+                     re.IGNORECASE)
+
+#: the first lines are read in chunks of this size, up to HEAD_LIMIT
+HEAD_CHUNK = 1 << 16
+HEAD_LIMIT = 1 << 26
+
+
+def is_number(cell: str) -> bool:
+    return _NUMBER.match(cell.strip(" \t")) is not None
+
+
+def read_csv(path: str, *, role: str, data: bytes | None = None, header: bool | None = None,
+             delimiter: str | None = None, logits_columns: str | None = None,
+             target_column: str | None = None, **_: object) -> Source:
+    """A source over the CSV file ``path`` (``data``: its bytes, for stdin)."""
+    table = CsvTable(path, data=data, header=header, delimiter=delimiter)
+    return table_source(table, role, logits_columns=logits_columns,
+                        target_column=target_column)
+
+
+def read_tsv(path: str, *, role: str, **options: Any) -> Source:
+    options.setdefault("delimiter", "\t")
+    return read_csv(path, role=role, **options)
+
+
+class CsvTable(Table):
+    text = True
+
+    def __init__(self, path: str, *, data: bytes | None = None, header: bool | None = None,
+                 delimiter: str | None = None) -> None:
+        self.path = path
+        self.data = data
+        self.n_rows = None
+        head, complete = self._head()
+        kind = sniff_binary(head)
+        if kind is not None:
+            fmt = f"{kind.upper()} data" if kind != "binary" else "binary data"
+            raise InputFileError(path, f"holds {fmt}, not CSV text",
+                                 hint=_binary_hint(kind))
+        lines = head.split(b"\n")
+        if not complete:
+            lines = lines[:-1]  # the last piece may be cut mid-line
+        nonblank = [i for i, raw in enumerate(lines) if raw.strip(b"\r")]
+        if not nonblank:
+            raise InputFileError(path, "holds no data (only blank lines)")
+        first = nonblank[0]
+        line0 = _decode(lines[first], first == 0)
+        self.delimiter = delimiter or _sniff_delimiter(line0)
+        cells0 = _split(line0, self.delimiter)
+        self.n_columns = len(cells0)
+        numeric0 = all(is_number(c) for c in cells0)
+        self.header = (not numeric0) if header is None else bool(header)
+        if self.header:
+            if len(nonblank) < 2:
+                raise InputFileError(path, "has a header but no data rows",
+                                     hint="write one row per sample below the header")
+            self.skip = first + 1  # physical lines before the data, header included
+            names = [c.strip() or f"Unnamed: {j}" for j, c in enumerate(cells0)]
+            data_cells = _split(_decode(lines[nonblank[1]], False), self.delimiter)
+        else:
+            self.skip = 0
+            names = [str(j + 1) for j in range(len(cells0))]
+            data_cells = cells0
+        unique = len(set(names)) == len(names)
+        self._labels: list[int | str] = [
+            repr(n) if self.header and unique else j + 1 for j, n in enumerate(names)]
+        self.fields = []
+        import pyarrow as pa
+
+        for j, name in enumerate(names):
+            # a header names the columns, and the first row says which hold text (ids, paths);
+            # without a header every column is data, and a bad cell is a located error
+            cell = data_cells[j] if j < len(data_cells) else ""
+            numeric = not self.header or is_number(cell) or not cell.strip()
+            f = Field(name, pa.float64() if numeric else pa.string(), j,
+                      kind="float" if numeric else "other")
+            f.display = repr(name) if self.header else f"column {j + 1}"
+            self.fields.append(f)
+        longest = max(len(raw) for raw in lines) if lines else 0
+        self.block_size = max(1 << 22, 4 * longest)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _head(self) -> tuple[bytes, bool]:
+        """The file's first bytes, enough for two non-blank lines; and whether that is all."""
+        if self.data is not None:
+            return self.data[:HEAD_LIMIT], len(self.data) <= HEAD_LIMIT
+        try:
+            with open(self.path, "rb") as fh:
+                head = b""
+                found = 0  # non-blank complete lines so far
+                start = 0  # where the line being read starts
+                while len(head) < HEAD_LIMIT:
+                    chunk = fh.read(HEAD_CHUNK)
+                    if not chunk:
+                        return head, True
+                    head += chunk
+                    end = head.find(b"\n", start)
+                    while end >= 0:
+                        found += bool(head[start:end].strip(b"\r"))
+                        start = end + 1
+                        end = head.find(b"\n", start)
+                    if found >= 2:
+                        return head, False
+                return head, False
+        except OSError as exc:
+            raise InputFileError(self.path, f"cannot read the file ({exc.strerror or exc})") \
+                from None
+
+    def _arrow_source(self) -> Any:
+        import pyarrow as pa
+
+        return pa.BufferReader(self.data) if self.data is not None else self.path
+
+    def batches(self, fields: list[Field], rows: int) -> Iterator[Any]:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        internal = [f"c{f.position}" for f in fields]
+        read = pcsv.ReadOptions(column_names=[f"c{j}" for j in range(self.n_columns)],
+                                skip_rows=self.skip, block_size=self.block_size)
+        parse = pcsv.ParseOptions(delimiter=self.delimiter)
+        convert = pcsv.ConvertOptions(
+            column_types={n: pa.float64() for n in internal}, include_columns=internal,
+            null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False)
+        try:
+            reader = pcsv.open_csv(self._arrow_source(), read_options=read,
+                                   parse_options=parse, convert_options=convert)
+            yield from reader
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise self.locate(fields, exc) from None
+
+    # -- the slow path: find what pyarrow stumbled on ----------------------------------------
+
+    @contextlib.contextmanager
+    def _text(self) -> Iterator[IO[str]]:
+        raw = io.BytesIO(self.data) if self.data is not None else open(self.path, "rb")
+        with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            yield fh
+
+    def data_rows(self) -> Iterator[tuple[int, list[str]]]:
+        """``(line, cells)`` of each data row: after the header, blank lines skipped."""
+        with self._text() as fh:
+            reader = csv.reader(fh, delimiter=self.delimiter)
+            try:
+                for cells in reader:
+                    if reader.line_num <= self.skip or not cells:
+                        continue
+                    yield reader.line_num, cells
+            except csv.Error as exc:
+                raise InputFileError(self.path, f"is not valid CSV ({exc})",
+                                     line=reader.line_num) from None
+
+    def locate(self, fields: list[Field], exc: BaseException) -> InputFileError:
+        """The located error for what made pyarrow fail (a bad cell or a ragged row)."""
+        for line, cells in self.data_rows():
+            if len(cells) != self.n_columns:
+                return InputFileError(
+                    self.path, f"expected {self.n_columns} values, got {len(cells)}",
+                    line=line, hint="every row needs one value per column")
+            for f in fields:
+                cell = cells[f.position]
+                if not is_number(cell):
+                    return self._bad_cell(line, f, cell)
+        text = " ".join(str(exc).split())
+        return InputFileError(self.path, f"cannot be read as CSV ({text})")
+
+    def _bad_cell(self, line: int, f: Field, cell: str) -> InputFileError:
+        column = self._labels[f.position]
+        if not cell.strip():
+            return InputFileError(self.path, "the value is missing (an empty cell)", line=line,
+                                  column=column, hint="fill in every cell")
+        hint = None
+        if line == 1 and not self.header:
+            hint = "if line 1 is a header, pass --header"
+        elif self.header and f.kind == "other":
+            hint = "pick the number columns with --logits-columns"
+        return InputFileError(self.path, f"{cell!r} is not a number", line=line,
+                              column=column, hint=hint)
+
+    def line_of(self, row: int) -> int | None:
+        for i, (line, _) in enumerate(self.data_rows()):
+            if i == row:
+                return line
+        return None
+
+    def cell_text(self, row: int, f: Field) -> str | None:
+        for i, (_, cells) in enumerate(self.data_rows()):
+            if i == row:
+                return cells[f.position].strip(" \t") if f.position < len(cells) else None
+        return None
+
+    def column_label(self, f: Field) -> int | str:
+        return self._labels[f.position]
+
+    def index_names(self) -> set[str]:
+        if not self.header:
+            return set()
+        return {f.name for f in self.fields if f.name == "Unnamed: 0"}
+
+
+def _decode(raw: bytes, first: bool) -> str:
+    text = raw.decode("utf-8", errors="replace").rstrip("\r")
+    return text[1:] if first and text.startswith("\ufeff") else text
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return line.split(delimiter)
+
+
+def _sniff_delimiter(line: str) -> str:
+    """',' unless the first line has no comma but tabs (TSV) or single spaces (savetxt)."""
+    if "," in line:
+        return ","
+    if "\t" in line:
+        return "\t"
+    if " " in line.strip():
+        return " "
+    return ","
+
+
+def _binary_hint(kind: str) -> str:
+    suffix = {"npy": ".npy", "npz": ".npz", "parquet": ".parquet", "arrow": ".arrow"}.get(kind)
+    if suffix:
+        return f"name it with {suffix}, or pass the format (e.g. --logits-format {kind})"
+    return "save logits and labels as CSV text, .npy, .parquet or .arrow"
