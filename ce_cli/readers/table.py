@@ -30,6 +30,9 @@ from .base import Source, rechunk
 
 TARGET_NAMES = ("target", "label", "targets", "labels")
 
+#: values per record batch read from a file (~16 MB of float64)
+READ_ELEMENTS = 1 << 21
+
 
 @dataclass
 class Field:
@@ -57,6 +60,8 @@ class Field:
 def classify(t: Any) -> tuple[str, int | None]:
     import pyarrow as pa
 
+    if pa.types.is_dictionary(t):  # pandas categoricals: numbers if their categories are
+        t = t.value_type
     if pa.types.is_floating(t):
         return "float", None
     if pa.types.is_integer(t):
@@ -77,6 +82,7 @@ class Table:
     fields: list[Field]
     n_rows: int | None
     text: bool = False  # a text file: errors name lines, not row indices
+    notes: list[str] = []  # what the reader decided about the whole file (never mutated here)
 
     def batches(self, fields: list[Field], rows: int) -> Iterator[Any]:
         """Record batches of about ``rows`` rows holding ``fields`` (in that order)."""
@@ -316,6 +322,8 @@ def _names(fields: list[Field]) -> str:
 def _numpy_dtype(t: Any) -> np.dtype:
     import pyarrow as pa
 
+    if pa.types.is_dictionary(t):
+        t = t.value_type
     if pa.types.is_boolean(t):
         return np.dtype(np.bool_)
     return np.dtype(t.to_pandas_dtype())
@@ -350,19 +358,26 @@ def make_source(table: Table, role: str, sel: Selection) -> Source:
             block = matrix_block(table, fields, batch, start, dtype)
             return block.reshape(-1) if row_shape == () else block
 
+    width = max(1, len(sel.fields) if sel.layout == "matrix" else
+                row_shape[0] if row_shape else 1)
+
     def arrays(rows: int) -> Iterator[np.ndarray]:
         start = 0
-        for batch in table.batches(sel.fields, rows):
-            if batch.num_rows == 0:
-                continue
-            yield convert(batch, start)
-            start += batch.num_rows
+        # read batches of about READ_ELEMENTS values (small batches cost a lot of
+        # per-column overhead in Parquet), then cut them to the rows asked for
+        step = max(rows, READ_ELEMENTS // width)
+        for batch in table.batches(sel.fields, step):
+            # an IPC file may hold one huge batch: convert it a zero-copy slice at a time
+            for offset in range(0, batch.num_rows, step):
+                part = batch.slice(offset, step) if batch.num_rows > step else batch
+                yield convert(part, start)
+                start += part.num_rows
 
     def blocks(rows: int) -> Iterator[np.ndarray]:
         return rechunk(arrays(rows), rows)
 
     return Source(table.path, role, dtype, row_shape, table.n_rows, blocks,
-                  line_of=table.line_of, notes=list(sel.notes))
+                  line_of=table.line_of, notes=table.notes + sel.notes)
 
 
 def _first_list_size(table: Table, f: Field) -> int:
@@ -377,6 +392,13 @@ def _first_list_size(table: Table, f: Field) -> int:
                          f"{f.name!r} (the number of classes) is unknown")
 
 
+def _decoded(arr: Any) -> Any:
+    """A dictionary-encoded column (a pandas categorical) as its plain values."""
+    import pyarrow as pa
+
+    return arr.dictionary_decode() if pa.types.is_dictionary(arr.type) else arr
+
+
 def _first_null(table: Table, f: Field, arr: Any, start: int) -> InputFileError:
     mask = arr.is_null().to_numpy(zero_copy_only=False)
     row = start + int(np.flatnonzero(mask)[0])
@@ -387,12 +409,12 @@ def _first_null(table: Table, f: Field, arr: Any, start: int) -> InputFileError:
 def matrix_block(table: Table, fields: list[Field], batch: Any, start: int,
                  dtype: np.dtype) -> np.ndarray:
     """A ``(m, k)`` array of the batch's ``k`` number columns."""
-    cols = [batch.column(j) for j in range(batch.num_columns)]
+    cols = [_decoded(batch.column(j)) for j in range(batch.num_columns)]
     for f, col in zip(fields, cols):
         if col.null_count:
             raise _first_null(table, f, col, start)
-    same = all(_numpy_dtype(f.type) == dtype for f in fields) and dtype.kind in "iuf"
-    if same and hasattr(batch, "to_tensor") and len(cols) > 1:
+    same = all(_numpy_dtype(f.type) == dtype and f.type == c.type for f, c in zip(fields, cols))
+    if same and dtype.kind in "iuf" and hasattr(batch, "to_tensor") and len(cols) > 1:
         try:
             out = batch.to_tensor().to_numpy()
             if out.dtype == dtype:
@@ -443,6 +465,7 @@ INT64_MAX = np.iinfo(np.int64).max
 
 def index_block(table: Table, f: Field, arr: Any, start: int) -> np.ndarray:
     """Class indices as int64; floats must be whole (``2.0``), ints must fit int64."""
+    arr = _decoded(arr)
     if arr.null_count:
         raise _first_null(table, f, arr, start)
     a = arr.to_numpy(zero_copy_only=False)

@@ -7,6 +7,12 @@ the scan runs only then (and for :meth:`CsvTable.line_of`), never on the fast pa
 
 Numbers are read as float64 (what ``numpy.loadtxt`` and pandas give); a one-column
 targets file becomes int64 class indices (``2.0`` accepted, ``2.5`` refused).
+
+The first line is a header when it is not all numbers (or ``header=True``), or when it
+is ``0,1,...,C-1`` above rows of fractional numbers (pandas' header for unnamed
+columns; a note says so). The delimiter is ``,`` (``\t`` for ``.tsv``), or a tab or a
+single space when the first line has no comma (``numpy.savetxt``'s default).
+Blank lines are skipped; errors name 1-based file lines.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class CsvTable(Table):
         self.path = path
         self.data = data
         self.n_rows = None
+        self.notes: list[str] = []
         head, complete = self._head()
         kind = sniff_binary(head)
         if kind is not None:
@@ -76,6 +83,14 @@ class CsvTable(Table):
         self.n_columns = len(cells0)
         numeric0 = all(is_number(c) for c in cells0)
         self.header = (not numeric0) if header is None else bool(header)
+        if header is None and numeric0 and len(nonblank) > 1:
+            cells1 = _split(_decode(lines[nonblank[1]], False), self.delimiter)
+            if _column_numbers(cells0, cells1):
+                self.header = True
+                self.notes.append(
+                    f"{'<stdin>' if path == '-' else path}: took line {first + 1} "
+                    f"({','.join(c.strip() for c in cells0[:3])},...) for a header of column "
+                    "numbers, as pandas writes; pass --no-header if it is data")
         if self.header:
             if len(nonblank) < 2:
                 raise InputFileError(path, "has a header but no data rows",
@@ -223,6 +238,21 @@ class CsvTable(Table):
         if not self.header:
             return set()
         return {f.name for f in self.fields if f.name == "Unnamed: 0"}
+
+
+_INTEGER = re.compile(r"[+-]?\d+\Z")
+
+
+def _column_numbers(cells: list[str], following: list[str]) -> bool:
+    """Is the first row ``0,1,...,C-1`` the header pandas writes for a frame of unnamed
+    columns (``pd.DataFrame(x).to_csv(index=False)``), rather than data? Only when the
+    next row holds numbers that are not all whole: integer rows such as ``0,1`` or
+    ``0,1,2`` (one-hot targets, toy logits) stay data."""
+    got = [c.strip() for c in cells]
+    if len(got) < 2 or got != [str(j) for j in range(len(got))]:
+        return False
+    return (len(following) == len(got) and all(is_number(c) for c in following)
+            and any(not _INTEGER.match(c.strip()) for c in following))
 
 
 def _decode(raw: bytes, first: bool) -> str:

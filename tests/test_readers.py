@@ -1,0 +1,744 @@
+"""Readers: every format round-trips, every unreadable file is one located InputFileError.
+
+Files are written the way users write them (``np.save``, ``np.savetxt``, pyarrow's
+Parquet/Feather/IPC writers, plain text), read back through ``ce_cli.readers`` and
+compared with the arrays they were written from.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.feather as feather
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ce_cli import readers
+from ce_cli.errors import InputFileError
+from ce_cli.readers import open_source, open_table_pair, read_array
+
+N, C = 7, 4
+RNG = np.random.default_rng(0)
+X = (RNG.standard_normal((N, C)) * 3).astype(np.float32)
+T = np.array([0, 3, 1, -100, 2, 2, 0], dtype=np.int64)
+P = (np.exp(X) / np.exp(X).sum(1, keepdims=True)).astype(np.float32)
+NAMES = [f"logit_{j}" for j in range(C)]
+
+FUZZ = settings(max_examples=60, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+def logit_table(x: np.ndarray = X, **extra: object) -> pa.Table:
+    cols = {f"logit_{j}": x[:, j] for j in range(x.shape[1])}
+    cols.update(extra)  # type: ignore[arg-type]
+    return pa.table(cols)
+
+
+def write_ipc_file(path: Path, table: pa.Table) -> None:
+    with ipc.new_file(str(path), table.schema) as w:
+        w.write_table(table, max_chunksize=3)  # several record batches
+
+
+def write_ipc_stream(path: Path, table: pa.Table) -> None:
+    with ipc.new_stream(str(path), table.schema) as w:
+        w.write_table(table, max_chunksize=3)
+
+
+def text(values: np.ndarray, header: list[str] | None = None, sep: str = ",") -> str:
+    """Plain CSV text as a user types it: the shortest repr of each number."""
+    rows = [sep.join(header)] if header else []
+    rows += [sep.join(repr(v.item()) for v in row) for row in values.reshape(len(values), -1)]
+    return "\n".join(rows) + "\n"
+
+
+# -- logits round trips -------------------------------------------------------------------------
+
+
+def _np_savetxt(p: Path) -> str:
+    np.savetxt(p, X, delimiter=",")
+    return str(p)
+
+
+def _np_savetxt_header(p: Path) -> str:
+    np.savetxt(p, X, delimiter=",", header=",".join(NAMES), comments="")
+    return str(p)
+
+
+def _np_savetxt_spaces(p: Path) -> str:
+    np.savetxt(p, X)  # numpy's default: one space between values
+    return str(p)
+
+
+def _plain_csv(p: Path) -> str:
+    p.write_text(text(X.astype(np.float64)))
+    return str(p)
+
+
+def _plain_csv_header_crlf_blank_tail(p: Path) -> str:
+    p.write_bytes((text(X.astype(np.float64), NAMES).replace("\n", "\r\n") + "\r\n\r\n").encode())
+    return str(p)
+
+
+def _tsv(p: Path) -> str:
+    p.write_text(text(X.astype(np.float64), NAMES, sep="\t"))
+    return str(p)
+
+
+def _pandas_csv(p: Path) -> str:
+    # DataFrame.to_csv(): an unnamed index column first, quoted names are legal too
+    lines = [",".join(['""'] + [f'"{n}"' for n in NAMES])]
+    lines += [",".join([str(i)] + [repr(float(v)) for v in row]) for i, row in enumerate(X)]
+    p.write_text("\n".join(lines) + "\n")
+    return str(p)
+
+
+def _npz_only(p: Path) -> str:
+    np.savez(p, X)
+    return str(p)
+
+
+def _npz_named(p: Path) -> str:
+    np.savez(p, logits=X, labels=T)
+    return f"{p}:logits"
+
+
+def _npz_compressed(p: Path) -> str:
+    np.savez_compressed(p, logits=X, labels=T)
+    return f"{p}:logits"
+
+
+def _parquet(p: Path) -> str:
+    pq.write_table(logit_table(), p, row_group_size=3)
+    return str(p)
+
+
+def _parquet_pandas_index(p: Path) -> str:
+    table = logit_table(__index_level_0__=np.arange(N) * 10)
+    pq.write_table(table, p)
+    return str(p)
+
+
+def _parquet_list(p: Path) -> str:
+    pq.write_table(pa.table({"logits": pa.array(list(X), pa.list_(pa.float32()))}), p)
+    return str(p)
+
+
+def _feather(p: Path) -> str:
+    feather.write_feather(logit_table(), p)  # lz4-compressed IPC file
+    return str(p)
+
+
+def _feather_v1(p: Path) -> str:
+    with warnings.catch_warnings():  # writing V1 is deprecated; old files still exist
+        warnings.simplefilter("ignore", DeprecationWarning)
+        feather.write_feather(logit_table(), p, version=1)
+    return str(p)
+
+
+def _ipc_file(p: Path) -> str:
+    write_ipc_file(p, logit_table())
+    return str(p)
+
+
+def _ipc_stream(p: Path) -> str:
+    write_ipc_stream(p, logit_table())
+    return str(p)
+
+
+def _arrow_fixed_list(p: Path) -> str:
+    col = pa.FixedSizeListArray.from_arrays(pa.array(X.reshape(-1)), C)
+    write_ipc_file(p, pa.table({"id": np.arange(N), "logits": col}))
+    return str(p)
+
+
+LOGIT_FILES = {  # name: (suffix, writer, dtype read back)
+    "npy": (".npy", lambda p: (np.save(p, X), str(p))[1], np.float32),
+    "npz-only": (".npz", _npz_only, np.float32),
+    "npz-named": (".npz", _npz_named, np.float32),
+    "npz-compressed": (".npz", _npz_compressed, np.float32),
+    "savetxt": (".csv", _np_savetxt, np.float64),
+    "savetxt-header": (".csv", _np_savetxt_header, np.float64),
+    "savetxt-spaces": (".csv", _np_savetxt_spaces, np.float64),
+    "plain-csv": (".csv", _plain_csv, np.float64),
+    "csv-header-crlf": (".csv", _plain_csv_header_crlf_blank_tail, np.float64),
+    "pandas-csv": (".csv", _pandas_csv, np.float64),
+    "tsv": (".tsv", _tsv, np.float64),
+    "parquet": (".parquet", _parquet, np.float32),
+    "parquet-pandas-index": (".parquet", _parquet_pandas_index, np.float32),
+    "parquet-list": (".parquet", _parquet_list, np.float32),
+    "feather": (".feather", _feather, np.float32),
+    "feather-v1": (".feather", _feather_v1, np.float32),
+    "ipc-file": (".arrow", _ipc_file, np.float32),
+    "ipc-stream": (".arrow", _ipc_stream, np.float32),
+    "ipc-stream-as-.ipc": (".ipc", _ipc_stream, np.float32),
+    "arrow-fixed-size-list": (".arrow", _arrow_fixed_list, np.float32),
+}
+
+
+@pytest.mark.parametrize("kind", LOGIT_FILES)
+def test_logits_round_trip(tmp_path, kind):
+    suffix, write, dtype = LOGIT_FILES[kind]
+    path = write(tmp_path / f"logits{suffix}")
+    source = open_source(path, role="logits")
+    got = source.read()
+    assert got.dtype == dtype and got.shape == (N, C)
+    assert source.row_shape == (C,) and source.dtype == dtype
+    # text holds the float32 values exactly (savetxt) or by shortest repr of their float64
+    np.testing.assert_array_equal(got.astype(np.float32), X)
+    if dtype == np.float32:
+        np.testing.assert_array_equal(got, X)
+    blocks = list(source.blocks(3))
+    assert [b.shape[0] for b in blocks] == [3, 3, 1]
+    np.testing.assert_array_equal(np.concatenate(blocks), got)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "ipc-file", "feather", "npy"])
+def test_row_count_from_metadata(tmp_path, kind):
+    suffix, write, _ = LOGIT_FILES[kind]
+    assert open_source(write(tmp_path / f"x{suffix}"), role="logits").n_rows == N
+
+
+@pytest.mark.parametrize("kind", ["savetxt", "ipc-stream"])
+def test_row_count_unknown_for_text_and_streams(tmp_path, kind):
+    suffix, write, _ = LOGIT_FILES[kind]
+    assert open_source(write(tmp_path / f"x{suffix}"), role="logits").n_rows is None
+
+
+def test_kdim_npy_keeps_its_shape(tmp_path):
+    x = RNG.standard_normal((3, C, 2, 5))
+    np.save(tmp_path / "k.npy", x)
+    source = open_source(str(tmp_path / "k.npy"), role="logits")
+    assert source.row_shape == (C, 2, 5) and source.n_rows == 3
+    np.testing.assert_array_equal(source.read(), x)
+
+
+def test_npy_is_memory_mapped(tmp_path):
+    np.save(tmp_path / "x.npy", X)
+    assert isinstance(read_array(str(tmp_path / "x.npy"), role="logits"), np.memmap)
+
+
+def test_uncompressed_npz_member_is_memory_mapped(tmp_path):
+    np.savez(tmp_path / "a.npz", logits=X, labels=T)
+    got = read_array(f"{tmp_path}/a.npz:labels", role="targets")
+    assert isinstance(got, np.memmap)
+    np.testing.assert_array_equal(got, T)
+
+
+def test_big_csv_streams_in_blocks(tmp_path):
+    x = RNG.standard_normal((20_000, 3))
+    pcsv.write_csv(pa.table({f"c{j}": x[:, j] for j in range(3)}), tmp_path / "big.csv")
+    source = open_source(str(tmp_path / "big.csv"), role="logits")
+    sizes = [b.shape[0] for b in source.blocks(4096)]
+    assert sizes[:-1] == [4096] * (len(sizes) - 1) and sum(sizes) == 20_000
+    np.testing.assert_array_equal(source.read(), x)
+
+
+# -- targets ------------------------------------------------------------------------------------
+
+
+def _t_npy(p):
+    np.save(p, T)
+    return str(p)
+
+
+def _t_savetxt(p):
+    np.savetxt(p, T, fmt="%d")
+    return str(p)
+
+
+def _t_float_text(p):  # labels written as floats, the way DataFrames with NaN write them
+    p.write_text("\n".join(f"{v}.0" for v in T) + "\n\n")
+    return str(p)
+
+
+def _t_header(p):
+    p.write_text("label\n" + "\n".join(str(v) for v in T) + "\n")
+    return str(p)
+
+
+def _t_parquet_only(p):
+    pq.write_table(pa.table({"y": T.astype(np.int32)}), p)
+    return str(p)
+
+
+def _t_parquet_named(p):
+    pq.write_table(pa.table({"id": np.arange(N), "label": T, "weight": np.ones(N)}), p)
+    return str(p)
+
+
+def _t_arrow_target(p):
+    write_ipc_stream(p, pa.table({"target": T.astype(np.float64), "x": np.ones(N)}))
+    return str(p)
+
+
+def _t_npz(p):
+    np.savez(p, logits=X, labels=T)
+    return f"{p}:labels"
+
+
+TARGET_FILES = {
+    "npy": (".npy", _t_npy),
+    "savetxt": (".csv", _t_savetxt),
+    "float-text": (".csv", _t_float_text),
+    "header": (".csv", _t_header),
+    "parquet-only-column": (".parquet", _t_parquet_only),
+    "parquet-label-column": (".parquet", _t_parquet_named),
+    "arrow-float-target-column": (".arrow", _t_arrow_target),
+    "npz": (".npz", _t_npz),
+}
+
+
+@pytest.mark.parametrize("kind", TARGET_FILES)
+def test_index_targets_round_trip(tmp_path, kind):
+    suffix, write = TARGET_FILES[kind]
+    source = open_source(write(tmp_path / f"t{suffix}"), role="targets")
+    got = source.read()
+    assert got.dtype == np.int64 and source.row_shape == ()
+    np.testing.assert_array_equal(got, T)
+
+
+def test_categorical_label_column(tmp_path):
+    labels = pa.array(T).dictionary_encode()
+    pq.write_table(pa.table({"label": labels}), tmp_path / "t.parquet")
+    write_ipc_file(tmp_path / "t.arrow", pa.table({"label": labels}))
+    for name in ("t.parquet", "t.arrow"):
+        np.testing.assert_array_equal(read_array(str(tmp_path / name), role="targets"), T)
+
+
+def test_target_column_option(tmp_path):
+    pq.write_table(pa.table({"a": np.zeros(N), "y_true": T}), tmp_path / "t.parquet")
+    got = read_array(str(tmp_path / "t.parquet"), role="targets", target_column="y_true")
+    np.testing.assert_array_equal(got, T)
+
+
+def _p_savetxt(p):
+    np.savetxt(p, P, delimiter=",")
+    return str(p)
+
+
+def _p_parquet(p):
+    pq.write_table(pa.table({f"p{j}": P[:, j] for j in range(C)}), p)
+    return str(p)
+
+
+def _p_list(p):
+    write_ipc_file(p, pa.table({"probs": pa.array(list(P), pa.list_(pa.float32()))}))
+    return str(p)
+
+
+def _p_npz(p):
+    np.savez(p, probs=P)
+    return str(p)
+
+
+@pytest.mark.parametrize("suffix, write", [(".csv", _p_savetxt), (".parquet", _p_parquet),
+                                           (".arrow", _p_list), (".npz", _p_npz)])
+def test_probability_targets(tmp_path, suffix, write):
+    source = open_source(write(tmp_path / f"p{suffix}"), role="targets")
+    got = source.read()
+    assert got.dtype.kind == "f" and source.row_shape == (C,)
+    np.testing.assert_array_equal(got.astype(np.float32), P)
+
+
+# -- one table holding logits and targets -------------------------------------------------------
+
+
+def _pair_parquet(p):
+    pq.write_table(logit_table(label=T), p)
+
+
+def _pair_parquet_pandas(p):  # df.to_parquet() with a non-default index
+    table = logit_table(label=T, __index_level_0__=np.arange(N) + 100)
+    meta = {b"pandas": b'{"index_columns": ["__index_level_0__"], "columns": []}'}
+    pq.write_table(table.replace_schema_metadata(meta), p)
+
+
+def _pair_feather(p):
+    feather.write_feather(logit_table(label=T), p)
+
+
+def _pair_stream(p):
+    write_ipc_stream(p, logit_table(label=T))
+
+
+def _pair_list(p):
+    pq.write_table(pa.table({"path": [f"img{i}.png" for i in range(N)], "label": T,
+                             "logits": pa.array(list(X), pa.list_(pa.float32()))}), p)
+
+
+def _pair_csv(p):
+    header = ["Unnamed: 0", "label", *NAMES]
+    rows = [",".join([str(i), str(T[i])] + [repr(float(v)) for v in X[i]]) for i in range(N)]
+    p.write_text(",".join(header) + "\n" + "\n".join(rows) + "\n")
+
+
+def _pair_csv_text_column(p):
+    rows = [",".join([f"img{i}.png", str(T[i])] + [repr(float(v)) for v in X[i]])
+            for i in range(N)]
+    p.write_text(",".join(["path", "label", *NAMES]) + "\n" + "\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("suffix, write", [
+    (".parquet", _pair_parquet), (".parquet", _pair_parquet_pandas), (".feather", _pair_feather),
+    (".arrow", _pair_stream), (".parquet", _pair_list), (".csv", _pair_csv),
+    (".csv", _pair_csv_text_column)])
+def test_table_pair(tmp_path, suffix, write):
+    path = tmp_path / f"preds{suffix}"
+    write(path)
+    xs, ts = open_table_pair(str(path), target_column="label")
+    x, t = xs.read(), ts.read()
+    np.testing.assert_array_equal(x.astype(np.float32), X)
+    np.testing.assert_array_equal(t, T)
+    assert t.dtype == np.int64 and xs.row_shape == (C,) and ts.row_shape == ()
+
+
+def test_table_pair_notes_ignored_columns(tmp_path):
+    _pair_csv_text_column(tmp_path / "p.csv")
+    xs, _ = open_table_pair(str(tmp_path / "p.csv"), target_column="label")
+    assert any("'path'" in note for note in xs.notes)
+    pq.write_table(logit_table(label=T, epoch=np.ones(N, np.int64)), tmp_path / "p.parquet")
+    xs, _ = open_table_pair(str(tmp_path / "p.parquet"), target_column="label")
+    assert xs.row_shape == (C,) and any("'epoch'" in note for note in xs.notes)
+
+
+@pytest.mark.parametrize("spec", ["logit_*", "logit_", "logit_0,logit_1,logit_2,logit_3"])
+def test_logits_columns_selection(tmp_path, spec):
+    pq.write_table(logit_table(label=T, other=np.ones(N)), tmp_path / "p.parquet")
+    xs, ts = open_table_pair(str(tmp_path / "p.parquet"), target_column="label",
+                             logits_columns=spec)
+    np.testing.assert_array_equal(xs.read(), X)
+    got = read_array(str(tmp_path / "p.parquet"), role="logits", logits_columns=spec)
+    np.testing.assert_array_equal(got, X)
+
+
+def test_table_pair_missing_column_names_the_columns(tmp_path):
+    _pair_parquet(tmp_path / "p.parquet")
+    with pytest.raises(InputFileError) as err:
+        open_table_pair(str(tmp_path / "p.parquet"), target_column="y")
+    assert "'y'" in str(err.value) and "'logit_0'" in str(err.value) and "'label'" in str(err.value)
+
+
+def test_table_pair_refuses_an_array_file(tmp_path):
+    np.save(tmp_path / "x.npy", X)
+    with pytest.raises(InputFileError, match="one array"):
+        open_table_pair(str(tmp_path / "x.npy"), target_column="label")
+
+
+# -- stdin, formats by name ---------------------------------------------------------------------
+
+
+def feed(monkeypatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def _bytes(write, suffix):
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / f"f{suffix}"
+        path = write(p)
+        return Path(path.rpartition(":")[0] if path.endswith(":logits") else path).read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["npy", "plain-csv", "savetxt-header", "parquet", "feather",
+                                  "ipc-stream", "npz-only"])
+def test_stdin_by_magic(monkeypatch, kind):
+    suffix, write, dtype = LOGIT_FILES[kind]
+    feed(monkeypatch, _bytes(write, suffix))
+    source = open_source("-", role="logits")
+    assert source.path == "-"
+    np.testing.assert_array_equal(source.read().astype(np.float32), X)
+
+
+def test_stdin_targets_and_format_override(monkeypatch):
+    feed(monkeypatch, b"1\n0\n2\n")
+    np.testing.assert_array_equal(read_array("-", role="targets"), [1, 0, 2])
+    feed(monkeypatch, b"1\t2\n3\t4\n")
+    np.testing.assert_array_equal(read_array("-", role="logits", fmt="tsv"), [[1, 2], [3, 4]])
+
+
+def test_empty_stdin(monkeypatch):
+    feed(monkeypatch, b"")
+    with pytest.raises(InputFileError, match="<stdin>: standard input is empty"):
+        read_array("-", role="logits")
+
+
+def test_format_by_name_overrides_the_suffix(tmp_path):
+    (tmp_path / "x.txt").write_text("1,2\n3,4\n")
+    np.testing.assert_array_equal(read_array(str(tmp_path / "x.txt"), role="logits", fmt="csv"),
+                                  [[1, 2], [3, 4]])
+    with pytest.raises(InputFileError, match="unknown format 'xls'"):
+        read_array(str(tmp_path / "x.txt"), role="logits", fmt="xls")
+
+
+def test_header_option(tmp_path):
+    (tmp_path / "x.csv").write_text("1,2\n3,4\n")
+    got = read_array(str(tmp_path / "x.csv"), role="logits", header=True)
+    np.testing.assert_array_equal(got, [[3, 4]])
+    (tmp_path / "h.csv").write_text("a,b\n3,4\n")
+    with pytest.raises(InputFileError) as err:
+        read_array(str(tmp_path / "h.csv"), role="logits", header=False)
+    assert "line 1, column 1: 'a' is not a number" in str(err.value)
+
+
+def test_pandas_column_number_header(tmp_path):
+    # pd.DataFrame(x).to_csv(index=False) writes the column numbers as a header
+    (tmp_path / "x.csv").write_text(text(X.astype(np.float64), [str(j) for j in range(C)]))
+    source = open_source(str(tmp_path / "x.csv"), role="logits")
+    np.testing.assert_array_equal(source.read().astype(np.float32), X)
+    assert any("--no-header" in note for note in source.notes)
+    (tmp_path / "p.csv").write_text("0,1\n1,0\n0,1\n")  # one-hot rows, not a header
+    assert read_array(str(tmp_path / "p.csv"), role="targets").shape == (3, 2)
+    (tmp_path / "q.csv").write_text("0,1\n0.25,0.75\n")
+    assert read_array(str(tmp_path / "q.csv"), role="targets").shape == (1, 2)
+    assert read_array(str(tmp_path / "x.csv"), role="logits", header=False).shape == (N + 1, C)
+
+
+def test_line_of_maps_rows_to_file_lines(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n\n1,2\n3,4\n\n5,6\n")
+    source = open_source(str(tmp_path / "x.csv"), role="logits")
+    assert [source.line_of(i) for i in range(3)] == [3, 4, 6]
+
+
+def test_import_does_not_load_pyarrow():
+    code = "import sys, ce_cli.readers, ce_cli.writers; print('pyarrow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
+
+
+# -- malformed files: one located error ---------------------------------------------------------
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    b = io.BytesIO()
+    np.save(b, a)
+    return b.getvalue()
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    b = io.BytesIO()
+    pq.write_table(table, b)
+    return b.getvalue()
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    b = io.BytesIO()
+    with ipc.new_file(b, table.schema) as w:
+        w.write_table(table)
+    return b.getvalue()
+
+
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    b = io.BytesIO()
+    np.savez(b, **arrays)
+    return b.getvalue()
+
+
+MALFORMED = [
+    # (file name, content, role, options, fragments of str(error))
+    ("t.csv", "0\n2\n2.5\n", "targets", {}, ["t.csv, line 3, column 1: '2.5' is not a whole"]),
+    ("t.csv", "label\n0\n\n1\n2.5\n", "targets", {},
+     ["t.csv, line 5, column 'label': '2.5' is not a whole number"]),
+    ("t.csv", "0\nnan\n", "targets", {}, ["line 2, column 1: 'nan' is not a class index"]),
+    ("t.csv", "0\n-inf\n", "targets", {}, ["line 2, column 1: '-inf' is not a class index"]),
+    ("t.csv", "0\ncat\n", "targets", {}, ["line 2, column 1: 'cat' is not a number"]),
+    ("x.csv", "1,2\nx,3\n", "logits", {}, ["x.csv, line 2, column 1: 'x' is not a number"]),
+    ("x.csv", "1,2,3\n4,5,6\n7,8\n", "logits", {}, ["x.csv, line 3: expected 3 values, got 2"]),
+    ("x.csv", "a,b,c\n1,2,3\n4,5,6,7\n", "logits", {}, ["line 3: expected 3 values, got 4"]),
+    ("x.csv", "a,b,c\n", "logits", {}, ["x.csv: has a header but no data rows"]),
+    ("x.csv", "a,b,c\n\n\n", "logits", {}, ["has a header but no data rows"]),
+    ("x.csv", "\n\n", "logits", {}, ["x.csv: holds no data"]),
+    ("x.csv", "", "logits", {}, ["x.csv: the file is empty"]),
+    ("x.csv", "1,2\n3,\n", "logits", {}, ["line 2, column 2: the value is missing"]),
+    ("x.csv", "a,b\n1,2\n3,4e\n", "logits", {}, ["line 3, column 'b': '4e' is not a number"]),
+    ("x.csv", "id,a\nimg1,2\n", "logits", {}, ["columns that are not numbers: 'id'",
+                                               "--logits-columns"]),
+    ("x.tsv", "1\t2\n3\t1_000\n", "logits", {}, ["line 2, column 2: '1_000' is not a number"]),
+    ("x.csv", _npy_bytes(X), "logits", {}, ["holds NPY data, not CSV text", "npy"]),
+    ("x.npy", b"hello world", "logits", {}, ["x.npy: not a .npy file"]),
+    ("x.npy", _npy_bytes(X)[:-7], "logits", {}, ["x.npy: the .npy file is truncated"]),
+    ("x.npy", _npy_bytes(np.array(["a", "b"])), "logits", {}, ["hold text", "not real numbers"]),
+    ("x.npy", _npy_bytes(np.array([1j, 2j])), "logits", {}, ["complex numbers"]),
+    ("x.npy", _npy_bytes(np.array([{}, 1], dtype=object)), "logits", {}, ["object array"]),
+    ("x.npy", _npy_bytes(np.zeros(2, [("a", "f4"), ("b", "i4")])), "logits", {}, ["records"]),
+    ("x.npz", _npz_bytes(a=X, b=T), "logits", {}, ["holds 2 arrays (a, b)", "x.npz:a"]),
+    ("x.npz", _npz_bytes(a=X)[:-30], "logits", {}, ["x.npz: not a .npz file"]),
+    ("x.npz", _npz_bytes(a=np.array(["s"])), "logits", {}, ["hold text"]),
+    ("x.parquet", b"PAR1 not really", "logits", {}, ["x.parquet: the Parquet file is"]),
+    ("x.parquet", _parquet_bytes(logit_table())[:-9], "logits", {}, ["Parquet file is truncated"]),
+    ("x.parquet", _npy_bytes(X), "logits", {}, ["not a Parquet file (it holds npy data)"]),
+    ("x.parquet", _parquet_bytes(pa.table({"a": [1.0, None, 2.0], "b": [1.0, 2.0, 3.0]})),
+     "logits", {}, ["column 'a': row index 1 is missing (null)"]),
+    ("x.parquet", _parquet_bytes(pa.table({"a": [1.0, 2.0], "s": ["u", "v"]})), "logits", {},
+     ["columns that are not numbers: 's' (string)"]),
+    ("x.parquet", _parquet_bytes(pa.table({"label": [0.0, 1.5]})), "targets", {},
+     ["column 'label': row index 1 (1.5) is not a whole number"]),
+    ("x.parquet", _parquet_bytes(pa.table({"label": [0, None]})), "targets", {},
+     ["row index 1 is missing"]),
+    ("x.parquet", _parquet_bytes(pa.table({"a": [1.0], "b": [2.0]})), "targets", {
+        "target_column": "y"}, ["has no column 'y'", "'a', 'b'"]),
+    ("x.parquet", _parquet_bytes(pa.table({"l": pa.array([[1.0, 2.0], [3.0]])})), "logits", {},
+     ["column 'l': row index 1 holds 1 values but the first row holds 2"]),
+    ("x.parquet", _parquet_bytes(pa.table({"l": pa.array([[1.0, 2.0], [3.0, None]])})),
+     "logits", {}, ["column 'l': row index 1 holds a missing (null) value"]),
+    ("x.parquet", _parquet_bytes(logit_table()), "logits", {"logits_columns": "z*"},
+     ["no column matches 'z*'", "'logit_0'"]),
+    ("x.parquet", _parquet_bytes(logit_table(label=T)), "logits", {"logits_columns": None},
+     []),  # fine: the integer label column is left out with a note
+    ("x.parquet", _parquet_bytes(logit_table(label=T.astype(float))), "logits", {},
+     ["has a column named 'label' among the logits", "--target-column label"]),
+    ("x.arrow", b"just some text", "logits", {}, ["x.arrow: not an Arrow IPC file or stream"]),
+    ("x.arrow", _ipc_bytes(logit_table())[:-20], "logits", {}, ["Arrow IPC file is truncated"]),
+    ("x.arrow", _ipc_bytes(pa.table({"a": [1.0, None]})), "logits", {},
+     ["column 'a': row index 1 is missing"]),
+    ("x.xlsx", b"PK..", "logits", {}, ["cannot tell the format from the suffix '.xlsx'", ".csv"]),
+]
+
+
+@pytest.mark.parametrize("name, content, role, options, fragments", MALFORMED,
+                         ids=[f"{i}-{m[0]}" for i, m in enumerate(MALFORMED)])
+def test_malformed_is_one_located_error(tmp_path, name, content, role, options, fragments):
+    path = tmp_path / name
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        path.write_bytes(content)
+    options = {k: v for k, v in options.items() if v is not None}
+    if not fragments:
+        assert read_array(str(path), role=role, **options).shape[0] > 0
+        return
+    with pytest.raises(InputFileError) as err:
+        read_array(str(path), role=role, **options)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(str(path))
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+def test_missing_directory_and_member(tmp_path):
+    cases = {str(tmp_path / "nope.csv"): "no such file", str(tmp_path): "is a directory",
+             f"{tmp_path}/x.parquet:logits": "no such file"}
+    for path, fragment in cases.items():
+        with pytest.raises(InputFileError, match=fragment):
+            read_array(path, role="logits")
+    np.savez(tmp_path / "a.npz", logits=X)
+    with pytest.raises(InputFileError, match="no array named 'x'; its arrays are: logits"):
+        read_array(f"{tmp_path}/a.npz:x", role="logits")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("1,2\n")
+    path.chmod(0)
+    with pytest.raises(InputFileError, match="permission denied"):
+        read_array(str(path), role="logits")
+
+
+def test_check_path_splits_npz_member(tmp_path):
+    np.savez(tmp_path / "a.npz", logits=X)
+    readers.check_path(f"{tmp_path}/a.npz:logits")
+    assert readers.detect_format(f"{tmp_path}/a.npz:logits") == "npz"
+    assert readers.split_member(f"{tmp_path}/a.npz:logits") == (f"{tmp_path}/a.npz", "logits")
+
+
+# -- corrupted files: InputFileError or numbers, never another exception ------------------------
+
+
+def _valid_files() -> dict[str, bytes]:
+    table = logit_table(label=T, lst=pa.array(list(X), pa.list_(pa.float32())))
+    files = {"x.npy": _npy_bytes(X), "x.npz": _npz_bytes(a=X), "x.parquet": _parquet_bytes(table),
+             "x.arrow": _ipc_bytes(table)}
+    b = io.BytesIO()
+    feather.write_feather(table, b)  # compressed
+    files["x.feather"] = b.getvalue()
+    b = io.BytesIO()
+    with ipc.new_stream(b, table.schema) as w:
+        w.write_table(table, max_chunksize=3)
+    files["s.ipc"] = b.getvalue()
+    files["x.csv"] = text(X.astype(np.float64), NAMES).encode()
+    files["t.csv"] = text(T).encode()
+    return files
+
+
+VALID = _valid_files()
+
+
+@st.composite
+def corruptions(draw, data: bytes) -> bytes:
+    kind = draw(st.sampled_from(["truncate", "flip", "bytes", "zeros"]))
+    d = bytearray(data)
+    if kind == "truncate":
+        return bytes(d[:draw(st.integers(1, len(d) - 1))])
+    if kind == "flip":
+        i = draw(st.integers(0, len(d) - 1))
+        d[i] ^= 1 << draw(st.integers(0, 7))
+        return bytes(d)
+    if kind == "zeros":
+        i = draw(st.integers(0, len(d) - 1))
+        d[i:i + draw(st.integers(1, 64))] = b"\0" * len(d[i:i + 64])
+        return bytes(d[:len(data)])
+    for _ in range(draw(st.integers(1, 8))):
+        d[draw(st.integers(0, len(d) - 1))] = draw(st.integers(0, 255))
+    return bytes(d)
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_corrupted_file_is_input_error_or_numbers(fuzz_dir, name):
+    roles = ["targets"] if name == "t.csv" else ["logits", "targets"]
+    path = fuzz_dir / name
+
+    @FUZZ
+    @given(data=corruptions(VALID[name]), role=st.sampled_from(roles),
+           listed=st.booleans())
+    def check(data, role, listed):
+        path.write_bytes(data)
+        options = {"logits_columns": "lst"} if listed and name.endswith(
+            (".parquet", ".arrow", ".feather", ".ipc")) and role == "logits" else {}
+        try:
+            got = read_array(str(path), role=role, **options)
+        except InputFileError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+            return
+        # a flipped data byte changes a value, not the kind of thing read
+        assert isinstance(got, np.ndarray) and got.dtype.kind in "biuf"
+
+    check()
+
+
+def test_truncated_binary_files_always_fail(fuzz_dir):
+    for name in ("x.npy", "x.parquet", "x.arrow", "x.feather"):
+        data = VALID[name]
+        for cut in sorted({1, 5, 9, len(data) // 3, len(data) // 2, len(data) - 1}):
+            (fuzz_dir / name).write_bytes(data[:cut])
+            with pytest.raises(InputFileError):
+                read_array(str(fuzz_dir / name), role="logits")
+
+
+@pytest.mark.parametrize("kind", ["parquet-list", "arrow-fixed-size-list", "ipc-file",
+                                  "feather-v1", "savetxt"])
+def test_batches_cut_into_slices(tmp_path, monkeypatch, kind):
+    from ce_cli.readers import table
+
+    monkeypatch.setattr(table, "READ_ELEMENTS", 1)  # every record batch sliced row by row
+    suffix, write, _ = LOGIT_FILES[kind]
+    source = open_source(write(tmp_path / f"x{suffix}"), role="logits")
+    blocks = list(source.blocks(2))
+    assert [b.shape[0] for b in blocks] == [2, 2, 2, 1]
+    np.testing.assert_array_equal(np.concatenate(blocks).astype(np.float32), X)
