@@ -224,6 +224,9 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
     opened = dict(target_column=target_column, logits_columns=logits_columns, header=header,
                   logits_format=logits_format, targets_format=targets_format)
     xs, ts = _open_sources(logits, targets, **opened)
+    if not quiet:
+        for note in dict.fromkeys([*xs.notes, *ts.notes]):  # a shared table notes once
+            _say("note", note)
     if xs.dtype.kind in "iub":
         _say("warning", f"{xs.path}: the logits are {xs.dtype.name}; computing in float64 "
              "(torch refuses integer logits)")
