@@ -17,7 +17,8 @@ from .errors import CeLossError, ExitCode, ShapeError, TargetError
 EXIT_CODES_HELP = """\b
 Exit codes:
   0  success
-  1  internal error (a bug in ce-loss; CE_LOSS_TRACEBACK=1 shows the traceback)
+  1  internal error (a bug in ce-loss; CE_LOSS_TRACEBACK=1 shows the
+     traceback), or warnings under --strict
   2  bad input or usage: unreadable file, shapes that do not fit, bad option
   130  interrupted (Ctrl-C)"""
 
@@ -402,6 +403,7 @@ def _open_sources(logits: str, targets: str | None, *, target_column: str | None
     t_opts = dict(opts, **({"target_column": target_column} if target_column else {}))
     xs = readers.open_source(logits, role="logits", fmt=logits_format, **x_opts)
     ts = readers.open_source(targets, role="targets", fmt=targets_format, **t_opts)
+    readers.shards.check_pairs(xs, ts)
     return xs, ts
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import readme_transcripts
 from helpers import torch_ce
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,25 +53,20 @@ def test_readme_run_command_prints_torchs_number():
 
 
 def test_readme_transcripts_match_real_output():
-    """Every ``$ ce-loss ...`` transcript shows what the command prints (stderr then stdout)."""
-    checked = 0
-    for block in _blocks("console"):
-        lines = block.splitlines()
-        for i, line in enumerate(lines):
-            if not line.startswith("$ ce-loss "):
-                continue
-            shown = []
-            for follow in lines[i + 1:]:
-                if follow.startswith("$ "):
-                    break
-                shown.append(follow)
-            proc = _ce_loss(shlex.split(line[2:])[1:])
-            assert proc.returncode == 0, proc.stderr
-            if shown:
-                real = proc.stderr.splitlines() + proc.stdout.splitlines()
-                assert [s.rstrip() for s in shown] == [r.rstrip() for r in real]
-            checked += 1
-    assert checked >= 2
+    """Every ``$ ce-loss ...`` transcript shows what the command prints (stderr, then stdout).
+
+    Refresh them with ``python tests/readme_transcripts.py``.
+    """
+    found = readme_transcripts.transcripts(README)
+    assert len(found) >= 5
+    for command, shown in found:
+        code, real = readme_transcripts.real_output(command)
+        if shown and shown[0].startswith("ce-loss: error:"):
+            assert code == 2, command
+        else:
+            assert code == 0, (command, real)
+        if shown:
+            assert [s.rstrip() for s in shown] == [r.rstrip() for r in real], command
 
 
 def test_readme_python_examples():

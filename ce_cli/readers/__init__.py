@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputFileError
-from . import arrow, npy, npz, parquet, text
+from . import arrow, npy, npz, parquet, shards, text
 from .base import Source, sniff_binary
 
 Reader = Callable[..., Source]
@@ -146,6 +146,10 @@ def open_source(path: str, *, role: str, fmt: str | None = None, **options: obje
     ``header`` (CSV: True, False or None to detect), ``logits_columns`` and
     ``target_column`` (tables). ``path`` may be ``-`` (stdin) or ``file.npz:name``.
     """
+    if shards.is_sharded(path):  # a folder or glob of shards, read one after another
+        files = shards.expand(path, SUFFIXES)
+        return shards.concat(path, role, files,
+                             lambda f: open_source(f, role=role, fmt=fmt, **options))
     file, name, extra = _resolve(path, fmt)
     return READERS[name](file, role=role, **extra, **options)
 
@@ -165,6 +169,21 @@ def open_table_pair(path: str, *, target_column: str, logits_columns: str | None
     other numeric columns (a pandas index column, text columns and integer id columns
     beside float ones are left out, with a note in ``Source.notes``).
     """
+    if shards.is_sharded(path):
+        files = shards.expand(path, SUFFIXES)
+        pairs = {}
+
+        def side(i: int) -> Callable[[str], Source]:
+            def one(f: str) -> Source:
+                if f not in pairs:
+                    pairs[f] = open_table_pair(f, target_column=target_column,
+                                               logits_columns=logits_columns, fmt=fmt,
+                                               header=header)
+                return pairs[f][i]
+            return one
+
+        return (shards.concat(path, "logits", files, side(0)),
+                shards.concat(path, "targets", files, side(1)))
     file, name, extra = _resolve(path, fmt)
     data = extra.get("data")
     assert data is None or isinstance(data, bytes)

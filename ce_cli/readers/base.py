@@ -39,6 +39,8 @@ class Source:
     #: things the reader decided that the user may want to know ("ignored column 'id'"),
     #: one line each, for the CLI to print as warnings
     notes: list[str] = field(default_factory=list)
+    #: for sharded sources, (shard path, its row count) in order
+    parts: list[tuple[str, int | None]] | None = None
 
     def blocks(self, rows: int) -> Iterator[np.ndarray]:
         return self._blocks(max(1, int(rows)))
