@@ -193,13 +193,21 @@ def _default_format() -> str:
 @click.option("--partial", "partial_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a partial result (JSON) that 'ce-loss merge' combines with "
                    "others, e.g. one per shard.")
+@click.option("--engine", type=click.Choice(("default", "dask")), default="default",
+              show_default=True,
+              help="dask: one task per shard or chunk, on Dask's threads or a cluster "
+                   "(pip install 'ce-loss[dask]').")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="With --engine dask: a distributed scheduler, e.g. tcp://host:8786 "
+                   "(default $DASK_SCHEDULER_ADDRESS, else local threads).")
 def compute(logits: str, targets: str | None, reduction: str, weight: str | None,
             ignore_index: int, label_smoothing: float, input_kind: str,
             target_column: str | None, logits_columns: str | None, header: bool | None,
             logits_format: str | None, targets_format: str | None, fmt: str | None,
             output: str | None, softmax_path: str | None, rows: int, class_axis: int | None,
             explain: bool, top_k: str, bins: int, worst: int, no_plots: bool, strict: bool,
-            quiet: bool, partial_path: str | None) -> None:
+            quiet: bool, partial_path: str | None, engine: str, scheduler: str | None
+            ) -> None:
     """Compute the cross-entropy of LOGITS against TARGETS, as torch does.
 
     LOGITS is an (N, C) array (or (C,), or (N, C, d1, ..., dk)) of scores;
@@ -224,6 +232,33 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
         raise click.BadParameter("--softmax and -o name the same file", param_hint="'-o'")
     opened = dict(target_column=target_column, logits_columns=logits_columns, header=header,
                   logits_format=logits_format, targets_format=targets_format)
+    if engine == "dask":
+        for name, value in (("-o", output), ("--softmax", softmax_path)):
+            if value is not None:
+                raise click.UsageError(f"{name} needs per-sample output, which --engine dask "
+                                       "does not gather; run it without --engine dask")
+        if reduction == "none" or "-" in (logits, targets):
+            raise click.UsageError("--engine dask computes mean or sum from files; for "
+                                   "--reduction none or stdin use the default engine")
+        from . import dask_engine
+
+        if not dask_engine.available():
+            raise CeLossError(f"--engine dask needs Dask: {dask_engine.INSTALL_HINT}")
+        run_options = dict(weight=None, ignore_index=ignore_index, reduction=reduction,
+                           label_smoothing=label_smoothing, input_kind=input_kind,
+                           class_axis=class_axis,
+                           audit=dict(top_k=_parse_top_k(top_k), bins=bins, worst_k=worst))
+        tasks = dask_engine.plan(logits, targets, fmt=logits_format)
+        if weight is not None:  # parsed once, against the first task's logits
+            xs0, _ = _open_sources(tasks[0].logits, tasks[0].targets, **opened)
+            x_dtype = xs0.dtype if xs0.dtype.kind == "f" else np.dtype(np.float64)
+            run_options["weight"] = _parse_weight(weight, xs0.row_shape[0] if xs0.row_shape
+                                                  else (xs0.n_rows or 0), x_dtype)
+        merged = dask_engine.compute(tasks, opened, run_options, scheduler)
+        _finish(merged, reduction, fmt=fmt, explain=explain, no_plots=no_plots, strict=strict,
+                quiet=quiet, partial_path=partial_path,
+                sources={"logits": logits, "targets": targets or logits})
+        return
     xs, ts = _open_sources(logits, targets, **opened)
     if not quiet:
         for note in dict.fromkeys([*xs.notes, *ts.notes]):  # a shared table notes once
@@ -354,6 +389,14 @@ def merge(parts: tuple[str, ...], reduction: str | None, fmt: str | None, explai
     if partial_path is not None:
         writers.check_output(partial_path, suffixes=(".json",))
     merged = partial.merge([partial.load(p) for p in parts])
+    _finish(merged, reduction, fmt=fmt, explain=explain, no_plots=no_plots, strict=strict,
+            quiet=quiet, partial_path=partial_path, sources={"partials": ", ".join(parts)})
+
+
+def _finish(merged: partial.Partial, reduction: str | None, *, fmt: str, explain: bool,
+            no_plots: bool, strict: bool, quiet: bool, partial_path: str | None,
+            sources: dict[str, str]) -> None:
+    """Report a merged partial result: findings on stderr, the loss on stdout."""
     reduction = reduction or (merged.reduction if merged.reduction != "none" else "mean")
     result = merged.finish(reduction)
     spec = result.spec
@@ -364,16 +407,14 @@ def merge(parts: tuple[str, ...], reduction: str | None, fmt: str | None, explai
             spec.input_dtype, spec.n_classes):
         said.insert(0, checks.Finding("warning", (
             f"the logits look like probabilities: {merged.scan.evidence()}; torch applies "
-            "log-softmax to them again; if they are softmax outputs, compute the partials "
-            "with --input-kind probs")))
+            "log-softmax to them again; if they are softmax outputs, pass --input-kind probs")))
     if not quiet:
         for finding in said:
             _say(finding.kind, finding.message)
     if partial_path is not None:
         writers.write_text(partial_path, partial.dumps(merged.doc))
     stats = merged.stats
-    report = render.Report(result=result, input_kind=spec.input_kind,
-                           sources={"partials": ", ".join(parts)},
+    report = render.Report(result=result, input_kind=spec.input_kind, sources=sources,
                            stats=stats.summary() if stats is not None else None,
                            explain=metrics.explain(result, stats) if explain else None,
                            plots=not no_plots)

@@ -70,6 +70,14 @@ class InputFileError(CeLossError, ValueError):
             message += f"; {hint}"
         super().__init__(" ".join(message.split("\n")))
 
+    def __reduce__(self) -> tuple:  # picklable, so Dask workers can send it back
+        return (_input_file_error, (self.path, self.problem, self.line, self.column, self.hint))
+
+
+def _input_file_error(path: str, problem: str, line: int | None, column: int | str | None,
+                      hint: str | None) -> InputFileError:
+    return InputFileError(path, problem, line=line, column=column, hint=hint)
+
 
 class OutputFileError(CeLossError, OSError):
     """An output path that cannot be written."""

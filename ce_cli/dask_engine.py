@@ -1,0 +1,143 @@
+"""``--engine dask``: the same kernel, one task per chunk, reduced as a Dask tree.
+
+Each task opens its own rows (a shard, or a row range of a memory-mapped ``.npy``),
+runs :func:`ce_cli.pipeline.run` on them and returns a partial-result document; the
+documents are merged in a tree of :func:`ce_cli.partial.merge` calls. Tasks carry paths,
+not data, so workers on other machines read the files themselves (they must see the
+same paths). Runs on Dask's local threaded scheduler, or on a ``distributed`` cluster
+when a scheduler address is given.
+
+Dask is an optional extra: ``pip install 'ce-loss[dask]'``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import partial, pipeline, readers
+from .errors import CeLossError, OptionError
+from .readers import shards
+
+#: elements of logits per task when a single .npy file is cut into row ranges
+TASK_ELEMENTS = 1 << 25
+#: partials merged per node of the reduction tree
+FAN_IN = 8
+
+INSTALL_HINT = "pip install 'ce-loss[dask]'"
+
+
+def available() -> bool:
+    try:
+        import dask  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Task:
+    """One chunk of the data: files (or one table), and a row range of a .npy file."""
+
+    logits: str
+    targets: str | None
+    start: int = 0
+    stop: int | None = None
+
+
+def plan(logits: str, targets: str | None, *, fmt: str | None = None,
+         task_elements: int = TASK_ELEMENTS) -> list[Task]:
+    """Cut the input into tasks: one per shard, or row ranges of a single .npy file."""
+    if shards.is_sharded(logits):
+        xf = shards.expand(logits, readers.SUFFIXES)
+        if targets is None:
+            return [Task(f, None) for f in xf]
+        tf = shards.expand(targets, readers.SUFFIXES) if shards.is_sharded(targets) else None
+        if tf is None or len(tf) != len(xf):
+            raise OptionError(
+                "--engine dask pairs logits and targets shard by shard: give TARGETS as a "
+                f"folder or glob with one file per logits shard ({len(xf)})")
+        return [Task(a, b) for a, b in zip(xf, tf)]
+    if logits != "-" and readers.detect_format(logits, fmt) == "npy":
+        x = np.load(logits, mmap_mode="r")
+        if x.ndim >= 2 and x.shape[0]:
+            per_row = int(np.prod(x.shape[1:]))
+            rows = max(1, task_elements // max(per_row, 1))
+            return [Task(logits, targets, a, min(a + rows, x.shape[0]))
+                    for a in range(0, x.shape[0], rows)]
+    return [Task(logits, targets)]
+
+
+def _sliced(source: readers.Source, task: Task) -> readers.Source:
+    if task.start == 0 and task.stop is None:
+        return source
+    whole = source.array if source.array is not None else source.read()
+    return readers.base.array_source(source.path, source.role, whole[task.start:task.stop])
+
+
+def run_task(task: Task, open_options: dict[str, Any], run_options: dict[str, Any]
+             ) -> dict[str, Any]:
+    """The partial-result document of one task (runs on a worker)."""
+    target_column = open_options.get("target_column")
+    if task.targets is None:
+        xs, ts = readers.open_table_pair(
+            task.logits, target_column=target_column,
+            logits_columns=open_options.get("logits_columns"),
+            fmt=open_options.get("logits_format"), header=open_options.get("header"))
+    else:
+        opts = {k: v for k, v in (("header", open_options.get("header")),) if v is not None}
+        x_opts = dict(opts)
+        if open_options.get("logits_columns"):
+            x_opts["logits_columns"] = open_options["logits_columns"]
+        t_opts = dict(opts)
+        if target_column:
+            t_opts["target_column"] = target_column
+        xs = readers.open_source(task.logits, role="logits",
+                                 fmt=open_options.get("logits_format"), **x_opts)
+        ts = readers.open_source(task.targets, role="targets",
+                                 fmt=open_options.get("targets_format"), **t_opts)
+    xs, ts = _sliced(xs, task), _sliced(ts, task)
+    run = pipeline.run(xs, ts, keep_losses=False, **run_options)
+    return partial.to_document(run.result.spec, run.result.totals, run.scan, run.labels,
+                               run.stats, run_options["reduction"],
+                               [f"{task.logits}[{task.start}:{task.stop or ''}]"])
+
+
+def merge_documents(*docs: dict[str, Any]) -> dict[str, Any]:
+    """One node of the reduction tree."""
+    return partial.merge([partial.Partial(d, _where(d)) for d in docs]).doc
+
+
+def _where(doc: dict[str, Any]) -> str:
+    return ", ".join(doc.get("sources", [])) or "<dask task>"
+
+
+def compute(tasks: list[Task], open_options: dict[str, Any], run_options: dict[str, Any],
+            scheduler: str | None = None) -> partial.Partial:
+    """Run every task and merge them, on Dask; the result equals one ordinary run."""
+    try:
+        import dask
+    except ImportError:
+        raise OptionError(f"--engine dask needs Dask: {INSTALL_HINT}") from None
+    nodes = [dask.delayed(run_task, pure=True)(t, open_options, run_options) for t in tasks]
+    while len(nodes) > 1:
+        nodes = [dask.delayed(merge_documents, pure=True)(*nodes[i:i + FAN_IN])
+                 for i in range(0, len(nodes), FAN_IN)]
+    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise OptionError(f"--scheduler needs dask.distributed: {INSTALL_HINT}") from None
+        try:
+            with Client(scheduler, timeout="10s") as client:
+                doc = client.compute(nodes[0]).result()
+        except (OSError, TimeoutError) as exc:
+            raise CeLossError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); "
+                              "check --scheduler or DASK_SCHEDULER_ADDRESS") from None
+    else:
+        doc = nodes[0].compute(scheduler="threads")
+    return partial.Partial(doc, "<dask>")
