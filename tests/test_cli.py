@@ -197,7 +197,7 @@ def test_bad_label_leaves_existing_output_untouched(arrays, tmp_path):
 
 @pytest.mark.parametrize("case, fragments", [
     ("missing", ["nope.npy", "no such file"]),
-    ("directory", ["is a directory"]),
+    ("directory", ["d.npy", "folder holds no files"]),
     ("suffix", ["x.txt", "suffix", ".npy"]),
     ("empty", ["empty"]),
     ("not-npy", ["not a .npy file"]),

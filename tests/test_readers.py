@@ -627,7 +627,7 @@ def test_malformed_is_one_located_error(tmp_path, name, content, role, options, 
 
 
 def test_missing_directory_and_member(tmp_path):
-    cases = {str(tmp_path / "nope.csv"): "no such file", str(tmp_path): "is a directory",
+    cases = {str(tmp_path / "nope.csv"): "no such file", str(tmp_path): "folder holds no files",
              f"{tmp_path}/x.parquet:logits": "no such file"}
     for path, fragment in cases.items():
         with pytest.raises(InputFileError, match=fragment):
