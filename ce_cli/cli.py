@@ -29,6 +29,10 @@ def _say(kind: str, message: str) -> None:
     click.echo(f"ce-loss: {kind}: {line}", err=True)
 
 
+class _Interrupted(Exception):
+    """Ctrl-C, carried past Click's own handling."""
+
+
 class CeLossGroup(click.Group):
     """A group whose every failure is one line on stderr and a documented exit code.
 
@@ -41,6 +45,12 @@ class CeLossGroup(click.Group):
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # before Click turns it into Abort and prints a blank line
+            raise _Interrupted() from None
 
     def _run(self, args: Any, prog_name: str, complete_var: Any, **extra: Any) -> int:
         try:
@@ -58,7 +68,7 @@ class CeLossGroup(click.Group):
         except CeLossError as exc:
             _say("error", str(exc))
             return ExitCode.BAD_INPUT
-        except (click.Abort, KeyboardInterrupt):
+        except (click.Abort, KeyboardInterrupt, _Interrupted):
             _say("error", "interrupted; no output file was written")
             return ExitCode.INTERRUPTED
         except BrokenPipeError:

@@ -332,3 +332,24 @@ def test_python_dash_m_and_head_closing_the_pipe(tmp_path):
     assert pipe.returncode == 0
     assert len(pipe.stdout.splitlines()) == 1
     assert pipe.stderr == ""
+
+
+def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
+    import signal
+    import time
+
+    np.save(tmp_path / "t.npy", np.zeros(3, dtype=np.int64))
+    out = tmp_path / "losses.npy"
+    out.write_bytes(b"precious")
+    proc = subprocess.Popen([_ce_loss_command(), "compute", "-", str(tmp_path / "t.npy"),
+                             "-o", str(out), "--reduction", "none"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # it is waiting for stdin now
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert stdout == ""
+    assert stderr.splitlines() == ["ce-loss: error: interrupted; no output file was written"]
+    assert out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["losses.npy", "t.npy"]
