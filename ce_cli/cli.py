@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from . import __version__, checks, core, metrics, partial, pipeline, readers, render, writers
-from .errors import CeLossError, ExitCode, ShapeError, TargetError
+from .errors import CeLossError, DTypeError, ExitCode, ShapeError, TargetError
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -307,7 +307,7 @@ def compute(logits: str, targets: str | None, reduction: str, weight: str | None
     except TargetError as exc:
         raise CeLossError(_target_error(exc, xs, ts, logits, targets, opened,
                                         ignore_index)) from None
-    except ShapeError as exc:
+    except (ShapeError, DTypeError) as exc:
         raise CeLossError(_shape_error(exc, xs, ts, class_axis)) from None
     result = run.result
     spec = result.spec
@@ -560,9 +560,19 @@ def _target_error(exc: TargetError, xs: Any, ts: Any, logits: str, targets: str 
     return message
 
 
-def _shape_error(exc: ShapeError, xs: Any, ts: Any, class_axis: int | None) -> str:
+def _shape_error(exc: CeLossError, xs: Any, ts: Any, class_axis: int | None) -> str:
+    """torch's shape message, naming the files and their shapes, with the likely fix."""
     message = str(exc).split("; the targets match the logits without")[0]
     x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
+    if xs.path not in message:
+        def shape(src: Any) -> str:
+            dims = ([] if src.n_rows is None else [src.n_rows]) + list(src.row_shape)
+            return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
+
+        if "Expected 1 or more dimensions" in message:
+            message = f"{xs.path}: {message}"
+        else:
+            message = f"{xs.path} {shape(xs)} and {ts.path} {shape(ts)}: {message}"
     if class_axis is None and len(x_row) >= 2 and t_row == x_row[:-1]:
         message += ("; the targets fit the logits with the classes on the last axis (B, L, V "
                     "sequence outputs, N, H, W, C images): pass --class-axis -1")

@@ -72,8 +72,9 @@ def aligned_blocks(xs: Source, ts: Source, rows: int) -> Iterator[tuple[np.ndarr
                 t_have += b.shape[0]
         take = min(x_have, t_have, rows)
         if take == 0:
-            if x_have or t_have:
-                yield _cat(x_buf), _cat(t_buf)  # unequal tails: the caller counts rows
+            if x_have or t_have:  # unequal tails: the caller counts the rows and says so
+                yield (_cat(x_buf) if x_buf else np.zeros((0, *xs.row_shape), xs.dtype),
+                       _cat(t_buf) if t_buf else np.zeros((0, *ts.row_shape), ts.dtype))
             return
         xb, x_buf, x_have = _split(x_buf, take)
         tb, t_buf, t_have = _split(t_buf, take)
@@ -124,6 +125,14 @@ def run(
     unbatched = xs.n_rows is not None and len(x_row) == 0  # a 1-D logits array: (C,)
     if unbatched:  # torch treats (C,) as one sample; so do we, and report a 0-d shape
         x_all, t_all = np.asarray(xs.read()), np.asarray(ts.read())
+        if x_all.ndim == 0:
+            raise ShapeError("Expected 1 or more dimensions (got 0); logits need a class "
+                             "axis, shape (C,), (N, C) or (N, C, d1, ..., dk)")
+        if t_all.shape == x_all.shape and t_all.dtype.kind in "iub" and t_all.size > 1:
+            raise ShapeError(
+                f"1-D logits of {x_all.size} values are one sample's logits (C,) for torch, "
+                f"yet there are {t_all.size} integer labels; save the logits as (N, C) rows "
+                "(for one binary logit z per sample, stack [0, z] as two columns)")
         if t_all.dtype.kind in "iubf":  # torch's own refusals for 1-D input, first
             t_kind = t_all.dtype if t_all.shape == x_all.shape else np.dtype(np.int64)
             core.make_spec(x_all.shape, x_dtype, t_all.shape, t_kind, weight, ignore_index,
