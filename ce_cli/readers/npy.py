@@ -45,7 +45,7 @@ def read_npy(path: str, *, role: str, data: bytes | None = None, **_: object) ->
 
 
 #: files larger than this are read through reused buffers instead of the memory map
-BUFFERED_BYTES = 64 << 20
+BUFFERED_BYTES = 4 << 20
 
 
 def _buffered_blocks(path: str, array: np.memmap):
