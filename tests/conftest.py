@@ -87,15 +87,18 @@ def _floats(lo: float, hi: float, dtype: Any) -> st.SearchStrategy[float]:
 @st.composite
 def logits(draw: Any, shape: tuple[int, ...], dtype: Any, *, specials: bool = True,
            scaled: bool = True, bound: float | None = None) -> np.ndarray:
-    """Logits mostly in [-bound, bound]; sometimes scaled to 1e4/1e30 (not float16) and
-    sometimes with a few -inf (masked class), +inf, NaN or large entries."""
+    """Logits mostly in [-bound, bound]; sometimes scaled to 1e4/1e30 or offset by up to
+    1e6 (not float16), and sometimes with a few -inf (masked class), +inf, NaN or large
+    entries."""
     dtype = np.dtype(dtype)
     if bound is None:
         bound = 8.0 if dtype == np.float16 else 30.0
     x = draw(arrays(dtype, shape, elements=_floats(-bound, bound, dtype)))
     if scaled and dtype != np.float16:
         scale = draw(st.sampled_from([1.0, 1.0, 1.0, 1.0, 1e4, 1e30]))
-        x = (x * scale).astype(dtype)
+        # a common offset: exp() of the unshifted logits under- or overflows around 700
+        offset = draw(st.sampled_from([0.0] * 6 + [-745.0, -700.0, -88.0, 88.0, 700.0, 1e6]))
+        x = (x * scale + offset).astype(dtype)
     if specials and x.size and draw(st.integers(0, 4)) == 0:
         big = [6e4, -6e4] if dtype == np.float16 else [1e4, -1e4, 1e30, -1e30]
         values = [-np.inf, -np.inf, np.inf, np.nan] + big
@@ -118,8 +121,9 @@ def weights(draw: Any, n_classes: int, dtype: Any, *, negative: bool = True,
     if kind == "signed":
         w = draw(arrays(np.int64, (n_classes,), elements=st.integers(-2, 3)))
         return w.astype(dtype)
+    # no tiny weights: sum/den would overflow in the tests' own arithmetic
     return draw(arrays(dtype, (n_classes,), elements=st.one_of(
-        st.just(0.0), _floats(0.0, 4.0, dtype))))
+        st.just(0.0), _floats(2.0**-10, 4.0, dtype))))
 
 
 @st.composite
