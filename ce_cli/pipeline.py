@@ -48,47 +48,53 @@ class Pass:
         return doc
 
 
+class _Rows:
+    """Row blocks of one source, re-cut to the sizes asked for."""
+
+    def __init__(self, source: Source, rows: int) -> None:
+        self.source = source
+        self.blocks = source.blocks(rows)
+        self.parts: list[np.ndarray] = []
+        self.have = 0
+        self.done = False
+
+    def fill(self, rows: int) -> None:
+        while not self.done and self.have < rows:
+            b = next(self.blocks, None)
+            if b is None:
+                self.done = True
+            else:
+                self.have += b.shape[0]
+                # short of rows: the next read may reuse b's buffer, so keep a copy
+                self.parts.append(b if self.have >= rows else np.array(b))
+
+    def take(self, rows: int) -> np.ndarray:
+        if not self.parts:
+            return np.zeros((0, *self.source.row_shape), self.source.dtype)
+        whole = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+        # a reader may reuse its buffer for the next block: keep a copy of what is left
+        rest = np.array(whole[rows:]) if whole.shape[0] > rows else None
+        self.parts = [rest] if rest is not None else []
+        self.have = 0 if rest is None else rest.shape[0]
+        return whole[:rows]
+
+
 def aligned_blocks(xs: Source, ts: Source, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Blocks of the same row count from both sources, however each one chunks its file."""
-    x_it, t_it = xs.blocks(rows), ts.blocks(rows)
-    x_buf: list[np.ndarray] = []
-    t_buf: list[np.ndarray] = []
-    x_have = t_have = 0
-    x_done = t_done = False
+    """Blocks of the same row count from both sources, however each one chunks its file.
+
+    When one source runs out first, a last pair of unequal lengths is yielded so the
+    caller can count the rows of both and say so.
+    """
+    x, t = _Rows(xs, rows), _Rows(ts, rows)
     while True:
-        while not x_done and x_have < rows:
-            b = next(x_it, None)
-            if b is None:
-                x_done = True
-            else:
-                x_buf.append(b)
-                x_have += b.shape[0]
-        while not t_done and t_have < rows:
-            b = next(t_it, None)
-            if b is None:
-                t_done = True
-            else:
-                t_buf.append(b)
-                t_have += b.shape[0]
-        take = min(x_have, t_have, rows)
+        x.fill(rows)
+        t.fill(rows)
+        take = min(x.have, t.have, rows)
         if take == 0:
-            if x_have or t_have:  # unequal tails: the caller counts the rows and says so
-                yield (_cat(x_buf) if x_buf else np.zeros((0, *xs.row_shape), xs.dtype),
-                       _cat(t_buf) if t_buf else np.zeros((0, *ts.row_shape), ts.dtype))
+            if x.have or t.have:
+                yield x.take(x.have), t.take(t.have)
             return
-        xb, x_buf, x_have = _split(x_buf, take)
-        tb, t_buf, t_have = _split(t_buf, take)
-        yield xb, tb
-
-
-def _cat(parts: list[np.ndarray]) -> np.ndarray:
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _split(parts: list[np.ndarray], take: int) -> tuple[np.ndarray, list[np.ndarray], int]:
-    whole = _cat(parts)
-    rest = whole[take:]
-    return whole[:take], ([rest] if rest.shape[0] else []), rest.shape[0]
+        yield x.take(take), t.take(take)
 
 
 def position_label(pos: int, shape: tuple[int, ...]) -> str:
