@@ -7,8 +7,18 @@
 array(0.7288...)
 """
 
-from .core import cross_entropy
+from typing import Any
+
 from .errors import CeLossError
 
 __version__ = "0.1.0"
 __all__ = ["cross_entropy", "CeLossError", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # NumPy loads on first use, so the command line's --help starts fast
+    if name == "cross_entropy":
+        from .core import cross_entropy
+
+        return cross_entropy
+    raise AttributeError(f"module 'ce_cli' has no attribute {name!r}")

@@ -14,8 +14,7 @@ from typing import IO, Any
 import numpy as np
 
 from .core import LossResult
-
-FORMATS = ("table", "json", "csv", "plain")
+from .names import FORMATS  # noqa: F401,E402  (re-exported)
 
 
 @dataclass

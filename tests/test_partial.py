@@ -63,7 +63,8 @@ def test_merge_of_random_splits_equals_one_run_and_torch(data, n, options, dtype
     assert a["counted"] == b["counted"] and a["accuracy"] == b["accuracy"]
     assert a["top_k_accuracy"] == b["top_k_accuracy"]
     # worst-sample indices are positions within each shard; their losses are global
-    assert [w["loss"] for w in a["worst"]] == [w["loss"] for w in b["worst"]]
+    np.testing.assert_allclose([w["loss"] for w in a["worst"]],
+                               [w["loss"] for w in b["worst"]], rtol=2e-6)
     assert a["loss_histogram"] == b["loss_histogram"]
     assert merged.totals.positions == n
 
