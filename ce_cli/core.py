@@ -3,8 +3,17 @@
 Pure NumPy: no I/O, no click, no rich. One kernel serves every caller:
 :func:`cross_entropy` feeds a whole array through :class:`LossAccumulator` block by
 block, and the command line feeds the same accumulator with the blocks it reads.
-A block is always 2-D with the class axis last, ``(m, C)``; K-dim inputs are
-re-laid out one cache-sized block at a time, never as a whole.
+A block is 2-D with the class axis last, ``(m, C)``, in any memory layout: K-dim
+inputs are read in place as class-first planes (or re-laid out one cache-sized block
+at a time), never copied whole.
+
+The kernel (issue 5) cuts blocks into cache-sized chunks (:data:`KERNEL_ELEMENTS`)
+shared by a few threads (``CE_LOSS_THREADS``; NumPy releases the GIL) and merges their
+totals in order, so the thread count never changes a bit of the result. Per chunk it
+takes one ``exp`` of the logits into a reused buffer, row sums, and
+``-lp[t] = log(sum_c exp(x_c) / exp(x_t))``: no max shift and no log_softmax array.
+Rows that leave the range where that is exact (overflow, underflow, NaN, +-inf) are
+redone with torch's own max-shifted arithmetic.
 
 Semantics follow torch 2.13 (``aten/src/ATen/native/LossNLL.cpp``); the comments
 say where a line copies one of its quirks.
@@ -13,20 +22,30 @@ say where a line copies one of its quirks.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import DTypeError, OptionError, ShapeError, TargetError
 
-REDUCTIONS = ("mean", "sum", "none")
-INPUT_KINDS = ("logits", "probs", "log-probs")
+if TYPE_CHECKING:  # concurrent.futures is imported when a second thread is first needed
+    from concurrent.futures import ThreadPoolExecutor
+
+from .names import INPUT_KINDS, REDUCTIONS  # noqa: F401  (re-exported)
+
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
-#: Elements per block: 256K-1M fit this machine's caches best (issue 5).
-BLOCK_ELEMENTS = 1 << 18
+#: Elements per block that :func:`iter_blocks` yields: the unit of one
+#: :meth:`LossAccumulator.update` call, which cuts it into kernel chunks for its threads.
+BLOCK_ELEMENTS = 1 << 20
+
+#: Elements per kernel call: one thread's chunk plus its exp scratch stay in cache
+#: (256K-1M were best here; 16K-element chunks lose 1.5-3x to per-call overhead).
+KERNEL_ELEMENTS = 1 << 18
 
 _TORCH_DTYPE_NAMES = {
     "float16": "Half",
@@ -84,6 +103,10 @@ def validate_options(reduction: str, label_smoothing: float, input_kind: str = "
         raise OptionError(
             f"{input_kind} is not a valid input kind; use one of {', '.join(INPUT_KINDS)}"
         )
+    _check_smoothing(label_smoothing)
+
+
+def _check_smoothing(label_smoothing: float) -> None:
     if label_smoothing > 0.0 and not label_smoothing <= 1.0:
         raise OptionError(
             f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}"
@@ -106,7 +129,9 @@ def make_spec(
     Raises the same refusals as torch, as :class:`~ce_cli.errors.CeLossError`
     subclasses. Target *values* are checked per block by the accumulator.
     """
-    validate_options(reduction, label_smoothing, input_kind)
+    validate_options(reduction, 0.0, input_kind)
+    if tuple(target_shape) != tuple(input_shape):
+        _check_smoothing(label_smoothing)  # torch checks it first for class indices
     input_dtype = np.dtype(input_dtype)
     target_dtype = np.dtype(target_dtype)
     ndim = len(input_shape)
@@ -141,8 +166,9 @@ def make_spec(
             raise OptionError("ignore_index is not supported for floating point target")
         if not weight_shape_ok:
             raise ShapeError("cross_entropy: " + weight_message)
+        _check_smoothing(label_smoothing)  # ... and last for probabilities
         dtypes = [input_dtype, target_dtype]
-        if w is not None:
+        if w is not None and w.dtype.kind in "fc":  # torch: an integer weight never promotes
             dtypes.append(w.dtype)
         result_dtype = np.result_type(*dtypes)
         if result_dtype not in FLOAT_DTYPES:
@@ -279,6 +305,174 @@ class LossResult:
         return self.spec.n_classes
 
 
+# -- threads and per-thread scratch -------------------------------------------------------------
+
+#: The default thread count never exceeds this (the kernel is bound by exp and memory).
+MAX_DEFAULT_THREADS = 8
+
+
+def default_threads() -> int:
+    """Threads the kernel uses when none are given: ``CE_LOSS_THREADS`` if set, else the
+    CPUs this process may run on (at most :data:`MAX_DEFAULT_THREADS`)."""
+    env = os.environ.get("CE_LOSS_THREADS", "").strip()
+    if env:
+        n = int(env) if env.isdigit() else 0
+        if n < 1:
+            raise OptionError(f"CE_LOSS_THREADS must be a positive integer, got {env!r}")
+        return n
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DEFAULT_THREADS))
+
+
+_LOCAL = threading.local()
+
+
+def _buf(name: str, n: int, dtype: Any) -> np.ndarray:
+    """A 1-D per-thread buffer of ``n`` elements, reused from call to call (contents are
+    garbage). Freshly allocated memory is slow to touch, so the kernel writes its
+    temporaries here instead of allocating them per block."""
+    dtype = np.dtype(dtype)
+    bufs: dict[tuple[str, str], np.ndarray] | None = getattr(_LOCAL, "bufs", None)
+    if bufs is None:
+        bufs = _LOCAL.bufs = {}
+    key = (name, dtype.char)
+    b = bufs.get(key)
+    if b is None or b.shape[0] < n:
+        b = np.empty(max(n, 1), dtype)
+        if n <= 4 * max(KERNEL_ELEMENTS, 1 << 16):  # a giant single row is not kept
+            bufs[key] = b
+    return b[:n]
+
+
+def _arange(n: int) -> np.ndarray:
+    ar: np.ndarray | None = getattr(_LOCAL, "arange", None)
+    if ar is None or ar.shape[0] < n:
+        ar = _LOCAL.arange = np.arange(max(n, 1024), dtype=np.intp)
+    return ar[:n]
+
+
+class _Workspace:
+    """One thread's scratch for chunks of one geometry, reused while chunks keep it:
+    ``exp(x)`` (``e``), row sums, gather indices and gathered terms, and the index of
+    each row's first class (``base``: ``i * C`` for rows, ``i + (i // L) (C - 1) L`` for
+    ``(g, C, L)`` planes, to which ``t * L`` is added)."""
+
+    def __init__(self, shape: tuple[int, ...], cdt: np.dtype[Any]) -> None:
+        self.key = (shape, cdt)
+        size = math.prod(shape)
+        m = shape[0] * shape[2] if len(shape) == 3 else shape[0]
+        self.e_flat = _buf("e", size, cdt)
+        self.e = self.e_flat.reshape(shape)
+        self.s = _buf("s", m, cdt)
+        self.idx = _buf("idx", m, np.intp)
+        self.e_t = _buf("e_t", m, cdt)
+        self.base = _buf("base", m, np.intp)
+        np.copyto(self.base, _arange(m))
+        if len(shape) == 3:
+            g, c, span = shape
+            if g > 1:
+                self.base += (_arange(m) // span) * ((c - 1) * span)
+        else:
+            self.base *= shape[1]
+
+
+def _workspace(shape: tuple[int, ...], cdt: np.dtype[Any]) -> _Workspace:
+    ws: _Workspace | None = getattr(_LOCAL, "workspace", None)
+    if ws is None or ws.key != (shape, cdt):
+        ws = _LOCAL.workspace = _Workspace(shape, cdt)
+    return ws
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor
+
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE < workers:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ce-loss")
+            _POOL_SIZE = workers
+        return _POOL
+
+
+def _forget_pool() -> None:  # a forked child inherits the pool but not its threads
+    global _POOL, _POOL_SIZE
+    _POOL, _POOL_SIZE = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _run_parallel(n: int, work: Callable[[int], Any], threads: int) -> list[Any]:
+    """``[work(0), ..., work(n - 1)]`` on up to ``threads`` threads, this one included.
+
+    NumPy's ufuncs release the GIL, so chunks of one array run side by side.
+    Workers take the next index as they finish; the results keep their order.
+    """
+    k = min(threads, n)
+    if k <= 1:
+        return [work(i) for i in range(n)]
+    results: list[Any] = [None] * n
+    lock = threading.Lock()
+    indices = iter(range(n))
+    stop: list[bool] = []
+
+    def loop() -> None:
+        with np.errstate(all="ignore"):  # the error state is per thread
+            while not stop:
+                with lock:
+                    i = next(indices, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = work(i)
+                except BaseException:
+                    stop.append(True)
+                    raise
+
+    from concurrent.futures import wait
+
+    futures = [_executor(k - 1).submit(loop) for _ in range(k - 1)]
+    try:
+        loop()
+    except BaseException:
+        stop.append(True)
+        raise
+    finally:
+        wait(futures)
+    for f in futures:
+        f.result()  # a worker's exception
+    return results
+
+
+# -- the accumulator ----------------------------------------------------------------------------
+
+_F64 = np.dtype(np.float64)
+
+#: Where an unshifted sum of exponentials can be trusted: above LO no term that matters
+#: was flushed to zero or a subnormal; below HI nothing overflowed (NaN fails both).
+_SAFE_SUM = {
+    np.dtype(np.float32): (2.0 ** -80, float(np.finfo(np.float32).max)),
+    np.dtype(np.float64): (2.0 ** -900, float(np.finfo(np.float64).max)),
+}
+
+#: The smallest target term ``exp(x_t)`` the fast kernel takes (else the shifted path):
+#: far above the subnormals, and since the row sum is at least this term, the sum too.
+_SAFE_TERM = {np.dtype(np.float32): 2.0 ** -80, np.dtype(np.float64): 2.0 ** -900}
+
+_TOTAL_FIELDS = ("positions", "counted", "ignored", "nll", "smooth", "denominator", "nonfinite")
+
+
 class LossAccumulator:
     """Feed ``(m, C)`` blocks of logits with their targets; read torch's loss at the end.
 
@@ -288,27 +482,262 @@ class LossAccumulator:
     >>> _ = acc.update(x[2:], np.array([-100, 1]))
     >>> round(float(acc.finalize("mean").loss), 5)
     0.79384
+
+    A block may have any memory layout (a transposed view of class-first data is read in
+    place) and any size: it is cut into cache-sized pieces that ``threads`` threads share
+    (default :func:`default_threads`). The result does not depend on the thread count.
     """
 
-    def __init__(self, spec: LossSpec, *, keep_losses: bool = False) -> None:
+    def __init__(self, spec: LossSpec, *, keep_losses: bool = False,
+                 threads: int | None = None) -> None:
         self.spec = spec
         self.totals = LossTotals()
         self.keep_losses = keep_losses
+        self.threads = default_threads() if threads is None else max(1, int(threads))
         self._parts: list[np.ndarray] = []
+        self._may_ignore = True  # whether a block's targets may hold ignore_index
+        dt = spec.input_dtype
+        # torch's CPU log_softmax accumulates half in float and rounds the result to half.
+        self._cdt = np.dtype(np.float32) if dt == np.float16 else dt
+        # The fast kernel: log-sum-exp without the max shift, rows outside its safe range
+        # (and every non-finite result) recomputed the shifted way torch computes them.
+        # (C=1 stays on torch's arithmetic: its log_softmax is exactly 0, unshifted is not.)
+        self._fast = spec.input_kind == "logits" and dt in _SAFE_SUM and spec.n_classes > 1
+        w = spec.weight
+        self._w_c = None if w is None else np.ascontiguousarray(w, dtype=self._cdt)
+        self._w_sum = 0.0 if w is None else float(np.add.reduce(self._w_c, dtype=_F64))
 
     def update(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Add one block; return its per-position losses (torch's ``none``) in ``spec.dtype``."""
         spec = self.spec
+        x = np.asarray(x)
+        t = np.asarray(target)
         with np.errstate(all="ignore"):
             if spec.target_kind == "index":
-                losses = self._update_index(x, np.asarray(target))
-            else:
-                losses = self._update_probs(x, np.asarray(target))
+                t = t.reshape(-1)
+                self._may_ignore = _check_targets(t, spec)
+            out = np.empty(x.shape[0], dtype=spec.dtype)
+            self._consume(list(_row_chunks(x, t, 0, _rows_per_chunk(spec.n_classes))), out)
         if self.keep_losses:
-            self._parts.append(losses)
-        return losses
+            self._parts.append(out)
+        return out
 
-    # -- the kernel -------------------------------------------------------------------------
+    def _feed(self, x: np.ndarray, t: np.ndarray, may_ignore: bool = True) -> None:
+        """Add a whole validated array (``evaluate``): all its chunks in one parallel run."""
+        self._may_ignore = may_ignore
+        chunks = list(_array_chunks(x, t, self.spec.target_kind))
+        n = chunks[-1][2] + _chunk_rows(chunks[-1]) if chunks else 0
+        out = np.empty(n, dtype=self.spec.dtype) if self.keep_losses else None
+        with np.errstate(all="ignore"):
+            self._consume(chunks, out)
+        if out is not None:
+            self._parts.append(out)
+
+    def _consume(self, chunks: list[_Chunk], out: np.ndarray | None) -> None:
+        index = self.spec.target_kind == "index"
+
+        def work(i: int) -> tuple[Any, ...]:
+            xb, tb, off = chunks[i]
+            m = _chunk_rows(chunks[i])
+            o = out[off:off + m] if out is not None else _buf("out", m, self.spec.dtype)
+            return self._index_chunk(xb, tb, o) if index else self._probs_chunk(xb, tb, o)
+
+        tot = self.totals
+        for part in _run_parallel(len(chunks), work, self.threads):
+            for name, value in zip(_TOTAL_FIELDS, part):
+                setattr(tot, name, getattr(tot, name) + value)
+
+    # -- the kernel: class-index targets ----------------------------------------------------
+
+    def _index_chunk(self, xb: np.ndarray, tb: np.ndarray, out: np.ndarray
+                     ) -> tuple[Any, ...]:
+        """Losses of one chunk into ``out``; returns its share of the totals."""
+        spec = self.spec
+        t = tb.reshape(-1).astype(np.int64, copy=False)
+        m = t.shape[0]
+        ignored = None
+        n_ignored = 0
+        if self._may_ignore:
+            ignored = np.equal(t, spec.ignore_index, out=_buf("ignored", m, np.bool_))
+            n_ignored = int(np.count_nonzero(ignored))
+        safe_t = t
+        if n_ignored:
+            safe_t = _buf("safe_t", m, np.int64)
+            np.copyto(safe_t, t)
+            safe_t[ignored] = 0
+        else:
+            ignored = None
+        smooth: np.ndarray | None
+        if self._fast and m:
+            nll, smooth, nll_sum, smooth_sum, clean = self._fast_index(xb, safe_t, ignored, out)
+        else:
+            nll, smooth = self._reference_index(_rows_view(xb), safe_t)
+            if ignored is not None:
+                # torch overwrites ignored positions (their logits never reach the result)
+                nll[ignored] = 0
+                if smooth is not None:
+                    smooth[ignored] = 0
+            nll_sum = _total(nll)
+            smooth_sum = _total(smooth) if smooth is not None else 0.0
+            clean = False
+        if spec.smoothing and smooth is not None:
+            eps = spec.label_smoothing
+            np.add(_scaled(nll, 1.0 - eps), _scaled(smooth, eps / spec.n_classes), out=out)
+            clean = False  # the sum of two finite terms could still overflow
+        elif nll is not out:
+            np.copyto(out, nll)
+        if self._w_c is None:
+            den = float(m - n_ignored)
+        else:
+            w_t = np.take(spec.weight, safe_t, out=_buf("w_t", m, spec.weight.dtype))
+            if ignored is not None:
+                w_t[ignored] = 0
+            den = _total(w_t)
+        # clean: every loss is finite (ignored ones are 0), no need to count
+        nonfinite = 0 if clean else m - int(np.count_nonzero(np.isfinite(out)))
+        return (m, m - n_ignored, n_ignored, nll_sum, smooth_sum, den, nonfinite)
+
+    def _fast_index(self, xb: np.ndarray, safe_t: np.ndarray, ignored: np.ndarray | None,
+                    out: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray | None, float, float, bool]:
+        """Per-row ``w[t] * -lp[t]`` and (with smoothing) ``-sum_c w[c] lp[c]`` in ``dt``,
+        ignored rows 0; their float64 sums; and whether all of them are finite.
+
+        No max shift: ``-lp[t] = log(sum_c exp(x_c) / exp(x_t))``, the sum taken by
+        einsum (rows) or vector adds (planes). The ratio keeps the result accurate where
+        ``lse`` and ``x_t`` are both large. Rows whose target term is
+        not safely normal (so neither it nor the sum, which holds it, under- or
+        overflowed), or whose result is not finite, are redone by the shifted
+        reference, which is torch's arithmetic (NaN, +-inf, 1e30-sized logits all end up
+        there). The common case checks the whole chunk at once: the smallest target
+        term, and whether the sums are finite.
+        """
+        spec = self.spec
+        dt, cdt = spec.dtype, self._cdt
+        c = spec.n_classes
+        x = _kernel_layout(xb)
+        planes = x.ndim == 3
+        m = safe_t.shape[0]
+        ws = _workspace(x.shape, cdt)
+        e, s, idx, e_t = ws.e, ws.s, ws.idx, ws.e_t
+        np.exp(x, out=e)
+        if planes:  # (g, C, L): positions contiguous, class sums are vector adds
+            g, _, span = x.shape
+            if cdt != _F64 and c > 256:  # a long sequential float32 sum: accumulate in f64
+                s64 = _buf("s64", m, _F64)
+                np.add.reduce(e, axis=1, out=s64.reshape(g, span))
+                np.copyto(s, s64, casting="same_kind")
+            else:
+                np.add.reduce(e, axis=1, out=s.reshape(g, span))
+            np.multiply(safe_t, span, out=idx)  # flat index of (i // L, t_i, i % L)
+            idx += ws.base
+        else:  # (m, C) rows
+            _row_sums(e, s)
+            np.add(ws.base, safe_t, out=idx)
+        ws.e_flat.take(idx, out=e_t)
+        nll = out if not spec.smoothing else _buf("nll", m, dt)
+        np.divide(s, e_t, out=nll)
+        np.log(nll, out=nll)
+        if self._w_c is not None:
+            nll *= spec.weight.take(safe_t, out=_buf("w_t", m, spec.weight.dtype))
+        smooth = None
+        if spec.smoothing:
+            smooth = self._fast_smooth(x, e, s)
+        if ignored is not None:
+            # torch overwrites ignored positions (their logits never reach the result)
+            nll[ignored] = 0
+            e_t[ignored] = 1
+            if smooth is not None:
+                smooth[ignored] = 0
+        nll_sum = _total(nll)
+        smooth_sum = _total(smooth) if smooth is not None else 0.0
+        tiny = _SAFE_TERM[cdt]
+        if (math.isfinite(nll_sum) and math.isfinite(smooth_sum)
+                and np.minimum.reduce(e_t) >= tiny):
+            return nll, smooth, nll_sum, smooth_sum, True
+        ok = np.greater_equal(e_t, tiny, out=_buf("ok", m, np.bool_))
+        ok &= np.isfinite(nll, out=_buf("ok2", m, np.bool_))
+        if smooth is not None:
+            ok &= np.isfinite(smooth, out=_buf("ok2", m, np.bool_))
+        if not ok.all():
+            redo = np.flatnonzero(~ok)
+            if planes:
+                span = x.shape[2]
+                rows = x[redo // span, :, redo % span]
+            else:
+                rows = x[redo]
+            r_nll, r_smooth = self._reference_index(rows, safe_t[redo])
+            nll[redo] = r_nll
+            if smooth is not None and r_smooth is not None:
+                smooth[redo] = r_smooth
+            nll_sum = _total(nll)
+            if smooth is not None:
+                smooth_sum = _total(smooth)
+        return nll, smooth, nll_sum, smooth_sum, False
+
+    def _fast_smooth(self, x: np.ndarray, e: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``-sum_c w[c] lp[c]`` per row, in ``dt``, reusing the exp scratch ``e``.
+
+        ``lp = x - lse`` is written over ``e`` and summed: its terms share one sign, so
+        nothing cancels (``lse * sum(w) - sum_c w_c x_c`` would lose digits when the
+        logits are large and alike). For float32, ``lse`` is taken in float64 and its
+        rounding to float32 added back once per row.
+        """
+        spec = self.spec
+        dt, cdt = spec.dtype, self._cdt
+        m = s.shape[0]
+        planes = x.ndim == 3
+        lse64 = _buf("lse64", m, _F64)
+        np.copyto(lse64, s)
+        np.log(lse64, out=lse64)
+        lse = lse64
+        if cdt != _F64:
+            lse = _buf("lse", m, cdt)
+            np.copyto(lse, lse64, casting="same_kind")
+            lse64 -= lse  # now the part of lse that float32 lost
+        lp = e  # exp(x) is no longer needed
+        np.subtract(x, lse.reshape(x.shape[0], 1, x.shape[2]) if planes else lse[:, None],
+                    out=lp)
+        sw = _buf("sw", m, cdt)
+        if planes:
+            out = sw.reshape(x.shape[0], x.shape[2])
+            if self._w_c is not None:  # numpy's loops: 0 * -inf is NaN
+                np.einsum("gcl,c->gl", lp, self._w_c, out=out)
+            else:
+                np.add.reduce(lp, axis=1, out=out)
+        else:
+            _row_sums(lp, sw, self._w_c)
+        smooth = _buf("smooth", m, dt)
+        if cdt == _F64:
+            np.negative(sw, out=smooth)
+        else:
+            w_sum = self._w_sum if self._w_c is not None else float(spec.n_classes)
+            lse64 *= w_sum
+            lse64 -= sw
+            np.copyto(smooth, lse64, casting="same_kind")
+        return smooth
+
+    def _reference_index(self, x: np.ndarray, safe_t: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
+        """torch's arithmetic, row by row: max-shifted log_softmax gathered at the target.
+
+        Per-row ``w[t] * -lp[t]`` and (with smoothing) ``-sum_c w[c] lp[c]`` in ``dt``;
+        ignored rows are left for the caller to overwrite.
+        """
+        spec = self.spec
+        dt = spec.dtype
+        m = safe_t.shape[0]
+        xc = x.astype(self._cdt, copy=False)
+        if spec.n_classes == 0:  # every target was ignored, or we raised before
+            lp_t, shift, lse = np.zeros(m, xc.dtype), None, None
+        else:
+            lp_t, shift, lse = self._log_probs_at(xc, np.arange(m), safe_t)
+        lp_t = lp_t.astype(dt, copy=False)
+        nll = -lp_t if spec.weight is None else -lp_t * spec.weight[safe_t]
+        smooth = None
+        if spec.smoothing:
+            smooth = self._smooth_term(xc, shift, lse).astype(dt, copy=False)
+        return nll, smooth
 
     def _log_probs_at(self, x: np.ndarray, rows: np.ndarray, cols: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -327,64 +756,6 @@ class LossAccumulator:
         lse = np.log(np.exp(x - shift[:, None]).sum(axis=1))
         return (picked - shift) - lse, shift, lse
 
-    def _full_log_probs(self, x: np.ndarray) -> np.ndarray:
-        kind = self.spec.input_kind
-        if kind == "log-probs" or x.shape[1] == 0:  # C = 0: nothing to normalise
-            return x
-        if kind == "probs":
-            return np.log(x)
-        shifted = x - x.max(axis=1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-    def _compute_dtype(self) -> np.dtype[Any]:
-        # torch's CPU log_softmax accumulates half in float and rounds the result to half.
-        dt = self.spec.input_dtype
-        return np.dtype(np.float32) if dt == np.float16 else dt
-
-    def _update_index(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
-        spec = self.spec
-        dt = spec.input_dtype
-        m = target.shape[0]
-        t = target.astype(np.int64, copy=False)
-        ignored = t == spec.ignore_index
-        bad = ~ignored & ((t < 0) | (t >= spec.n_classes))
-        if bad.any():
-            raise _out_of_bounds(t, bad, spec)
-        safe_t = np.where(ignored, 0, t)
-        rows = np.arange(m)
-        xc = x.astype(self._compute_dtype(), copy=False)
-        if spec.n_classes == 0:  # every target was ignored, or we raised above
-            lp_t, shift, lse = np.zeros(m, xc.dtype), None, None
-        else:
-            lp_t, shift, lse = self._log_probs_at(xc, rows, safe_t)
-        lp_t = lp_t.astype(dt, copy=False)
-        if spec.weight is None:
-            w_t = None
-            nll = -lp_t
-            den_part = float(m - int(ignored.sum()))
-        else:
-            w_t = spec.weight[safe_t]
-            nll = -lp_t * w_t
-            den_part = float(np.where(ignored, 0, w_t).astype(np.float64).sum())
-        nll = np.where(ignored, dt.type(0), nll)
-        tot = self.totals
-        tot.positions += m
-        n_ignored = int(ignored.sum())
-        tot.ignored += n_ignored
-        tot.counted += m - n_ignored
-        tot.denominator += den_part
-        tot.nll += float(nll.astype(np.float64).sum())
-        if spec.smoothing:
-            smooth = self._smooth_term(xc, shift, lse).astype(dt, copy=False)
-            smooth = np.where(ignored, dt.type(0), smooth)
-            tot.smooth += float(smooth.astype(np.float64).sum())
-            eps = spec.label_smoothing
-            losses = dt.type(1.0 - eps) * nll + smooth * dt.type(eps / spec.n_classes)
-        else:
-            losses = nll
-        tot.nonfinite += int((~np.isfinite(losses) & ~ignored).sum())
-        return losses
-
     def _smooth_term(self, x: np.ndarray, shift: np.ndarray | None, lse: np.ndarray | None
                      ) -> np.ndarray:
         """``-sum_c w[c] * lp[c]`` per row, without building the full log_softmax.
@@ -402,31 +773,77 @@ class LossAccumulator:
         wc = w.astype(x.dtype, copy=False)
         return -((sx * wc).sum(axis=1) - lse * wc.sum(dtype=x.dtype))
 
-    def _update_probs(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def _full_log_probs(self, x: np.ndarray) -> np.ndarray:
+        kind = self.spec.input_kind
+        if kind == "log-probs" or x.shape[1] == 0:  # C = 0: nothing to normalise
+            return x
+        if kind == "probs":
+            return np.log(x)
+        shifted = x - x.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+    # -- the kernel: class-probability targets ----------------------------------------------
+
+    def _probs_chunk(self, xb: np.ndarray, tb: np.ndarray, out: np.ndarray
+                     ) -> tuple[Any, ...]:
         spec = self.spec
         dt = spec.dtype
-        lp = self._full_log_probs(x.astype(self._compute_dtype(), copy=False))
+        x = _kernel_layout(xb) if self._fast else _rows_view(xb)
+        q = _targets_like(tb, x)
+        m = out.shape[0]
+        if self._fast and m:
+            lp = self._fast_log_probs(x)
+        else:
+            lp = self._full_log_probs(x.astype(self._cdt, copy=False))
         lp = lp.astype(spec.input_dtype, copy=False).astype(dt, copy=False)
-        q = target
         if spec.smoothing:
-            # torch smooths the target in its own dtype, then promotes (a float16 target
-            # rounds eps/C to half precision)
-            eps = spec.label_smoothing
-            qt = q.dtype.type
-            q = q * qt(1.0 - eps) + qt(eps / spec.n_classes)
+            q = _smooth_target(q, spec.label_smoothing, spec.n_classes)
         q = q.astype(dt, copy=False)
-        prod = lp * q
+        prod = np.multiply(lp, q, out=lp if lp.dtype == dt and self._fast else None)
         if spec.weight is not None:
-            prod = prod * spec.weight
-        s = prod.sum(axis=1)
-        tot = self.totals
-        m = x.shape[0]
-        tot.positions += m
-        tot.counted += m
-        tot.nll += float(s.astype(np.float64).sum())
-        losses = -s
-        tot.nonfinite += int((~np.isfinite(losses)).sum())
-        return losses
+            prod *= spec.weight if x.ndim == 2 else spec.weight[:, None]
+        if self._fast and x.ndim == 2:
+            _row_sums(prod, out)
+            np.negative(out, out=out)
+        else:
+            np.negative(prod.sum(axis=1).reshape(-1), out=out)
+        nonfinite = m - int(np.count_nonzero(np.isfinite(out)))
+        return (m, m, 0, -_total(out), 0.0, 0.0, nonfinite)
+
+    def _fast_log_probs(self, x: np.ndarray) -> np.ndarray:
+        """log_softmax of a chunk (rows or planes layout) in the compute dtype: ``x - lse``
+        with ``lse`` unshifted; rows outside the safe range redone with the shift."""
+        cdt = self._cdt
+        planes = x.ndim == 3
+        e = _buf("e", x.size, cdt).reshape(x.shape)
+        np.exp(x, out=e)
+        m = x.shape[0] * x.shape[2] if planes else x.shape[0]
+        s = _buf("s", m, cdt)
+        if planes:
+            g, c, span = x.shape
+            np.add.reduce(e, axis=1, out=s.reshape(g, span))
+        else:
+            _row_sums(e, s)
+        s64 = s.astype(_F64)
+        lo, hi = _SAFE_SUM[cdt]
+        ok = (s64 >= lo) & (s64 <= hi)
+        lse64 = np.log(s64)
+        lse = lse64.astype(cdt)
+        lp = e  # reuse the scratch: exp(x) is no longer needed
+        np.subtract(x, lse.reshape(g, 1, span) if planes else lse[:, None], out=lp)
+        if cdt != _F64:
+            # lse in float32 is off by up to half its ulp, which is large next to a small
+            # lp; take the rest off too, so lp is rounded about once, as torch's is
+            rest = (lse64 - lse).astype(cdt)
+            lp -= rest.reshape(g, 1, span) if planes else rest[:, None]
+        if not ok.all():
+            redo = np.flatnonzero(~ok)
+            if planes:
+                gi, li = redo // span, redo % span
+                lp[gi, :, li] = self._full_log_probs(x[gi, :, li].astype(cdt))
+            else:
+                lp[redo] = self._full_log_probs(x[redo].astype(cdt))
+        return lp
 
     # -- the reduction ----------------------------------------------------------------------
 
@@ -437,8 +854,9 @@ class LossAccumulator:
         tot = self.totals
         losses = None
         if self.keep_losses:
-            losses = (np.concatenate(self._parts) if self._parts
-                      else np.zeros(0, dtype=dt)).astype(dt, copy=False)
+            losses = (np.concatenate(self._parts) if len(self._parts) != 1 else self._parts[0]
+                      ) if self._parts else np.zeros(0, dtype=dt)
+            losses = losses.astype(dt, copy=False)
         with np.errstate(all="ignore"):
             if reduction == "none":
                 if losses is None:
@@ -469,7 +887,78 @@ class LossAccumulator:
             return nll
         # torch adds two separately reduced terms; (1-eps)*nll is kept even at eps=1.
         eps = spec.label_smoothing
-        return dt.type(1.0 - eps) * nll + smooth * dt.type(eps / spec.n_classes)
+        return _scaled(nll, 1.0 - eps) + _scaled(smooth, eps / spec.n_classes)
+
+
+def _scaled(a: Any, factor: float) -> Any:
+    """``a * factor`` as torch multiplies a tensor by a Python scalar: in the tensor's
+    dtype, except that half is computed in float32 with the scalar unrounded (so a tiny
+    eps/C is not 0 and inf * eps/C stays inf)."""
+    dt = np.asarray(a).dtype
+    if dt == np.float16:
+        return (np.float32(factor) * np.asarray(a, np.float32)).astype(np.float16)
+    return a * dt.type(factor)
+
+
+#: A chunk's sum is taken in a wider type than its terms, so that how the positions are
+#: cut into chunks, threads or shards changes the totals by an ulp at most: float32 (and
+#: half) terms in float64, float64 terms in long double (80-bit on x86; elsewhere it
+#: may be float64 itself).
+_WIDER = {np.dtype(np.float16): _F64, np.dtype(np.float32): _F64,
+          np.dtype(np.float64): np.dtype(np.longdouble)}
+
+
+def _total(a: np.ndarray) -> float:
+    return float(np.add.reduce(a, dtype=_WIDER.get(a.dtype, _F64)))
+
+
+def _row_sums(a: np.ndarray, out: np.ndarray, weights: np.ndarray | None = None) -> None:
+    """``out[i] = sum_c a[i, c] (* weights[c])`` for ``(m, C)`` rows.
+
+    einsum's contiguous sum-of-products loop: fast for every C (``add.reduce(axis=1)``
+    is slow below C ~ 100), IEEE throughout (0 * -inf is NaN), and a row's sum does not
+    depend on where the row sits in the block. A BLAS product with a ones vector is a
+    little faster but rounds a row differently by its position (so sharded runs would
+    not merge to the single run's bits), and OpenBLAS's own threads fight ours.
+    """
+    if weights is None:
+        np.einsum("mc->m", a, out=out)
+    else:
+        np.einsum("mc,c->m", a, weights, out=out)
+
+
+def _smooth_target(q: np.ndarray, eps: float, c: int) -> np.ndarray:
+    """``q * (1 - eps) + eps / C`` as torch computes it, in the target's own dtype.
+
+    A float16 target is computed in float32 (torch's opmath) and rounded to half after
+    each operation; torch's ``mul`` takes the scalar ``1 - eps`` as given, its ``add``
+    takes ``eps / C`` rounded to half first.
+    """
+    if q.dtype == np.float16:
+        f32, f16 = np.float32, np.float16
+        q = (q.astype(f32) * f32(1.0 - eps)).astype(f16)
+        return (q.astype(f32) + f32(f16(eps / c))).astype(f16)
+    qt = q.dtype.type
+    return q * qt(1.0 - eps) + qt(eps / c)
+
+
+def _check_targets(t: np.ndarray, spec: LossSpec) -> bool:
+    """Raise torch's error for the first target outside ``[0, C)`` that is not ignored.
+
+    Returns whether any target may equal ``ignore_index`` (else the kernel skips the
+    per-row test).
+    """
+    if t.size == 0:
+        return False
+    lo, hi = int(t.min()), int(t.max())
+    may_ignore = lo <= spec.ignore_index <= hi
+    if lo >= 0 and hi < spec.n_classes:
+        return may_ignore
+    t64 = t.astype(np.int64, copy=False)
+    bad = (t64 != spec.ignore_index) & ((t64 < 0) | (t64 >= spec.n_classes))
+    if bad.any():
+        raise _out_of_bounds(t64, bad, spec)
+    return may_ignore
 
 
 def _out_of_bounds(t: np.ndarray, bad: np.ndarray, spec: LossSpec) -> TargetError:
@@ -480,17 +969,115 @@ def _out_of_bounds(t: np.ndarray, bad: np.ndarray, spec: LossSpec) -> TargetErro
     )
 
 
+# -- chunks: the kernel's unit of work ----------------------------------------------------------
+
+#: ``(x, target, offset)``: ``x`` is ``(m, C)`` in any layout or a class-first group
+#: ``(g, C, L)`` of K-dim samples; ``offset`` is the chunk's first position.
+_Chunk = tuple[np.ndarray, np.ndarray, int]
+
+
+def _rows_per_chunk(c: int) -> int:
+    return max(1, KERNEL_ELEMENTS // max(c, 1))
+
+
+def _chunk_rows(chunk: _Chunk) -> int:
+    x = chunk[0]
+    return x.shape[0] if x.ndim == 2 else x.shape[0] * x.shape[2]
+
+
+def _row_chunks(x: np.ndarray, t: np.ndarray, offset: int, rows: int) -> Iterator[_Chunk]:
+    """At most ``rows`` rows per chunk, the rows shared evenly (no sliver at the end)."""
+    n = x.shape[0]
+    if n == 0:
+        yield x, t, offset
+        return
+    rows = -(-n // -(-n // rows))
+    for start in range(0, n, rows):
+        yield x[start:start + rows], t[start:start + rows], offset + start
+
+
+def _array_chunks(x: np.ndarray, t: np.ndarray, target_kind: str) -> Iterator[_Chunk]:
+    """Cache-sized chunks of a whole input, in torch's position order, copying nothing."""
+    if x.ndim == 1:
+        yield x[None, :], (t.reshape(1, -1) if target_kind == "probs" else t.reshape(1)), 0
+        return
+    n, c = x.shape[0], x.shape[1]
+    if x.ndim == 2:
+        yield from _row_chunks(x, t, 0, _rows_per_chunk(c))
+        return
+    spatial = math.prod(x.shape[2:])
+    probs = target_kind == "probs"
+    x3 = x.reshape(n, c, spatial)
+    t3 = t.reshape(n, c, spatial) if probs else t.reshape(n, spatial)
+    per_sample = c * spatial
+    if n == 0 or spatial == 0:
+        yield x3.transpose(0, 2, 1).reshape(-1, c), (
+            t3.transpose(0, 2, 1).reshape(-1, c) if probs else t3.reshape(-1)), 0
+        return
+    if per_sample <= KERNEL_ELEMENTS:
+        group = max(1, KERNEL_ELEMENTS // per_sample)
+        for start in range(0, n, group):
+            yield x3[start:start + group], t3[start:start + group], start * spatial
+        return
+    step = _rows_per_chunk(c)
+    step = -(-spatial // -(-spatial // step))  # shared evenly, no sliver at the end
+    for i in range(n):
+        for s in range(0, spatial, step):
+            yield x3[i:i + 1, :, s:s + step], t3[i:i + 1, ..., s:s + step], i * spatial + s
+
+
+def _kernel_layout(xb: np.ndarray) -> np.ndarray:
+    """``xb`` as the fast kernel reads it: ``(m, C)`` rows with the classes contiguous, or
+    ``(g, C, L)`` planes with the positions contiguous (no copy where possible)."""
+    item = xb.itemsize
+    if xb.ndim == 3:
+        g, c, span = xb.shape
+        if xb.strides[2] == item and span >= 64:
+            return xb
+        rows = _buf("rows", xb.size, xb.dtype).reshape(g, span, c)
+        np.copyto(rows, xb.transpose(0, 2, 1))
+        return rows.reshape(g * span, c)
+    m, c = xb.shape
+    if c == 1 or xb.strides[1] == item:
+        return xb
+    if xb.strides[0] == item and m >= 64:
+        return xb.T[None]
+    rows = _buf("rows", xb.size, xb.dtype).reshape(m, c)
+    np.copyto(rows, xb)
+    return rows
+
+
+def _rows_view(xb: np.ndarray) -> np.ndarray:
+    """``(m, C)`` rows of a chunk (a copy for class-first groups)."""
+    if xb.ndim == 3:
+        return xb.transpose(0, 2, 1).reshape(-1, xb.shape[1])
+    return xb
+
+
+def _targets_like(tb: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Probability targets laid out like the kernel's ``x`` (rows or planes)."""
+    if x.ndim == 3:  # planes: tb is (g, C, L), or (m, C) rows of a transposed view
+        return tb if tb.ndim == 3 else tb.T[None]
+    if tb.ndim == 3:
+        return tb.transpose(0, 2, 1).reshape(-1, tb.shape[1])
+    return tb
+
+
 # -- walking arrays in blocks -------------------------------------------------------------------
 
 
 def iter_blocks(x: np.ndarray, target: np.ndarray, target_kind: str,
-                block_elements: int = BLOCK_ELEMENTS
+                block_elements: int | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(m, C)`` logits blocks (class axis last) with their targets, in torch's order.
 
-    ``(N, C, d1..dk)`` inputs are moved to class-last one block at a time, so a K-dim
-    array is never copied whole. Positions come out in the C order of the target.
+    ``(N, C, d1..dk)`` inputs are never copied whole: a block of one large sample is a
+    transposed view (the accumulator reads it in place), blocks of small samples are
+    moved to class-last one block at a time. Positions come out in the C order of the
+    target. Blocks hold about ``block_elements`` (default :data:`BLOCK_ELEMENTS`).
     """
+    if block_elements is None:
+        block_elements = BLOCK_ELEMENTS
     if x.ndim == 1:
         yield x[None, :], target.reshape(1, -1) if target_kind == "probs" else target.reshape(1)
         return
@@ -518,9 +1105,9 @@ def iter_blocks(x: np.ndarray, target: np.ndarray, target_kind: str,
     step = max(1, block_elements // max(c, 1))
     for i in range(n):
         for s in range(0, spatial, step):
-            xb = x3[i, :, s:s + step].T
+            xb = x3[i, :, s:s + step].T  # a view: the accumulator reads class-first data
             tb = t3[i, :, s:s + step].T if probs else t3[i, s:s + step]
-            yield np.ascontiguousarray(xb), tb
+            yield xb, tb
 
 
 def loss_shape(input_shape: tuple[int, ...], target_shape: tuple[int, ...],
@@ -543,22 +1130,24 @@ def evaluate(
     *,
     input_kind: str = "logits",
     keep_losses: bool | None = None,
+    threads: int | None = None,
 ) -> LossResult:
-    """:func:`cross_entropy` with the totals behind the number (for the CLI and audits)."""
+    """:func:`cross_entropy` with the totals behind the number (for the CLI and audits).
+
+    ``threads``: how many threads share the blocks (default :func:`default_threads`,
+    i.e. ``CE_LOSS_THREADS`` or the CPU count); the result does not depend on it.
+    """
     x = np.asarray(input)
     t = np.asarray(target)
     spec = make_spec(x.shape, x.dtype, t.shape, t.dtype, weight, ignore_index, reduction,
                      label_smoothing, input_kind)
-    if spec.target_kind == "index" and t.size:
+    may_ignore = True
+    if spec.target_kind == "index":
         # torch names the first offending target in memory order before computing.
-        t64 = t.astype(np.int64, copy=False).reshape(-1)
-        bad = (t64 != spec.ignore_index) & ((t64 < 0) | (t64 >= spec.n_classes))
-        if bad.any():
-            raise _out_of_bounds(t64, bad, spec)
+        may_ignore = _check_targets(t.reshape(-1), spec)
     keep = reduction == "none" if keep_losses is None else keep_losses
-    acc = LossAccumulator(spec, keep_losses=keep)
-    for xb, tb in iter_blocks(x, t, spec.target_kind):
-        acc.update(xb, tb)
+    acc = LossAccumulator(spec, keep_losses=keep, threads=threads)
+    acc._feed(x, t, may_ignore)
     result = acc.finalize(reduction)
     if result.losses is not None:
         result.losses = result.losses.reshape(loss_shape(x.shape, t.shape, spec))
@@ -623,7 +1212,7 @@ def cross_entropy(
         array(1.464...)
         >>> p = np.array([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5]])
         >>> cross_entropy(x, p, label_smoothing=0.1)  # doctest: +ELLIPSIS
-        array(0.9...)
+        array(1.514...)
     """
     return evaluate(input, target, weight, ignore_index, reduction, label_smoothing).loss
 
