@@ -233,6 +233,16 @@ def make_spec(
             f"{_torch_name(target_dtype)}; class-index targets must be int64 or uint8 "
             "(use .astype(np.int64))"
         )
+    if target_dtype == np.uint8:
+        # torch 2.13 takes uint8 indices only on some paths; mirror where it refuses them
+        # (measured: K-dim refuses for 'none', and for mean/sum once the input is not
+        # empty; the weighted smoothed mean's gather: see evaluate, it depends on values)
+        empty_input = math.prod(input_shape) == 0
+        if ndim >= 3 and (reduction == "none" or not empty_input):
+            raise DTypeError(
+                "expected scalar type Long but found Byte; class-index targets of K-dim "
+                "logits must be int64 (use .astype(np.int64))"
+            )
     if w is not None and w.dtype != input_dtype:
         raise DTypeError(
             f"expected scalar type {_torch_name(input_dtype)} but found "
@@ -1145,6 +1155,13 @@ def evaluate(
     if spec.target_kind == "index":
         # torch names the first offending target in memory order before computing.
         may_ignore = _check_targets(t.reshape(-1), spec)
+        if (t.dtype == np.uint8 and spec.weight is not None and spec.smoothing
+                and reduction == "mean" and (t.reshape(-1) != spec.ignore_index).any()):
+            # torch 2.13 gathers the weights of the counted uint8 targets and refuses
+            raise DTypeError(
+                "gather(): Expected dtype int32/int64 for index; with weight, label "
+                "smoothing and the mean, the targets must be int64 (use .astype(np.int64))"
+            )
     keep = reduction == "none" if keep_losses is None else keep_losses
     acc = LossAccumulator(spec, keep_losses=keep, threads=threads)
     acc._feed(x, t, may_ignore)
