@@ -93,10 +93,12 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
 
         if not dask_engine.available():
             raise CeLossError(f"--engine dask needs Dask: {dask_engine.INSTALL_HINT}")
+        wants_stats = explain or fmt != "plain" or partial_path is not None
         run_options = dict(weight=None, ignore_index=ignore_index, reduction=reduction,
                            label_smoothing=label_smoothing, input_kind=input_kind,
                            class_axis=class_axis,
-                           audit=dict(top_k=_parse_top_k(top_k), bins=bins, worst_k=worst))
+                           audit=dict(top_k=_parse_top_k(top_k), bins=bins, worst_k=worst)
+                           if wants_stats else None)
         tasks = dask_engine.plan(logits, targets, fmt=logits_format)
         if weight is not None:  # parsed once, against the first task's logits
             xs0, _ = _open_sources(tasks[0].logits, tasks[0].targets, **opened)
