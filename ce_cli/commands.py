@@ -82,33 +82,13 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
     opened = dict(target_column=target_column, logits_columns=logits_columns, header=header,
                   logits_format=logits_format, targets_format=targets_format)
     if engine == "dask":
-        for name, value in (("-o", output), ("--softmax", softmax_path)):
-            if value is not None:
-                raise click.UsageError(f"{name} needs per-sample output, which --engine dask "
-                                       "does not gather; run it without --engine dask")
-        if reduction == "none" or "-" in (logits, targets):
-            raise click.UsageError("--engine dask computes mean or sum from files; for "
-                                   "--reduction none or stdin use the default engine")
-        from . import dask_engine
-
-        if not dask_engine.available():
-            raise CeLossError(f"--engine dask needs Dask: {dask_engine.INSTALL_HINT}")
-        wants_stats = explain or fmt != "plain" or partial_path is not None
-        run_options = dict(weight=None, ignore_index=ignore_index, reduction=reduction,
-                           label_smoothing=label_smoothing, input_kind=input_kind,
-                           class_axis=class_axis,
-                           audit=dict(top_k=_parse_top_k(top_k), bins=bins, worst_k=worst)
-                           if wants_stats else None)
-        tasks = dask_engine.plan(logits, targets, fmt=logits_format)
-        if weight is not None:  # parsed once, against the first task's logits
-            xs0, _ = _open_sources(tasks[0].logits, tasks[0].targets, **opened)
-            x_dtype = xs0.dtype if xs0.dtype.kind == "f" else np.dtype(np.float64)
-            run_options["weight"] = _parse_weight(weight, xs0.row_shape[0] if xs0.row_shape
-                                                  else (xs0.n_rows or 0), x_dtype)
-        merged = dask_engine.compute(tasks, opened, run_options, scheduler)
-        _finish(merged, reduction, fmt=fmt, explain=explain, no_plots=no_plots, strict=strict,
-                quiet=quiet, partial_path=partial_path,
-                sources={"logits": logits, "targets": targets or logits})
+        _compute_on_dask(logits, targets, opened, fmt=fmt, reduction=reduction,
+                         weight=weight, ignore_index=ignore_index,
+                         label_smoothing=label_smoothing, input_kind=input_kind,
+                         class_axis=class_axis, top_k=top_k, bins=bins, worst=worst,
+                         explain=explain, no_plots=no_plots, strict=strict, quiet=quiet,
+                         partial_path=partial_path, scheduler=scheduler,
+                         per_sample={"-o": output, "--softmax": softmax_path})
         return
     xs, ts = _open_sources(logits, targets, **opened)
     if not quiet:
@@ -194,6 +174,42 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
     _emit(report, fmt, targets=run.targets)
     if strict and any(f.kind == "warning" for f in said):
         raise click.exceptions.Exit(ExitCode.INTERNAL)
+
+
+def _compute_on_dask(logits: str, targets: str | None, opened: dict[str, Any], *, fmt: str,
+                     reduction: str, weight: str | None, ignore_index: int,
+                     label_smoothing: float, input_kind: str, class_axis: int | None,
+                     top_k: str, bins: int, worst: int, explain: bool, no_plots: bool,
+                     strict: bool, quiet: bool, partial_path: str | None,
+                     scheduler: str | None, per_sample: dict[str, str | None]) -> None:
+    """``compute --engine dask``: one task per shard or row range, merged as partials."""
+    for name, value in per_sample.items():
+        if value is not None:
+            raise click.UsageError(f"{name} needs per-sample output, which --engine dask "
+                                   "does not gather; run it without --engine dask")
+    if reduction == "none" or "-" in (logits, targets):
+        raise click.UsageError("--engine dask computes mean or sum from files; for "
+                               "--reduction none or stdin use the default engine")
+    from . import dask_engine
+
+    if not dask_engine.available():
+        raise CeLossError(f"--engine dask needs Dask: {dask_engine.INSTALL_HINT}")
+    wants_stats = explain or fmt != "plain" or partial_path is not None
+    run_options = dict(weight=None, ignore_index=ignore_index, reduction=reduction,
+                       label_smoothing=label_smoothing, input_kind=input_kind,
+                       class_axis=class_axis,
+                       audit=dict(top_k=_parse_top_k(top_k), bins=bins, worst_k=worst)
+                       if wants_stats else None)
+    tasks = dask_engine.plan(logits, targets, fmt=opened["logits_format"])
+    if weight is not None:  # parsed once, against the first task's logits
+        xs0, _ = _open_sources(tasks[0].logits, tasks[0].targets, **opened)
+        x_dtype = xs0.dtype if xs0.dtype.kind == "f" else np.dtype(np.float64)
+        run_options["weight"] = _parse_weight(weight, xs0.row_shape[0] if xs0.row_shape
+                                              else (xs0.n_rows or 0), x_dtype)
+    merged = dask_engine.compute(tasks, opened, run_options, scheduler)
+    _finish(merged, reduction, fmt=fmt, explain=explain, no_plots=no_plots, strict=strict,
+            quiet=quiet, partial_path=partial_path,
+            sources={"logits": logits, "targets": targets or logits})
 
 
 def _emit(report: render.Report, fmt: str, targets: np.ndarray | None = None) -> None:
