@@ -353,3 +353,35 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     assert stderr.splitlines() == ["ce-loss: error: interrupted; no output file was written"]
     assert out.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["losses.npy", "t.npy"]
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv", ".parquet", ".arrow"])
+def test_softmax_and_losses_written_by_suffix(arrays, tmp_path, suffix):
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    x, t, xp, tp = arrays
+    out, soft = tmp_path / f"losses{suffix}", tmp_path / f"soft{suffix}"
+    run("compute", xp, tp, "-o", out, "--softmax", soft)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    want_p = e / e.sum(axis=1, keepdims=True)
+    want_l = torch_ce(x, t, reduction="none")
+    if suffix == ".npy":
+        got_p, got_l = np.load(soft), np.load(out)
+    else:
+        if suffix == ".csv":
+            def read(p):
+                rec = np.genfromtxt(p, delimiter=",", names=True)
+                return {name: rec[name] for name in rec.dtype.names}
+        else:
+            reader = pq.read_table if suffix == ".parquet" else feather.read_table
+
+            def read(p):
+                table = reader(p)
+                return {name: table.column(name).to_numpy() for name in table.column_names}
+        sp, lo = read(soft), read(out)
+        got_p = np.column_stack([sp[f"p{c}"] for c in range(4)])
+        assert list(lo["index"]) == list(range(7)) and list(lo["target"]) == list(t)
+        got_l = np.asarray(lo["loss"])
+    np.testing.assert_allclose(got_p, want_p, rtol=1e-12)
+    np.testing.assert_allclose(got_l, want_l, rtol=1e-12)
