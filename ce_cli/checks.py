@@ -19,16 +19,16 @@ from .errors import InputFileError
 SUM_TOLERANCE = {"float16": 1e-2, "float32": 1e-3, "float64": 1e-3}
 
 
-def coerce_logits(x: np.ndarray, path: str) -> tuple[np.ndarray, str | None]:
-    """Logits as a float array; integers are widened to float64 with a note."""
-    kind = x.dtype.kind
+def logits_dtype(dtype: np.dtype, path: str) -> tuple[np.dtype, str | None]:
+    """The dtype the logits are computed in: floats as they are, integers widened to
+    float64 (with a note to say so); anything else is refused."""
+    kind = np.dtype(dtype).kind
     if kind == "f":
-        return x, None
+        return np.dtype(dtype), None
     if kind in "iub":
-        note = (f"{_name(path)}: the logits are {x.dtype.name}; computing in float64 "
-                "(torch refuses integer logits)")
-        return x.astype(np.float64), note
-    raise InputFileError(path, f"the logits have dtype {x.dtype} ({_kind(x.dtype)}), "
+        return np.dtype(np.float64), (f"{_name(path)}: the logits are {np.dtype(dtype).name}; "
+                                      "computing in float64 (torch refuses integer logits)")
+    raise InputFileError(path, f"the logits have dtype {dtype} ({_kind(np.dtype(dtype))}), "
                          "not real numbers", hint="save float32 or float64 logits")
 
 

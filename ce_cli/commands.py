@@ -94,13 +94,9 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
     if not quiet:
         for note in dict.fromkeys([*xs.notes, *ts.notes]):  # a shared table notes once
             _say("note", note)
-    if xs.dtype.kind in "iub":
-        _say("warning", f"{xs.path}: the logits are {xs.dtype.name}; computing in float64 "
-             "(torch refuses integer logits)")
-    elif xs.dtype.kind != "f":
-        raise CeLossError(f"{xs.path}: the logits have dtype {xs.dtype}, not real numbers; "
-                          "save float32 or float64 logits")
-    x_dtype = xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)
+    x_dtype, note = checks.logits_dtype(xs.dtype, xs.path)
+    if note:
+        _say("warning", note)
     n_classes = xs.row_shape[0] if xs.row_shape else (xs.n_rows or 0)
     w = _parse_weight(weight, n_classes, x_dtype)
 
@@ -203,7 +199,7 @@ def _compute_on_dask(logits: str, targets: str | None, opened: dict[str, Any], *
     tasks = dask_engine.plan(logits, targets, fmt=opened["logits_format"])
     if weight is not None:  # parsed once, against the first task's logits
         xs0, _ = _open_sources(tasks[0].logits, tasks[0].targets, **opened)
-        x_dtype = xs0.dtype if xs0.dtype.kind == "f" else np.dtype(np.float64)
+        x_dtype, _ = checks.logits_dtype(xs0.dtype, xs0.path)
         run_options["weight"] = _parse_weight(weight, xs0.row_shape[0] if xs0.row_shape
                                               else (xs0.n_rows or 0), x_dtype)
     merged = dask_engine.compute(tasks, opened, run_options, scheduler)

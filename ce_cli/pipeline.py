@@ -126,7 +126,7 @@ def run(
     ``x.movedim(-1, 1)``. ``audit`` (keyword arguments of
     :class:`~ce_cli.metrics.AuditStats`) gathers the audit statistics in the same pass.
     """
-    x_dtype = xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)
+    x_dtype, _ = checks.logits_dtype(xs.dtype, xs.path)
     x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
     unbatched = xs.n_rows is not None and len(x_row) == 0  # a 1-D logits array: (C,)
     if unbatched:  # torch treats (C,) as one sample; so do we, and report a 0-d shape
