@@ -129,15 +129,9 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
     result = run.result
     spec = result.spec
     said: list[checks.Finding] = []
-    if input_kind == "logits" and run.scan.looks_like_probabilities(x_dtype, spec.n_classes):
-        if "-" in (logits, targets):  # stdin cannot be read twice
-            alt_loss = "a different loss"
-        else:
-            alt = pipeline.run(*_open_sources(logits, targets, **opened), **options,
-                               input_kind="probs", keep_losses=reduction == "none")
-            alt_loss = _brief(alt.result.loss)
+    if run.probs_loss is not None:
         said.append(checks.Finding("warning", checks.probabilities_as_logits_warning(
-            run.scan, _brief(result.loss), alt_loss)))
+            run.scan, _brief(result.loss), _brief(run.probs_loss))))
     said += checks.findings(run.scan, spec, result.totals, labels=run.labels,
                             loss=result.loss, reduction=reduction, x_row=run.x_row,
                             t_row=run.t_row, class_axis_given=class_axis is not None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -36,6 +36,8 @@ class Pass:
     x_row: tuple[int, ...] = ()  # one row of logits, classes first
     t_row: tuple[int, ...] = ()
     loss_shape: tuple[int, ...] = ()  # torch's reduction='none' shape
+    #: when the logits look like probabilities: the loss of reading them as such
+    probs_loss: np.ndarray | None = None
 
     def summary(self) -> dict[str, Any] | None:
         """The audit statistics, worst samples located by position for K-dim inputs."""
@@ -165,6 +167,12 @@ def run(
                           ignore_index, reduction, label_smoothing, input_kind)
     acc = core.LossAccumulator(spec, keep_losses=keep_losses)
     scan = checks.InputScan(input_kind)
+    # Softmax outputs passed as logits: the loss they mean (their log, no second softmax)
+    # rides along while every row so far looks like probabilities, dropped at the first
+    # block that does not, so the warning can name it without a second pass.
+    as_probs = core.LossAccumulator(replace(spec, input_kind="probs"),
+                                    keep_losses=reduction == "none") \
+        if input_kind == "logits" else None
     stats = metrics.AuditStats(spec.n_classes, **audit) if audit is not None else None
     per_row = math.prod(x_row) if x_row else 1
     rows = max(1, READ_ELEMENTS // max(per_row, 1))
@@ -197,6 +205,11 @@ def run(
                 preview_have += take
             losses = acc.update(xbb, tbb)
             scan.update_losses(losses)
+            if as_probs is not None:
+                if scan.looks_like_probabilities(x_dtype, spec.n_classes):
+                    as_probs.update(xbb, tbb)
+                else:
+                    as_probs = None
             if spec.target_kind == "index":
                 labels = checks.label_counts(labels, tbb, spec.n_classes, spec.ignore_index)
             if stats is not None:
@@ -222,8 +235,11 @@ def run(
     tp = np.concatenate(first_t) if first_t else np.zeros(0, np.int64)
     preview = _preview_from(xp, tp, spec, preview_rows, loss_shape)
     targets = np.concatenate(kept_targets) if kept_targets else None
+    probs_loss = None
+    if as_probs is not None and scan.looks_like_probabilities(x_dtype, spec.n_classes):
+        probs_loss = as_probs.finalize(reduction).loss
     return Pass(result, preview, targets, scan, n_x, stats, axis, labels, x_row, t_row,
-                loss_shape)
+                loss_shape, probs_loss)
 
 
 def _class_axis(class_axis: int | None, ndim: int) -> int:

@@ -385,3 +385,12 @@ def test_softmax_and_losses_written_by_suffix(arrays, tmp_path, suffix):
         got_l = np.asarray(lo["loss"])
     np.testing.assert_allclose(got_p, want_p, rtol=1e-12)
     np.testing.assert_allclose(got_l, want_l, rtol=1e-12)
+
+
+def test_probabilities_warning_from_stdin_names_the_other_loss():
+    """One pass serves both numbers, so stdin (read once) still gets the offered loss."""
+    x, t = (np.load(p) for p in TUTORIAL)
+    result = run("compute", "-", TUTORIAL[1], input=TUTORIAL[0].read_bytes())
+    assert float(result.stdout) == pytest.approx(float(torch_ce(x, t)), rel=2e-6)
+    offered = -np.mean(np.log(x[np.arange(2), t].astype(np.float64)))
+    assert f"--input-kind probs, which gives {offered:.5f}"[:-1] in result.stderr
