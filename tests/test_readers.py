@@ -742,3 +742,129 @@ def test_batches_cut_into_slices(tmp_path, monkeypatch, kind):
     blocks = list(source.blocks(2))
     assert [b.shape[0] for b in blocks] == [2, 2, 2, 1]
     np.testing.assert_array_equal(np.concatenate(blocks).astype(np.float32), X)
+
+
+# -- the streaming machinery: rechunk, prefetched, to_numpy, Parquet column groups ----------
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.integers(0, 9), max_size=12), rows=st.integers(1, 7))
+def test_rechunk_cuts_any_parts_into_blocks(sizes, rows):
+    from ce_cli.readers.base import rechunk
+
+    whole = np.arange(sum(sizes) * 2).reshape(-1, 2)
+    bounds = np.cumsum([0] + sizes)
+    parts = [whole[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    blocks = list(rechunk(iter(parts), rows))
+    assert all(b.shape[0] == rows for b in blocks[:-1])
+    assert not blocks or 0 < blocks[-1].shape[0] <= rows
+    got = np.concatenate(blocks) if blocks else whole[:0]
+    np.testing.assert_array_equal(got, whole)
+
+
+def test_rechunk_takes_views_inside_a_part():
+    from ce_cli.readers.base import rechunk
+
+    part = np.arange(20.0).reshape(10, 2)
+    blocks = list(rechunk(iter([part[:3], part[3:]]), 3))
+    assert [b.shape[0] for b in blocks] == [3, 3, 3, 1]
+    assert all(np.shares_memory(b, part) for b in blocks)
+
+
+def test_prefetched_keeps_order_and_raises_where_the_error_was():
+    from ce_cli.readers.base import prefetched
+
+    def items():
+        yield from range(5)
+        raise InputFileError("f.parquet", "damaged at item 5")
+
+    got = []
+    with pytest.raises(InputFileError, match="damaged at item 5"):
+        for v in prefetched(items(), depth=2):
+            got.append(v)
+    assert got == [0, 1, 2, 3, 4]
+    assert list(prefetched(iter([]))) == []
+
+
+def test_prefetched_stops_its_thread_when_closed():
+    import threading
+    import time
+
+    from ce_cli.readers.base import prefetched
+
+    made = []
+
+    def endless():
+        while True:
+            made.append(1)
+            yield len(made)
+
+    it = prefetched(endless())
+    assert next(it) == 1
+    it.close()
+    deadline = time.monotonic() + 5
+    while any(t.name == "ce-loss-reader" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the reader thread did not stop"
+        time.sleep(0.01)
+    assert len(made) <= 4  # one in hand, one queued, one waiting to be put
+
+
+@pytest.mark.parametrize("values", [
+    pa.array(np.arange(10, dtype=np.float32)).slice(3, 5),
+    pa.array(np.arange(10, dtype=np.int8)).slice(1),
+    pa.array(np.arange(10, dtype=np.uint64)),
+    pa.array(np.arange(10, dtype=np.float16)),
+    pa.array([True, False, True, True, False, False, True, False, True, True]).slice(3, 6),
+    pa.array([1.0, None, 3.0]),
+    pa.array([], type=pa.float64()),
+    pa.array([], type=pa.bool_()),
+])
+def test_to_numpy_matches_pyarrow(values):
+    from ce_cli.readers.table import to_numpy
+
+    got = to_numpy(values)
+    want = values.to_numpy(zero_copy_only=False)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_reading_a_table_does_not_import_pandas(tmp_path):
+    """pyarrow's to_numpy imports pandas when it is installed (~0.3 s per run). A stand-in
+    ``pandas`` first on the path records any attempt, installed or not."""
+    path = tmp_path / "t.parquet"
+    x = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
+    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2],
+                             "label": np.arange(50) % 3}), path)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    marker = tmp_path / "pandas-imported"
+    (fake / "pandas.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                    "raise ImportError('stand-in')\n")
+    code = ("from ce_cli.readers import open_table_pair; "
+            f"xs, ts = open_table_pair({str(path)!r}, target_column='label'); "
+            "print(xs.read().sum(), ts.read().sum())")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake), os.getcwd()]))
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                   check=True, env=env)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64, 1000])
+def test_parquet_column_groups_read_in_step(tmp_path, monkeypatch, rows):
+    """More columns than one decode group, several row groups and batch sizes that cut
+    across them: the blocks are the file's values in order."""
+    from ce_cli.readers import parquet, table
+
+    monkeypatch.setattr(parquet, "GROUP_COLUMNS", 3)
+    monkeypatch.setattr(table, "READ_ELEMENTS", 50)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 10)).astype(np.float32)
+    cols = {f"logit_{j}": x[:, j] for j in range(10)}
+    cols["label"] = rng.integers(0, 10, 300)
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table(cols), path, row_group_size=70)
+    xs, ts = open_table_pair(str(path), target_column="label")
+    blocks = list(xs.blocks(rows))
+    assert all(b.shape == (rows, 10) for b in blocks[:-1])
+    np.testing.assert_array_equal(np.concatenate(blocks), x)
+    np.testing.assert_array_equal(np.concatenate(list(ts.blocks(rows))), cols["label"])

@@ -9,13 +9,17 @@ text and stdin sources say ``None`` and are counted as they are read.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 
 from ..errors import InputFileError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,28 +80,78 @@ def rechunk(parts: Iterable[np.ndarray], rows: int) -> Iterator[np.ndarray]:
     """Re-cut arrays of any row counts into blocks of exactly ``rows`` (the last shorter).
 
     Readers get batches whose size the file decides (a CSV block, a Parquet row group);
-    the consumer asked for ``rows``. Empty parts are dropped.
+    the consumer asked for ``rows``. Blocks inside a part are views; only a block that
+    straddles two parts is copied together. Empty parts are dropped.
     """
-    buf: list[np.ndarray] = []
+    pending: list[np.ndarray] = []  # the start of the next block, fewer than rows
     have = 0
     for part in parts:
-        if part.shape[0] == 0:
-            continue
-        if not buf and part.shape[0] == rows:
-            yield part
-            continue
-        buf.append(part)
-        have += part.shape[0]
-        if have < rows:
-            continue
-        whole = buf[0] if len(buf) == 1 else np.concatenate(buf)
-        cut = have - have % rows
-        for start in range(0, cut, rows):
-            yield whole[start:start + rows]
-        rest = whole[cut:]
-        buf, have = ([rest], rest.shape[0]) if rest.shape[0] else ([], 0)
+        n = part.shape[0]
+        pos = 0
+        if have and n:
+            head = part[:rows - have]
+            pending.append(head)
+            have += head.shape[0]
+            pos = head.shape[0]
+            if have < rows:
+                continue
+            yield np.concatenate(pending)
+            pending, have = [], 0
+        while n - pos >= rows:
+            yield part[pos:pos + rows]
+            pos += rows
+        if pos < n:
+            pending, have = [part[pos:]], n - pos
     if have:
-        yield buf[0] if len(buf) == 1 else np.concatenate(buf)
+        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+
+
+def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``items``, produced by a background thread up to ``depth`` items ahead.
+
+    For readers whose batches are fresh arrays (not reused buffers): pyarrow decodes
+    with the GIL released, so the next batch is read while the caller computes on this
+    one. Errors reach the caller in order, at the item where they happened; closing
+    the iterator stops the thread after the item it is on.
+    """
+    q: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(kind: int, value: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put((kind, value), timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(_ITEM, item):
+                    return
+        except BaseException as exc:  # handed to the caller, which raises it
+            put(_ERROR, exc)
+        else:
+            put(_END, None)
+
+    thread = threading.Thread(target=produce, name="ce-loss-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == _END:
+                return
+            if kind == _ERROR:
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+
+
+_ITEM, _ERROR, _END = 0, 1, 2
 
 
 #: what a dtype kind is, in words, for "holds X, not numbers" messages

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError
-from .base import Source, rechunk
+from .base import Source, prefetched, rechunk
 
 TARGET_NAMES = ("target", "label", "targets", "labels")
 
@@ -326,7 +326,34 @@ def _numpy_dtype(t: Any) -> np.dtype:
         t = t.value_type
     if pa.types.is_boolean(t):
         return np.dtype(np.bool_)
+    if pa.types.is_integer(t):
+        return np.dtype(f"{'i' if pa.types.is_signed_integer(t) else 'u'}{t.bit_width // 8}")
+    if pa.types.is_floating(t):
+        return np.dtype(f"f{t.bit_width // 8}")
     return np.dtype(t.to_pandas_dtype())
+
+
+def to_numpy(arr: Any) -> np.ndarray:
+    """A pyarrow Array as NumPy: a zero-copy view for numbers and a bit unpack for
+    booleans without nulls. (pyarrow's own ``to_numpy`` imports pandas when it is
+    installed, which alone costs a third of a second.)"""
+    import pyarrow as pa
+
+    t = arr.type
+    n = len(arr)
+    if arr.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        dtype = _numpy_dtype(t)
+        if n == 0:
+            return np.empty(0, dtype)
+        return np.frombuffer(arr.buffers()[1], dtype=dtype, count=n,
+                             offset=arr.offset * dtype.itemsize)
+    if arr.null_count == 0 and pa.types.is_boolean(t):
+        if n == 0:
+            return np.empty(0, np.bool_)
+        bits = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
+        return np.unpackbits(bits, count=arr.offset + n, bitorder="little")[arr.offset:] \
+            .astype(np.bool_)
+    return np.asarray(arr.to_numpy(zero_copy_only=False))
 
 
 def make_source(table: Table, role: str, sel: Selection) -> Source:
@@ -364,8 +391,9 @@ def make_source(table: Table, role: str, sel: Selection) -> Source:
     def arrays(rows: int) -> Iterator[np.ndarray]:
         start = 0
         # read batches of about READ_ELEMENTS values (small batches cost a lot of
-        # per-column overhead in Parquet), then cut them to the rows asked for
-        step = max(rows, READ_ELEMENTS // width)
+        # per-column overhead in Parquet), a whole number of the blocks asked for, so
+        # cutting them into blocks takes views, not copies
+        step = rows * max(1, READ_ELEMENTS // width // rows)
         for batch in table.batches(sel.fields, step):
             # an IPC file may hold one huge batch: convert it a zero-copy slice at a time
             for offset in range(0, batch.num_rows, step):
@@ -374,7 +402,8 @@ def make_source(table: Table, role: str, sel: Selection) -> Source:
                 start += part.num_rows
 
     def blocks(rows: int) -> Iterator[np.ndarray]:
-        return rechunk(arrays(rows), rows)
+        # decode the next batch in a thread while the caller computes on this one
+        return rechunk(prefetched(arrays(rows)), rows)
 
     return Source(table.path, role, dtype, row_shape, table.n_rows, blocks,
                   line_of=table.line_of, notes=table.notes + sel.notes)
@@ -384,7 +413,7 @@ def _first_list_size(table: Table, f: Field) -> int:
     for batch in table.batches([f], 1):
         if batch.num_rows:
             col = batch.column(0)
-            if col.is_null().to_numpy(zero_copy_only=False)[0]:
+            if to_numpy(col.is_null())[0]:
                 raise table.cell_error(0, f, "is null (a missing list)",
                                        hint="fill or drop the missing rows")
             return len(col[0].values)
@@ -400,7 +429,7 @@ def _decoded(arr: Any) -> Any:
 
 
 def _first_null(table: Table, f: Field, arr: Any, start: int) -> InputFileError:
-    mask = arr.is_null().to_numpy(zero_copy_only=False)
+    mask = to_numpy(arr.is_null())
     row = start + int(np.flatnonzero(mask)[0])
     return table.cell_error(row, f, "is missing (null)",
                             hint="fill or drop the missing values")
@@ -413,18 +442,13 @@ def matrix_block(table: Table, fields: list[Field], batch: Any, start: int,
     for f, col in zip(fields, cols):
         if col.null_count:
             raise _first_null(table, f, col, start)
-    same = all(_numpy_dtype(f.type) == dtype and f.type == c.type for f, c in zip(fields, cols))
-    if same and dtype.kind in "iuf" and hasattr(batch, "to_tensor") and len(cols) > 1:
-        try:
-            out = batch.to_tensor().to_numpy()
-            if out.dtype == dtype:
-                return out
-        except Exception:  # the column loop below is the fallback for any type pyarrow refuses
-            pass
-    out = np.empty((batch.num_rows, len(cols)), dtype=dtype)
+    # class-major: one contiguous copy per column, handed on as the transposed view
+    # (the kernel reads class-first planes in place; a row-major copy would cost a
+    # strided transpose of the whole batch)
+    out = np.empty((len(cols), batch.num_rows), dtype=dtype)
     for j, col in enumerate(cols):
-        out[:, j] = col.to_numpy(zero_copy_only=False)
-    return out
+        out[j] = to_numpy(col)
+    return out.T
 
 
 def list_block(table: Table, f: Field, arr: Any, start: int, size: int,
@@ -438,7 +462,7 @@ def list_block(table: Table, f: Field, arr: Any, start: int, size: int,
     if pa.types.is_fixed_size_list(arr.type):
         offsets = np.arange(m + 1, dtype=np.int64) * arr.type.list_size
     else:
-        offsets = np.asarray(arr.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+        offsets = to_numpy(arr.offsets).astype(np.int64)
         lengths = np.diff(offsets)
         bad = np.flatnonzero(lengths != size)
         if bad.size:
@@ -449,11 +473,11 @@ def list_block(table: Table, f: Field, arr: Any, start: int, size: int,
         offsets = offsets - offsets[0]
     values = arr.flatten()
     if values.null_count:
-        k = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        k = int(np.flatnonzero(to_numpy(values.is_null()))[0])
         row = start + int(np.searchsorted(offsets, k, side="right") - 1)
         raise table.cell_error(row, f, "holds a missing (null) value",
                                hint="fill or drop the missing values")
-    flat = values.to_numpy(zero_copy_only=False)
+    flat = to_numpy(values)
     if flat.size != m * size:
         raise InputFileError(table.path, f"the list column {f.name!r} holds {flat.size} "
                              f"values for {m} rows of {size}")
@@ -468,7 +492,7 @@ def index_block(table: Table, f: Field, arr: Any, start: int) -> np.ndarray:
     arr = _decoded(arr)
     if arr.null_count:
         raise _first_null(table, f, arr, start)
-    a = arr.to_numpy(zero_copy_only=False)
+    a = to_numpy(arr)
     hint = "class indices are whole numbers such as 2 (or 2.0)"
     if a.dtype.kind == "f":
         with np.errstate(invalid="ignore"):
