@@ -868,3 +868,34 @@ def test_parquet_column_groups_read_in_step(tmp_path, monkeypatch, rows):
     assert all(b.shape == (rows, 10) for b in blocks[:-1])
     np.testing.assert_array_equal(np.concatenate(blocks), x)
     np.testing.assert_array_equal(np.concatenate(list(ts.blocks(rows))), cols["label"])
+
+
+def test_a_csv_pair_is_parsed_once(tmp_path, monkeypatch):
+    from ce_cli.pipeline import aligned_blocks
+    from ce_cli.readers import text
+
+    calls = []
+    real = text.CsvTable.batches
+
+    def counted(self, fields, rows):
+        calls.append([f.name for f in fields])
+        return real(self, fields, rows)
+
+    monkeypatch.setattr(text.CsvTable, "batches", counted)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((500, 4))
+    t = rng.integers(0, 4, 500)
+    path = tmp_path / "pair.csv"
+    lines = ["a,b,label,c,d"] + [",".join(f"{v:.17g}" for v in r[:2]) + f",{k}," +
+                                 ",".join(f"{v:.17g}" for v in r[2:]) for r, k in zip(x, t)]
+    path.write_text("\n".join(lines) + "\n")
+    xs, ts = open_table_pair(str(path), target_column="label")
+    pairs = list(aligned_blocks(xs, ts, 64))
+    assert calls == [["a", "b", "c", "d", "label"]]
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in pairs]), x)
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in pairs]), t)
+    # reading a side again starts a new shared read, which the other side then joins
+    np.testing.assert_array_equal(ts.read(), t)
+    np.testing.assert_array_equal(xs.read(), x)
+    np.testing.assert_array_equal(xs.read(), x)
+    assert len(calls) == 3

@@ -18,6 +18,7 @@ pyarrow is imported inside the functions that use it.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -162,7 +163,39 @@ def table_pair(table: Table, *, target_column: str,
     t_sel = select_targets(table, target_column)
     x_sel = select_logits(table, "logits", logits_columns, exclude=(target_column,),
                           pair=True)
-    return make_source(table, "logits", x_sel), make_source(table, "targets", t_sel)
+    # a text table is parsed once for both sides (parsing is nearly all of its cost);
+    # binary formats read each side's columns on their own, which costs nothing extra
+    shared = SharedBatches(table, [x_sel.fields, t_sel.fields]) if table.text else None
+    return (make_source(table, "logits", x_sel, shared, 0),
+            make_source(table, "targets", t_sel, shared, 1))
+
+
+class SharedBatches:
+    """One read of a table's batches feeding several sources (each a list of fields).
+
+    Each source's first ``batches`` call takes its branch of the same read (a tee, so
+    memory holds only what one side has read ahead of the other: the command line reads
+    both sides in step); a second call by the same source starts a new read.
+    """
+
+    def __init__(self, table: Table, sides: list[list[Field]]) -> None:
+        self.table = table
+        self.fields: list[Field] = []
+        for fields in sides:
+            self.fields += [f for f in fields if f not in self.fields]
+        self.picks = [[self.fields.index(f) for f in fields] for fields in sides]
+        self.branches: dict[int, Iterator[Any]] = {}
+
+    def batches(self, side: int, rows: int) -> Iterator[Any]:
+        import pyarrow as pa
+
+        if side not in self.branches:
+            read = prefetched(iter(self.table.batches(self.fields, rows)))
+            self.branches = dict(enumerate(itertools.tee(read, len(self.picks))))
+        names = [self.fields[i].name for i in self.picks[side]]
+        for batch in self.branches.pop(side):
+            yield pa.RecordBatch.from_arrays([batch.column(i) for i in self.picks[side]],
+                                             names=names)
 
 
 # -- choosing columns -------------------------------------------------------------------------
@@ -356,8 +389,10 @@ def to_numpy(arr: Any) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False))
 
 
-def make_source(table: Table, role: str, sel: Selection) -> Source:
-    """The :class:`Source` reading ``sel`` from ``table``."""
+def make_source(table: Table, role: str, sel: Selection, shared: SharedBatches | None = None,
+                side: int = 0) -> Source:
+    """The :class:`Source` reading ``sel`` from ``table`` (from ``shared``'s read, as its
+    source number ``side``, when one is given)."""
     if sel.layout == "index":
         f = sel.fields[0]
         dtype = np.dtype(np.int64)
@@ -394,7 +429,8 @@ def make_source(table: Table, role: str, sel: Selection) -> Source:
         # per-column overhead in Parquet), a whole number of the blocks asked for, so
         # cutting them into blocks takes views, not copies
         step = rows * max(1, READ_ELEMENTS // width // rows)
-        for batch in table.batches(sel.fields, step):
+        read = table.batches(sel.fields, step) if shared is None else shared.batches(side, step)
+        for batch in read:
             # an IPC file may hold one huge batch: convert it a zero-copy slice at a time
             for offset in range(0, batch.num_rows, step):
                 part = batch.slice(offset, step) if batch.num_rows > step else batch
@@ -403,7 +439,7 @@ def make_source(table: Table, role: str, sel: Selection) -> Source:
 
     def blocks(rows: int) -> Iterator[np.ndarray]:
         # decode the next batch in a thread while the caller computes on this one
-        return rechunk(prefetched(arrays(rows)), rows)
+        return rechunk(arrays(rows) if shared else prefetched(arrays(rows)), rows)
 
     return Source(table.path, role, dtype, row_shape, table.n_rows, blocks,
                   line_of=table.line_of, notes=table.notes + sel.notes)
