@@ -849,13 +849,16 @@ def test_reading_a_table_does_not_import_pandas(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("row_groups", ["by column groups", "all columns in step"])
 @pytest.mark.parametrize("rows", [1, 7, 64, 1000])
-def test_parquet_column_groups_read_in_step(tmp_path, monkeypatch, rows):
+def test_parquet_column_groups(tmp_path, monkeypatch, rows, row_groups):
     """More columns than one decode group, several row groups and batch sizes that cut
-    across them: the blocks are the file's values in order."""
+    across them, read either way: the blocks are the file's values in order."""
     from ce_cli.readers import parquet, table
 
     monkeypatch.setattr(parquet, "GROUP_COLUMNS", 3)
+    if row_groups == "all columns in step":
+        monkeypatch.setattr(parquet, "ROW_GROUP_BYTES", 0)
     monkeypatch.setattr(table, "READ_ELEMENTS", 50)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((300, 10)).astype(np.float32)

@@ -6,8 +6,10 @@ file written as one row group, the whole file) before the first batch.
 
 from __future__ import annotations
 
-import itertools
+import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import InputFileError
@@ -16,8 +18,12 @@ from .table import Field, Table, pandas_index_columns, table_source
 
 MAGIC = b"PAR1"
 
-#: columns decoded together; see ParquetTable.batches
+#: columns decoded together, and the largest row group (bytes, as float64) read that
+#: way; see ParquetTable.batches
 GROUP_COLUMNS = 16
+ROW_GROUP_BYTES = 64 << 20
+#: row groups decoded at once
+READ_THREADS = 2
 
 
 def read_parquet(path: str, *, role: str, data: bytes | None = None,
@@ -69,32 +75,58 @@ class ParquetTable(Table):
             raise _damaged(self.path, exc) from None
 
     def batches(self, fields: list[Field], rows: int) -> Iterator[Any]:
-        """Batches of ``fields``, read as groups of :data:`GROUP_COLUMNS` columns in step.
+        """Batches of ``fields``: whole row groups read :data:`GROUP_COLUMNS` columns at a
+        time when a row group is small enough (:data:`ROW_GROUP_BYTES`), else batches of
+        ``rows`` across all the columns at once.
 
-        pyarrow holds every requested column's pages (and, for a file whose dictionary
-        encoding fell back to plain, a dictionary page each) while it decodes a batch;
-        for 100 columns that is ~200 MB. A few columns at a time, in lockstep over the
-        same rows, keeps it to a few tens of MB at the same speed.
+        While pyarrow reads a row group it holds every requested column's pages, and for
+        a file whose dictionary encoding fell back to plain (pyarrow's default on
+        random floats) a ~1 MB dictionary each: ~120 MB for 100 columns. Reading a few
+        columns of the row group at a time holds a few of them, at the same speed.
         """
         import pyarrow as pa
 
         names = [f.name for f in fields]
-        groups = [names[i:i + GROUP_COLUMNS] for i in range(0, len(names), GROUP_COLUMNS)]
+        pf = self._open()
         try:
-            readers = [self._open().iter_batches(batch_size=rows, columns=g) for g in groups]
-            for parts in itertools.zip_longest(*readers):
-                if any(p is None for p in parts) or len({p.num_rows for p in parts}) > 1:
-                    raise InputFileError(self.path, "the Parquet file is damaged (its "
-                                         "columns hold different numbers of rows)",
-                                         hint="copy or write the file again")
-                if len(parts) == 1:
-                    batch = parts[0]
+            meta = pf.metadata
+            sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+            if len(names) <= GROUP_COLUMNS or \
+                    max(sizes, default=0) * len(names) * 8 > ROW_GROUP_BYTES:
+                for batch in pf.iter_batches(batch_size=rows, columns=names):
                     if batch.schema.names != names:  # keep the order asked for
                         batch = batch.select(names)
                     yield batch
-                    continue
-                columns = [col for p, g in zip(parts, groups) for col in p.select(g).columns]
-                yield pa.RecordBatch.from_arrays(columns, names=names)
+                return
+            groups = [names[i:i + GROUP_COLUMNS] for i in range(0, len(names), GROUP_COLUMNS)]
+            local = threading.local()
+
+            def read(i: int) -> Any:
+                # pyarrow decodes with the GIL released: two row groups at once use both
+                # cores while the caller is busy elsewhere; one ParquetFile per thread
+                if not hasattr(local, "pf"):
+                    local.pf = self._open()
+                columns = []
+                for g in groups:
+                    part = local.pf.read_row_group(i, columns=g, use_threads=False)
+                    for name in g:
+                        col = part.column(name)
+                        columns.append(col.chunk(0) if col.num_chunks == 1
+                                       else col.combine_chunks())
+                return pa.RecordBatch.from_arrays(columns, names=names)
+
+            with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ce-loss-parquet") as pool:
+                ahead: deque[Any] = deque()
+                try:
+                    for i in range(len(sizes)):
+                        ahead.append(pool.submit(read, i))
+                        if len(ahead) >= READ_THREADS:
+                            yield ahead.popleft().result()
+                    while ahead:
+                        yield ahead.popleft().result()
+                finally:
+                    for future in ahead:
+                        future.cancel()
         except arrow_errors() as exc:
             raise _damaged(self.path, exc) from None
 
