@@ -1,4 +1,6 @@
-"""Parquet files, streamed by record batch over the chosen columns only.
+"""Parquet files, streamed over the chosen columns only: row group by row group, a few
+columns at a time, two row groups decoding at once (see :meth:`ParquetTable.batches`);
+a file of very large row groups by record batch instead.
 
 ``pre_buffer=False``: pyarrow's default pre-buffering reads whole row groups (for a
 file written as one row group, the whole file) before the first batch.
