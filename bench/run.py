@@ -31,14 +31,16 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 MIB = 1 << 20
 
-#: (case, threads) -> the largest ce/torch time ratio the issue asks for
+#: (case, threads) -> the largest ce/torch time ratio the issue asks for: C in {100, 1000,
+#: 50000} <= 0.25 on 2 threads and <= 0.45 on 1; with weight + ignore_index + smoothing
+#: <= 0.20; C = 10 <= 0.25 and K-dim <= 0.40 (on 2 threads, as the row above)
 TARGETS = {
-    ("C=10", 1): 0.40, ("C=10", 2): 0.25,
+    ("C=10", 2): 0.25,
     ("C=100", 1): 0.45, ("C=100", 2): 0.25,
     ("C=1000", 1): 0.45, ("C=1000", 2): 0.25,
     ("C=50000", 1): 0.45, ("C=50000", 2): 0.25,
-    ("K-dim", 1): 0.40, ("K-dim", 2): 0.25,
-    ("C=100 weight+ignore+smoothing", 1): 0.20, ("C=100 weight+ignore+smoothing", 2): 0.20,
+    ("K-dim", 2): 0.40,
+    ("C=100 weight+ignore+smoothing", 2): 0.20,
 }
 
 
