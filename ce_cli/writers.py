@@ -193,7 +193,9 @@ def write_matrix(path: str, matrix: np.ndarray, prefix: str = "p") -> None:
     A 1-D ``(C,)`` matrix is one row. Only ``.npy`` holds more than two dimensions.
     """
     writer = _writer(path)
-    matrix = np.asarray(matrix)
+    # C order: a class-major block from a table reader would otherwise be saved with
+    # fortran_order, which readers other than numpy's may not handle
+    matrix = np.ascontiguousarray(matrix)
     if Path(path).suffix.lower() == ".npy":
         _run(path, lambda tmp: _write_npy(tmp, {"m": matrix}, "m"))
         return

@@ -815,7 +815,6 @@ def test_prefetched_stops_its_thread_when_closed():
     pa.array(np.arange(10, dtype=np.uint64)),
     pa.array(np.arange(10, dtype=np.float16)),
     pa.array([True, False, True, True, False, False, True, False, True, True]).slice(3, 6),
-    pa.array([1.0, None, 3.0]),
     pa.array([], type=pa.float64()),
     pa.array([], type=pa.bool_()),
 ])
@@ -902,3 +901,128 @@ def test_a_csv_pair_is_parsed_once(tmp_path, monkeypatch):
     np.testing.assert_array_equal(xs.read(), x)
     np.testing.assert_array_equal(xs.read(), x)
     assert len(calls) == 3
+
+
+def test_to_numpy_with_nulls_gives_nan():
+    from ce_cli.readers.table import to_numpy
+
+    got = to_numpy(pa.array([1.0, None, 3.0]))
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, [1.0, np.nan, 3.0])
+
+
+def test_fanout_gives_every_side_every_item_in_order():
+    from ce_cli.readers.table import _Fanout
+
+    fan = _Fanout(iter(range(20)), 2)
+    first = fan.branch(0)
+    assert [next(first) for _ in range(3)] == [0, 1, 2]
+    assert list(fan.branch(1)) == list(range(20))  # side 0 has started: it is kept
+    assert list(first) == list(range(3, 20))
+
+
+def test_fanout_lets_a_side_that_never_comes_go(monkeypatch):
+    from ce_cli.readers import table
+
+    monkeypatch.setattr(table, "SHARED_LAG", 3)
+    fan = table._Fanout(iter(range(20)), 2)
+    assert list(fan.branch(1)) == list(range(20))
+    assert not fan.holds(0)  # nothing kept for it: it will read on its own
+
+
+def test_fanout_error_reaches_every_side_after_its_items():
+    from ce_cli.readers.table import _Fanout
+
+    def items():
+        yield from range(4)
+        raise InputFileError("t.csv", "bad cell", line=6)
+
+    fan = _Fanout(items(), 2)
+    a, b = fan.branch(0), fan.branch(1)
+    got_a = []
+    with pytest.raises(InputFileError, match="bad cell"):
+        for v in a:
+            got_a.append(v)
+    got_b = []
+    with pytest.raises(InputFileError, match="bad cell"):
+        for v in b:
+            got_b.append(v)
+    assert got_a == got_b == [0, 1, 2, 3]
+
+
+def test_a_csv_pair_side_read_alone_keeps_no_copy_of_the_file(tmp_path, monkeypatch):
+    """The CLI reads the labels alone to locate a bad one: the logits side must not
+    buffer the whole file meanwhile, and still reads right afterwards."""
+    from ce_cli.readers import table
+
+    monkeypatch.setattr(table, "SHARED_LAG", 2)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((80_000, 8))
+    t = rng.integers(0, 8, 80_000)
+    path = tmp_path / "pair.csv"
+    body = "\n".join(",".join(f"{v:.9g}" for v in r) + f",{k}" for r, k in zip(x, t))
+    path.write_text(",".join(f"x{j}" for j in range(8)) + ",label\n" + body + "\n")
+    assert path.stat().st_size > 6 << 20  # several 1 MB parse blocks
+    xs, ts = open_table_pair(str(path), target_column="label")
+    np.testing.assert_array_equal(ts.read(), t)
+    # the parsed file is 80,000 x 9 float64 = 5.8 MB; a side let go keeps none of it
+    assert pa.total_allocated_bytes() < 2 << 20, pa.total_allocated_bytes()
+    np.testing.assert_allclose(xs.read(), x, rtol=1e-8)
+
+
+def test_parquet_duplicate_column_names_across_groups(tmp_path, monkeypatch):
+    from ce_cli.readers import parquet
+
+    monkeypatch.setattr(parquet, "GROUP_COLUMNS", 2)
+    x = np.arange(30, dtype=np.float32).reshape(6, 5)
+    names = ["a", "b", "a", "c", "d"]
+    tbl = pa.Table.from_arrays([pa.array(x[:, j]) for j in range(5)] +
+                               [pa.array(np.arange(6) % 5)], names=names + ["label"])
+    path = tmp_path / "dup.parquet"
+    pq.write_table(tbl, path, row_group_size=4)
+    xs, ts = open_table_pair(str(path), target_column="label")
+    np.testing.assert_array_equal(xs.read(), x)
+
+
+def test_parquet_row_group_error_is_located(tmp_path, monkeypatch):
+    from ce_cli.readers import parquet
+
+    monkeypatch.setattr(parquet, "GROUP_COLUMNS", 2)
+    x = np.arange(60, dtype=np.float32).reshape(12, 5)
+    cols = {f"x{j}": x[:, j] for j in range(5)}
+    cols["label"] = np.arange(12) % 5
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table(cols), path, row_group_size=3)
+    real = pq.ParquetFile.read_row_group
+
+    def failing(self, i, *args, **kwargs):
+        if i == 2:
+            raise pa.ArrowInvalid("corrupt page in row group 2")
+        return real(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", failing)
+    xs, _ = open_table_pair(str(path), target_column="label")
+    with pytest.raises(InputFileError, match="damaged.*corrupt page"):
+        xs.read()
+
+
+def test_parquet_reader_threads_stop_when_the_reading_stops(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from ce_cli.readers import parquet
+
+    monkeypatch.setattr(parquet, "GROUP_COLUMNS", 2)
+    x = np.zeros((400, 5), dtype=np.float32)
+    cols = {f"x{j}": x[:, j] for j in range(5)}
+    cols["label"] = np.zeros(400, dtype=np.int64)
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table(cols), path, row_group_size=10)
+    xs, _ = open_table_pair(str(path), target_column="label")
+    blocks = xs.blocks(10)
+    next(blocks)
+    blocks.close()
+    deadline = time.monotonic() + 5
+    while any(t.name == "ce-loss-reader" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "reader threads still running"
+        time.sleep(0.01)

@@ -183,3 +183,17 @@ def test_write_text_is_atomic_and_check_output_takes_suffixes(tmp_path, monkeypa
     with pytest.raises(OutputFileError, match="EIO"):
         writers.write_text(str(target), "new")
     assert target.read_text() == '{"a": 1}\n' and leftovers(tmp_path) == []
+
+
+def test_write_matrix_saves_c_order(tmp_path):
+    """A class-major block from a table reader arrives as a transposed (F-ordered) view."""
+    from ce_cli.writers import write_matrix
+
+    m = np.arange(12.0).reshape(3, 4).T  # (4, 3), F-ordered
+    path = tmp_path / "p.npy"
+    write_matrix(str(path), m)
+    with open(path, "rb") as fh:
+        np.lib.format.read_magic(fh)
+        _, fortran, _ = np.lib.format.read_array_header_1_0(fh)
+    assert not fortran
+    np.testing.assert_array_equal(np.load(path), m)

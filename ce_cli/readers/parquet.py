@@ -8,14 +8,11 @@ file written as one row group, the whole file) before the first batch.
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import InputFileError
-from .base import Source, sniff_binary
+from .base import Source, prefetched, sniff_binary
 from .table import Field, Table, pandas_index_columns, table_source
 
 MAGIC = b"PAR1"
@@ -93,6 +90,10 @@ class ParquetTable(Table):
         try:
             meta = pf.metadata
             sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+            if len(set(names)) < len(names):  # a name twice: pick the columns by position
+                for batch in pf.iter_batches(batch_size=rows):
+                    yield batch.select([f.position for f in fields])
+                return
             if len(names) <= GROUP_COLUMNS or \
                     max(sizes, default=0) * len(names) * 8 > ROW_GROUP_BYTES:
                 for batch in pf.iter_batches(batch_size=rows, columns=names):
@@ -101,34 +102,29 @@ class ParquetTable(Table):
                     yield batch
                 return
             groups = [names[i:i + GROUP_COLUMNS] for i in range(0, len(names), GROUP_COLUMNS)]
-            local = threading.local()
 
-            def read(i: int) -> Any:
-                # pyarrow decodes with the GIL released: two row groups at once use both
-                # cores while the caller is busy elsewhere; one ParquetFile per thread
-                if not hasattr(local, "pf"):
-                    local.pf = self._open()
-                columns = []
-                for g in groups:
-                    part = local.pf.read_row_group(i, columns=g, use_threads=False)
-                    for name in g:
-                        col = part.column(name)
-                        columns.append(col.chunk(0) if col.num_chunks == 1
-                                       else col.combine_chunks())
-                return pa.RecordBatch.from_arrays(columns, names=names)
+            def read(first: int) -> Iterator[Any]:
+                # row groups first, first + READ_THREADS, ... on a thread of their own
+                # (pyarrow decodes with the GIL released) with a ParquetFile of its own
+                pf = self._open()
+                for i in range(first, len(sizes), READ_THREADS):
+                    columns = []
+                    for g in groups:
+                        part = pf.read_row_group(i, columns=g, use_threads=False)
+                        for name in g:
+                            col = part.column(name)
+                            columns.append(col.chunk(0) if col.num_chunks == 1
+                                           else col.combine_chunks())
+                    yield pa.RecordBatch.from_arrays(columns, names=names)
 
-            with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ce-loss-parquet") as pool:
-                ahead: deque[Any] = deque()
-                try:
-                    for i in range(len(sizes)):
-                        ahead.append(pool.submit(read, i))
-                        if len(ahead) >= READ_THREADS:
-                            yield ahead.popleft().result()
-                    while ahead:
-                        yield ahead.popleft().result()
-                finally:
-                    for future in ahead:
-                        future.cancel()
+            # daemon threads: Ctrl-C does not wait for a row group being decoded
+            workers = [prefetched(read(k)) for k in range(min(READ_THREADS, len(sizes)))]
+            try:
+                for i in range(len(sizes)):
+                    yield next(workers[i % len(workers)])
+            finally:
+                for w in workers:
+                    w.close()
         except arrow_errors() as exc:
             raise _damaged(self.path, exc) from None
 

@@ -18,8 +18,8 @@ pyarrow is imported inside the functions that use it.
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import json
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,9 +173,12 @@ def table_pair(table: Table, *, target_column: str,
 class SharedBatches:
     """One read of a table's batches feeding several sources (each a list of fields).
 
-    Each source's first ``batches`` call takes its branch of the same read (a tee, so
-    memory holds only what one side has read ahead of the other: the command line reads
-    both sides in step); a second call by the same source starts a new read.
+    A source's ``batches`` call joins the read the other source started, if that read is
+    waiting for it; otherwise it starts a new read, which waits for the others. For a
+    side that has not come yet the read keeps up to :data:`SHARED_LAG` batches; past
+    that it lets the side go (a side read alone, say, to locate a bad label), and the
+    side starts a read of its own when it comes. So a side read alone costs bounded
+    memory; the command line reads both sides in step and parses the file once.
     """
 
     def __init__(self, table: Table, sides: list[list[Field]]) -> None:
@@ -184,18 +187,67 @@ class SharedBatches:
         for fields in sides:
             self.fields += [f for f in fields if f not in self.fields]
         self.picks = [[self.fields.index(f) for f in fields] for fields in sides]
-        self.branches: dict[int, Iterator[Any]] = {}
+        self.waiting: dict[int, _Fanout] = {}  # side -> a read it has not joined yet
 
     def batches(self, side: int, rows: int) -> Iterator[Any]:
         import pyarrow as pa
 
-        if side not in self.branches:
-            read = prefetched(iter(self.table.batches(self.fields, rows)))
-            self.branches = dict(enumerate(itertools.tee(read, len(self.picks))))
+        read = self.waiting.pop(side, None)
+        if read is None or not read.holds(side):
+            read = _Fanout(prefetched(iter(self.table.batches(self.fields, rows))),
+                           len(self.picks))
+            self.waiting = {k: read for k in range(len(self.picks)) if k != side}
         names = [self.fields[i].name for i in self.picks[side]]
-        for batch in self.branches.pop(side):
+        for batch in read.branch(side):
             yield pa.RecordBatch.from_arrays([batch.column(i) for i in self.picks[side]],
                                              names=names)
+
+
+#: batches a side of a shared read may fall behind before it is let go
+SHARED_LAG = 8
+
+
+class _Fanout:
+    """One iterator read by several sides, each getting every item (a bounded tee)."""
+
+    def __init__(self, items: Iterator[Any], n: int) -> None:
+        self.items = items
+        self.queues: dict[int, deque[Any]] = {k: deque() for k in range(n)}
+        self.started: set[int] = set()
+        self.error: BaseException | None = None
+        self.done = False
+
+    def holds(self, side: int) -> bool:
+        return side in self.queues
+
+    def branch(self, side: int) -> Iterator[Any]:
+        queue = self.queues[side]
+        self.started.add(side)
+        try:
+            while True:
+                if queue:
+                    yield queue.popleft()
+                    continue
+                if self.done:
+                    if self.error is not None:
+                        raise self.error
+                    return
+                try:
+                    item = next(self.items)
+                except StopIteration:
+                    self.done = True
+                    continue
+                except BaseException as exc:  # every side meets it where its data ends
+                    self.done, self.error = True, exc
+                    raise
+                for k, q in list(self.queues.items()):
+                    if k != side:
+                        q.append(item)
+                        if len(q) > SHARED_LAG and k not in self.started:
+                            del self.queues[k]  # it has not come: let it go
+                yield item
+        finally:
+            self.queues.pop(side, None)
 
 
 # -- choosing columns -------------------------------------------------------------------------
