@@ -1026,3 +1026,35 @@ def test_parquet_reader_threads_stop_when_the_reading_stops(tmp_path, monkeypatc
     while any(t.name == "ce-loss-reader" for t in threading.enumerate()):
         assert time.monotonic() < deadline, "reader threads still running"
         time.sleep(0.01)
+
+
+def test_a_csv_pair_block_spanning_many_parse_blocks_is_parsed_once(tmp_path, monkeypatch):
+    """The logits side fills a whole block (many parse blocks) before the labels side
+    asks: the labels must still join the same parse, not start a second one."""
+    from ce_cli.pipeline import aligned_blocks
+    from ce_cli.readers import text
+
+    calls = []
+    real_init, real_batches = text.CsvTable.__init__, text.CsvTable.batches
+
+    def small_blocks(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.block_size = 4096
+
+    def counted(self, fields, rows):
+        calls.append(1)
+        return real_batches(self, fields, rows)
+
+    monkeypatch.setattr(text.CsvTable, "__init__", small_blocks)
+    monkeypatch.setattr(text.CsvTable, "batches", counted)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3000, 8))
+    t = rng.integers(0, 8, 3000)
+    path = tmp_path / "pair.csv"
+    body = "\n".join(",".join(f"{v:.9g}" for v in r) + f",{k}" for r, k in zip(x, t))
+    path.write_text(",".join(f"x{j}" for j in range(8)) + ",label\n" + body + "\n")
+    xs, ts = open_table_pair(str(path), target_column="label")
+    pairs = list(aligned_blocks(xs, ts, 1500))  # ~30 parse blocks per block
+    assert len(calls) == 1
+    np.testing.assert_allclose(np.concatenate([p[0] for p in pairs]), x, rtol=1e-8)
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in pairs]), t)

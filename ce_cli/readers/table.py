@@ -203,8 +203,10 @@ class SharedBatches:
                                              names=names)
 
 
-#: batches a side of a shared read may fall behind before it is let go
-SHARED_LAG = 8
+#: batches kept for a side of a shared read that has not come yet before it is let go:
+#: the command line fills a whole block of logits (1M values, ~10-20 one-MB CSV parse
+#: blocks) before it asks for the labels, and this must not send them to a second parse
+SHARED_LAG = 64
 
 
 class _Fanout:
