@@ -953,16 +953,17 @@ def test_fanout_error_reaches_every_side_after_its_items():
 def test_a_csv_pair_side_read_alone_keeps_no_copy_of_the_file(tmp_path, monkeypatch):
     """The CLI reads the labels alone to locate a bad one: the logits side must not
     buffer the whole file meanwhile, and still reads right afterwards."""
-    from ce_cli.readers import table
+    from ce_cli.readers import table, text
 
     monkeypatch.setattr(table, "SHARED_LAG", 2)
+    monkeypatch.setattr(text, "PIECE_BYTES", 1 << 20)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((80_000, 8))
     t = rng.integers(0, 8, 80_000)
     path = tmp_path / "pair.csv"
     body = "\n".join(",".join(f"{v:.9g}" for v in r) + f",{k}" for r, k in zip(x, t))
     path.write_text(",".join(f"x{j}" for j in range(8)) + ",label\n" + body + "\n")
-    assert path.stat().st_size > 6 << 20  # several 1 MB parse blocks
+    assert path.stat().st_size > 6 << 20  # several 1 MB pieces
     xs, ts = open_table_pair(str(path), target_column="label")
     np.testing.assert_array_equal(ts.read(), t)
     # the parsed file is 80,000 x 9 float64 = 5.8 MB; a side let go keeps none of it
@@ -1058,3 +1059,92 @@ def test_a_csv_pair_block_spanning_many_parse_blocks_is_parsed_once(tmp_path, mo
     assert len(calls) == 1
     np.testing.assert_allclose(np.concatenate([p[0] for p in pairs]), x, rtol=1e-8)
     np.testing.assert_array_equal(np.concatenate([p[1] for p in pairs]), t)
+
+
+# -- CSV read in pieces of whole lines ----------------------------------------------------------
+
+
+@st.composite
+def csv_texts(draw):
+    """CSV text as users write it: a header or not, CRLF or LF, blank lines, a text id
+    column (quoted, maybe with a line break inside the quotes), a last line with or
+    without its newline; and the (rows, classes) array it holds."""
+    n = draw(st.integers(1, 40))
+    c = draw(st.integers(1, 5))
+    x = np.array(draw(st.lists(st.lists(st.floats(-1e6, 1e6, width=32), min_size=c,
+                                        max_size=c), min_size=n, max_size=n)))
+    header = draw(st.booleans())
+    ids = draw(st.sampled_from(["none", "plain", "quoted", "quoted-newline"]))
+    if ids != "none":
+        header = True  # a text column needs a header to be told from data
+    eol = draw(st.sampled_from(["\n", "\r\n"]))
+    blanks = draw(st.sets(st.integers(0, n), max_size=3))
+    lines = []
+    if header:
+        lines.append(",".join((["id"] if ids != "none" else []) +
+                              [f"x{j}" for j in range(c)]))
+    for i, row in enumerate(x):
+        if i in blanks and i > 0:  # a blank line right below the header is a data row
+            lines.append("")
+        cells = [repr(float(v)) for v in row]
+        if ids == "plain":
+            cells.insert(0, f"r{i}")
+        elif ids == "quoted":
+            cells.insert(0, f'"row, {i}"')
+        elif ids == "quoted-newline":
+            cells.insert(0, f'"row{eol}{i}"' if i % 3 == 1 else f"r{i}")
+        lines.append(",".join(cells))
+    body = eol.join(lines) + (eol if draw(st.booleans()) else "")
+    return body.encode(), x, ids != "none"
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=csv_texts(), piece=st.integers(1, 120), stdin=st.booleans())
+def test_csv_read_in_pieces_of_any_size_gives_the_rows(case, piece, stdin):
+    from ce_cli.readers import text
+    from ce_cli.readers.table import table_source
+
+    data, x, has_ids = case
+    old = text.PIECE_BYTES
+    text.PIECE_BYTES = piece
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "x.csv"
+            path.write_bytes(data)
+            table = text.CsvTable("-" if stdin else str(path), data=data if stdin else None)
+            spec = ",".join(f"x{j}" for j in range(x.shape[1])) if has_ids else None
+            got = table_source(table, "logits", logits_columns=spec).read()
+    finally:
+        text.PIECE_BYTES = old
+    np.testing.assert_array_equal(got.reshape(x.shape), x)
+
+
+def test_csv_pieces_hand_quoted_text_to_the_streaming_parser(tmp_path, monkeypatch):
+    """A line break inside quotes must not cut a row: from the first piece holding a
+    quote on, the file goes to pyarrow's streaming reader, which knows quotes."""
+    from ce_cli.readers import text
+
+    monkeypatch.setattr(text, "PIECE_BYTES", 64)
+    rows = [f"{i},{i + 0.5}" for i in range(40)]
+    rows[30] = '"30",30.5'
+    path = tmp_path / "q.csv"
+    path.write_text("a,b\n" + "\n".join(rows) + "\n")
+    streamed = []
+    real = text.CsvTable._arrow_stream
+    monkeypatch.setattr(text.CsvTable, "_arrow_stream",
+                        lambda self, offset: streamed.append(offset) or real(self, offset))
+    got = open_source(str(path), role="logits").read()
+    np.testing.assert_array_equal(got, [[i, i + 0.5] for i in range(40)])
+    assert len(streamed) == 1 and 0 < streamed[0] < path.stat().st_size
+
+
+def test_csv_bad_cell_in_a_later_piece_names_its_line(tmp_path, monkeypatch):
+    from ce_cli.readers import text
+
+    monkeypatch.setattr(text, "PIECE_BYTES", 100)
+    rows = [f"{i},{i}.5" for i in range(200)]
+    rows[150] = "150,oops"
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputFileError, match=r"line 152.*'oops' is not a number"):
+        open_source(str(path), role="logits").read()

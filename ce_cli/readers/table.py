@@ -18,6 +18,7 @@ pyarrow is imported inside the functions that use it.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 from collections import deque
 from collections.abc import Iterator
@@ -406,6 +407,7 @@ def _names(fields: list[Field]) -> str:
 # -- batches to blocks ------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)
 def _numpy_dtype(t: Any) -> np.dtype:
     import pyarrow as pa
 
