@@ -433,15 +433,13 @@ def _run_parallel(n: int, work: Callable[[int], Any], threads: int) -> list[Any]
     if k <= 1:
         return [work(i) for i in range(n)]
     results: list[Any] = [None] * n
-    lock = threading.Lock()
-    indices = iter(range(n))
+    indices = iter(range(n))  # next() on it is atomic under the GIL: no lock to leave held
     stop: list[bool] = []
 
     def loop() -> None:
         with np.errstate(all="ignore"):  # the error state is per thread
             while not stop:
-                with lock:
-                    i = next(indices, None)
+                i = next(indices, None)
                 if i is None:
                     return
                 try:
