@@ -914,7 +914,7 @@ def test_to_numpy_with_nulls_gives_nan():
 def test_fanout_gives_every_side_every_item_in_order():
     from ce_cli.readers.table import _Fanout
 
-    fan = _Fanout(iter(range(20)), 2)
+    fan = _Fanout(iter(range(20)), 2, limit=3)
     first = fan.branch(0)
     assert [next(first) for _ in range(3)] == [0, 1, 2]
     assert list(fan.branch(1)) == list(range(20))  # side 0 has started: it is kept
@@ -924,8 +924,7 @@ def test_fanout_gives_every_side_every_item_in_order():
 def test_fanout_lets_a_side_that_never_comes_go(monkeypatch):
     from ce_cli.readers import table
 
-    monkeypatch.setattr(table, "SHARED_LAG", 3)
-    fan = table._Fanout(iter(range(20)), 2)
+    fan = table._Fanout(iter(range(20)), 2, limit=3)
     assert list(fan.branch(1)) == list(range(20))
     assert not fan.holds(0)  # nothing kept for it: it will read on its own
 
@@ -937,7 +936,7 @@ def test_fanout_error_reaches_every_side_after_its_items():
         yield from range(4)
         raise InputFileError("t.csv", "bad cell", line=6)
 
-    fan = _Fanout(items(), 2)
+    fan = _Fanout(items(), 2, limit=10)
     a, b = fan.branch(0), fan.branch(1)
     got_a = []
     with pytest.raises(InputFileError, match="bad cell"):
@@ -955,15 +954,15 @@ def test_a_csv_pair_side_read_alone_keeps_no_copy_of_the_file(tmp_path, monkeypa
     buffer the whole file meanwhile, and still reads right afterwards."""
     from ce_cli.readers import table, text
 
-    monkeypatch.setattr(table, "SHARED_LAG", 2)
-    monkeypatch.setattr(text, "PIECE_BYTES", 1 << 20)
+    monkeypatch.setattr(table, "SHARED_LAG_BYTES", 2 << 20)
+    monkeypatch.setattr(text, "PIECE_BYTES", 256 << 10)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((80_000, 8))
     t = rng.integers(0, 8, 80_000)
     path = tmp_path / "pair.csv"
     body = "\n".join(",".join(f"{v:.9g}" for v in r) + f",{k}" for r, k in zip(x, t))
     path.write_text(",".join(f"x{j}" for j in range(8)) + ",label\n" + body + "\n")
-    assert path.stat().st_size > 6 << 20  # several 1 MB pieces
+    assert path.stat().st_size > 6 << 20  # many pieces
     xs, ts = open_table_pair(str(path), target_column="label")
     np.testing.assert_array_equal(ts.read(), t)
     # the parsed file is 80,000 x 9 float64 = 5.8 MB; a side let go keeps none of it
@@ -1148,3 +1147,47 @@ def test_csv_bad_cell_in_a_later_piece_names_its_line(tmp_path, monkeypatch):
     path.write_text("a,b\n" + "\n".join(rows) + "\n")
     with pytest.raises(InputFileError, match=r"line 152.*'oops' is not a number"):
         open_source(str(path), role="logits").read()
+
+
+def test_a_dense_csv_pair_is_parsed_once_at_the_default_sizes(tmp_path, monkeypatch):
+    """Short cells make big batches (an 8 MB piece of '0,1,...' is 32 MB as float64):
+    the labels side must still join the read the logits side started, with the command
+    line's block size."""
+    from ce_cli.pipeline import READ_ELEMENTS, aligned_blocks
+    from ce_cli.readers import text
+
+    calls = []
+    real = text.CsvTable.batches
+    monkeypatch.setattr(text.CsvTable, "batches",
+                        lambda self, fields, rows: calls.append(1) or real(self, fields, rows))
+    path = tmp_path / "dense.csv"
+    rows = 2_000_000
+    path.write_bytes(b"a,b,c,d,label\n" + b"0,1,0,1,2\n" * rows)
+    xs, ts = open_table_pair(str(path), target_column="label")
+    n = 0
+    for xb, tb in aligned_blocks(xs, ts, READ_ELEMENTS // 4):
+        assert (xb == [0, 1, 0, 1]).all() and (tb == 2).all()
+        n += len(tb)
+    assert n == rows and calls == [1]
+
+
+def test_csv_quoted_line_breaks_across_parse_blocks(tmp_path, monkeypatch):
+    """Many of pyarrow's parse blocks of rows whose quoted ids hold line breaks: the
+    streaming reader must not cut a block inside the quotes."""
+    from ce_cli.readers import text
+
+    real_init = text.CsvTable.__init__
+
+    def small_blocks(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.block_size = 4096
+
+    monkeypatch.setattr(text.CsvTable, "__init__", small_blocks)
+    x = np.random.default_rng(8).random((3000, 2)).round(6)
+    for pad in range(4):  # where the blocks fall depends on the row lengths
+        path = tmp_path / f"ids{pad}.csv"
+        body = "".join(f'"row{"_" * pad}\n{i}",{float(a)!r},{float(b)!r}\n'
+                       for i, (a, b) in enumerate(x))
+        path.write_text("id,x0,x1\n" + body)
+        got = open_source(str(path), role="logits", logits_columns="x0,x1").read()
+        np.testing.assert_array_equal(got, x)

@@ -21,7 +21,7 @@ import fnmatch
 import functools
 import json
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,8 +176,8 @@ class SharedBatches:
 
     A source's ``batches`` call joins the read the other source started, if that read is
     waiting for it; otherwise it starts a new read, which waits for the others. For a
-    side that has not come yet the read keeps up to :data:`SHARED_LAG` batches; past
-    that it lets the side go (a side read alone, say, to locate a bad label), and the
+    side that has not come yet the read keeps up to :data:`SHARED_LAG_BYTES` of batches;
+    past that it lets the side go (a side read alone, say, to locate a bad label), and the
     side starts a read of its own when it comes. So a side read alone costs bounded
     memory; the command line reads both sides in step and parses the file once.
     """
@@ -196,7 +196,7 @@ class SharedBatches:
         read = self.waiting.pop(side, None)
         if read is None or not read.holds(side):
             read = _Fanout(prefetched(iter(self.table.batches(self.fields, rows))),
-                           len(self.picks))
+                           len(self.picks), limit=SHARED_LAG_BYTES, size=_nbytes)
             self.waiting = {k: read for k in range(len(self.picks)) if k != side}
         names = [self.fields[i].name for i in self.picks[side]]
         for batch in read.branch(side):
@@ -204,18 +204,30 @@ class SharedBatches:
                                              names=names)
 
 
-#: batches kept for a side of a shared read that has not come yet before it is let go:
-#: the command line fills a whole block of logits (1M values, ~10-20 one-MB CSV parse
-#: blocks) before it asks for the labels, and this must not send them to a second parse
-SHARED_LAG = 64
+#: bytes of batches kept for a side of a shared read that has not come yet, before it
+#: is let go (or twice the largest batch, if more): the command line fills a whole block
+#: of logits (1M values, 8 MB as float64; one or two 8 MB CSV pieces) before it asks for
+#: the labels, and this must not send them to a second parse
+SHARED_LAG_BYTES = 32 << 20
+
+
+def _nbytes(batch: Any) -> int:
+    return int(batch.nbytes)
 
 
 class _Fanout:
-    """One iterator read by several sides, each getting every item (a bounded tee)."""
+    """One iterator read by several sides, each getting every item (a bounded tee): a
+    side that has not started is dropped once more than ``limit`` (or twice the largest
+    item) is queued for it, measured by ``size`` (default: one per item)."""
 
-    def __init__(self, items: Iterator[Any], n: int) -> None:
+    def __init__(self, items: Iterator[Any], n: int, *, limit: int,
+                 size: Callable[[Any], int] = lambda item: 1) -> None:
         self.items = items
+        self.limit = limit
+        self.size = size
         self.queues: dict[int, deque[Any]] = {k: deque() for k in range(n)}
+        self.held = dict.fromkeys(range(n), 0)
+        self.largest = 0
         self.started: set[int] = set()
         self.error: BaseException | None = None
         self.done = False
@@ -229,7 +241,9 @@ class _Fanout:
         try:
             while True:
                 if queue:
-                    yield queue.popleft()
+                    item = queue.popleft()
+                    self.held[side] -= self.size(item)
+                    yield item
                     continue
                 if self.done:
                     if self.error is not None:
@@ -243,10 +257,14 @@ class _Fanout:
                 except BaseException as exc:  # every side meets it where its data ends
                     self.done, self.error = True, exc
                     raise
+                size = self.size(item)
+                self.largest = max(self.largest, size)
                 for k, q in list(self.queues.items()):
                     if k != side:
                         q.append(item)
-                        if len(q) > SHARED_LAG and k not in self.started:
+                        self.held[k] += size
+                        if self.held[k] > max(self.limit, 2 * self.largest) and \
+                                k not in self.started:
                             del self.queues[k]  # it has not come: let it go
                 yield item
         finally:

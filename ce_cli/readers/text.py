@@ -107,6 +107,10 @@ class CsvTable(Table):
             self.skip = 0
             names = [str(j + 1) for j in range(len(cells0))]
             data_cells = cells0
+        self.data_start = 0  # the byte offset of the data: after the first `skip` lines
+        for _ in range(self.skip):
+            end = head.find(b"\n", self.data_start)
+            self.data_start = len(head) if end < 0 else end + 1
         unique = len(set(names)) == len(names)
         self._labels: list[int | str] = [
             repr(n) if self.header and unique else j + 1 for j, n in enumerate(names)]
@@ -168,29 +172,28 @@ class CsvTable(Table):
         # pyarrow's streaming reader parses one block at a time; read_csv parses the blocks
         # of a buffer on all cores, twice as fast, so the data goes to it in pieces of
         # whole lines. A quote may hide a line break, so from the first piece holding one
-        # the streaming reader takes over.
+        # the streaming reader takes over, told to look for line breaks inside quotes.
         read = pcsv.ReadOptions(column_names=names, block_size=self.block_size)
+        quoted_from = None
         try:
-            for offset, piece in self._pieces(self._data_start()):
-                if b'"' in piece:
-                    yield from pcsv.open_csv(self._arrow_stream(offset), read_options=read,
-                                             parse_options=parse, convert_options=convert)
-                    return
-                table = pcsv.read_csv(pa.py_buffer(piece), read_options=read,
-                                      parse_options=parse, convert_options=convert)
-                # one batch per piece: each batch costs a NumPy view per column downstream
-                yield from table.combine_chunks().to_batches()
+            with contextlib.closing(self._pieces(self.data_start)) as pieces:
+                for offset, piece in pieces:
+                    if b'"' in piece:
+                        quoted_from = offset
+                        break
+                    table = pcsv.read_csv(pa.py_buffer(piece), read_options=read,
+                                          parse_options=parse, convert_options=convert)
+                    # one batch per piece: each costs a NumPy view per column downstream
+                    yield from table.combine_chunks().to_batches()
+            if quoted_from is not None:
+                # newlines_in_values: else pyarrow cuts its blocks at any line break,
+                # quoted or not, and a row broken across two blocks fails the read
+                quoted = pcsv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True)
+                with self._arrow_stream(quoted_from) as stream:
+                    yield from pcsv.open_csv(stream, read_options=read, parse_options=quoted,
+                                             convert_options=convert)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise self.locate(fields, exc) from None
-
-    def _data_start(self) -> int:
-        """The byte offset of the data: after the first ``skip`` lines."""
-        head, _ = self._head()
-        offset = 0
-        for _ in range(self.skip):
-            end = head.find(b"\n", offset)
-            offset = len(head) if end < 0 else end + 1
-        return offset
 
     def _pieces(self, start: int) -> Iterator[tuple[int, bytes]]:
         """``(offset, text)``: the data from ``start`` on in pieces of whole lines, about
