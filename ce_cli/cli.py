@@ -218,4 +218,23 @@ def merge(**options: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="ce-loss")
+    """The ``ce-loss`` program: run, then leave without the interpreter's teardown."""
+    code = cli.main(args=argv, prog_name="ce-loss", standalone_mode=False)
+    _leave(code)
+
+
+def _leave(code: int) -> None:
+    """Exit with ``code`` once stdout and stderr are flushed, skipping the interpreter's
+    teardown. Every output file is written and closed by now; what teardown would add
+    is pyarrow destroying its thread pools, which now and then aborts the process after
+    the work is done ("terminate called without an active exception", exit 134;
+    apache/arrow#34314)."""
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # the reader of the pipe has gone
+                pass
+    except KeyboardInterrupt:
+        code = ExitCode.INTERRUPTED
+    os._exit(int(code))

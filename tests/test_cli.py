@@ -334,6 +334,31 @@ def test_python_dash_m_and_head_closing_the_pipe(tmp_path):
     assert pipe.stderr == ""
 
 
+def test_every_line_is_out_before_the_hard_exit(tmp_path):
+    """The program leaves with os._exit (no interpreter teardown): what it printed must
+    all be flushed first, far more than a pipe holds."""
+    x = np.random.default_rng(3).normal(size=(30000, 4))
+    t = np.arange(30000) % 4
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    pipe = subprocess.run([_ce_loss_command(), "compute", str(tmp_path / "x.npy"),
+                           str(tmp_path / "t.npy"), "--reduction", "none"],
+                          capture_output=True, text=True)
+    assert pipe.returncode == 0, pipe.stderr
+    got = np.array(pipe.stdout.split(), dtype=np.float64)
+    np.testing.assert_allclose(got, torch_ce(x, t, reduction="none"), rtol=1e-12)
+    bad = subprocess.run([_ce_loss_command(), "compute", str(tmp_path / "x.npy"),
+                          str(tmp_path / "nope.npy")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    # and text still in Python's buffers when the program ends goes out too
+    code = ("import sys; from ce_cli.cli import _leave; sys.stdout.write('x' * 100); "
+            "sys.stderr.write('y' * 10); _leave(3)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    left = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env)
+    assert (left.returncode, left.stdout, left.stderr) == (3, "x" * 100, "y" * 10)
+
+
 def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     import signal
     import time
