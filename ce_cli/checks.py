@@ -92,9 +92,9 @@ def _name(path: str) -> str:
 class InputScan:
     """Streams over ``(m, C)`` blocks and keeps what the findings need, in O(1) memory.
 
-    Cheap on purpose: a min, a max and row sums per block; the log-sum-exp of rows is
-    only taken while every value seen is <= 0 (the only case where it can tell
-    log-probabilities from logits).
+    Cheap on purpose: a min and a max per block; row sums only while every value seen
+    is in [0, 1], and the log-sum-exp of rows only while every value seen is <= 0 (the
+    only cases where they can tell probabilities or log-probabilities from logits).
     """
 
     input_kind: str = "logits"
@@ -125,8 +125,8 @@ class InputScan:
                 hi = float(finite.max()) if finite.size else hi
             self.low = min(self.low, lo) if not math.isnan(lo) else self.low
             self.high = max(self.high, hi) if not math.isnan(hi) else self.high
-            sums = block.sum(axis=1, dtype=np.float64)
             if self.input_kind != "log-probs" and 0.0 <= self.low and self.high <= 1.0:
+                sums = block.sum(axis=1, dtype=np.float64)  # only while rows may be probabilities
                 self.worst_sum_error = max(self.worst_sum_error,
                                            float(np.nanmax(np.abs(sums - 1.0))))
             if self.high <= 0.0:
