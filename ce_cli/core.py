@@ -775,6 +775,13 @@ class LossAccumulator:
         if shift is None or lse is None:
             lp = self._full_log_probs(x)
             return -(lp.sum(axis=1) if w is None else (lp * w).sum(axis=1))
+        if self.spec.input_dtype == np.float16:
+            # torch's half log_softmax is rounded to half, and so is each product with the
+            # weight (w = -2 and lp = -6e4 overflow to -inf); the sum accumulates in float
+            lp16 = ((x - shift[:, None]) - lse[:, None]).astype(np.float16)
+            if w is not None:
+                lp16 = lp16 * w.astype(np.float16, copy=False)
+            return -lp16.sum(axis=1, dtype=np.float32)
         sx = x - shift[:, None]
         if w is None:
             return -(sx.sum(axis=1) - lse * x.shape[1])

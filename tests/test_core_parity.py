@@ -183,6 +183,27 @@ def test_matches_torch_float16(case: dict[str, Any]) -> None:
     check(case.pop("x"), case.pop("t"), case.pop("w"), **case)
 
 
+HALF_SMOOTHING_CASES = [
+    # w = -2 times lp = -6e4 overflows half: torch's smooth term is -inf
+    ([0, 0, 6e4], 0, [1, -2, 0]),
+    ([[0, 0, 0, 0], [0, 0, 0, 0], [0, 6e4, 0, 0]], [0, 0, 1], [2, -1, -1, -1]),
+    # +inf and -inf products in one row: NaN
+    ([[6e4, 0, 0], [0, 0, 0]], [0, 1], [-2, 2, 2]),
+    # unweighted: lp rounded to half before the sum; the sum overflows half
+    ([[6e4, 0, 0, 0, 0], [1, 2, 3, 4, 5]], [0, 4], None),
+]
+
+
+@pytest.mark.parametrize("x, t, w", HALF_SMOOTHING_CASES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_half_label_smoothing_rounds_like_torch(x, t, w, reduction):
+    """torch builds the smoothing term from half log-probabilities times half weights,
+    each product rounded to half, so products past 65504 are infinite."""
+    x16 = np.array(x, dtype=np.float16)
+    w16 = None if w is None else np.array(w, dtype=np.float16)
+    check(x16, np.array(t), w16, reduction=reduction, label_smoothing=0.1)
+
+
 @ce_settings(150)
 @given(data=st.data(), reduction=st.sampled_from(REDUCTIONS), eps=label_smoothings)
 def test_promoted_probability_target(data: Any, reduction: str, eps: float) -> None:
