@@ -126,9 +126,11 @@ class InputScan:
             self.low = min(self.low, lo) if not math.isnan(lo) else self.low
             self.high = max(self.high, hi) if not math.isnan(hi) else self.high
             if self.input_kind != "log-probs" and 0.0 <= self.low and self.high <= 1.0:
-                sums = block.sum(axis=1, dtype=np.float64)  # only while rows may be probabilities
-                self.worst_sum_error = max(self.worst_sum_error,
-                                           float(np.nanmax(np.abs(sums - 1.0))))
+                # only while rows may be probabilities; rows holding NaN do not count
+                off = np.abs(block.sum(axis=1, dtype=np.float64) - 1.0)
+                off = off[~np.isnan(off)]
+                if off.size:
+                    self.worst_sum_error = max(self.worst_sum_error, float(off.max()))
             if self.high <= 0.0:
                 b = block.astype(np.float64, copy=False)
                 shift = b.max(axis=1, keepdims=True)

@@ -35,6 +35,10 @@ class _Interrupted(Exception):
     """Ctrl-C, carried past Click's own handling."""
 
 
+class _PipeClosed(Exception):
+    """The reader of stdout has gone (``| head -1``), carried past Click's own handling."""
+
+
 class CeLossGroup(click.Group):
     """A group whose every failure is one line on stderr and a documented exit code.
 
@@ -53,8 +57,13 @@ class CeLossGroup(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:  # before Click turns it into Abort and prints a blank line
             raise _Interrupted() from None
+        except BrokenPipeError:  # before Click turns it into exit code 1
+            raise _PipeClosed() from None
 
     def _run(self, args: Any, prog_name: str, complete_var: Any, **extra: Any) -> int:
+        written = sys.modules.get("ce_cli.writers")
+        if written is not None:
+            written.WRITTEN.clear()  # a run before this one, in this process
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             return rv if isinstance(rv, int) else ExitCode.OK
@@ -71,9 +80,9 @@ class CeLossGroup(click.Group):
             say("error", str(exc))
             return ExitCode.BAD_INPUT
         except (click.Abort, KeyboardInterrupt, _Interrupted):
-            say("error", "interrupted; no output file was written")
+            say("error", f"interrupted; {_outputs_note()}")
             return ExitCode.INTERRUPTED
-        except BrokenPipeError:
+        except (BrokenPipeError, _PipeClosed):
             _silence_stdout()
             return ExitCode.OK
         except Exception as exc:
@@ -82,6 +91,14 @@ class CeLossGroup(click.Group):
             say("internal error", f"{type(exc).__name__}: {exc} (a bug in ce-loss; "
                  "CE_LOSS_TRACEBACK=1 shows the traceback)")
             return ExitCode.INTERNAL
+
+
+def _outputs_note() -> str:
+    written = sys.modules.get("ce_cli.writers")
+    names = list(getattr(written, "WRITTEN", []))
+    if not names:
+        return "no output file was written"
+    return f"{', '.join(names)} {'was' if len(names) == 1 else 'were'} written in full"
 
 
 def _silence_stdout() -> None:
@@ -218,9 +235,18 @@ def merge(**options: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The ``ce-loss`` program: run, then leave without the interpreter's teardown."""
-    code = cli.main(args=argv, prog_name="ce-loss", standalone_mode=False)
-    _leave(code)
+    """Run ``ce-loss`` with ``argv``; ends with ``SystemExit(code)`` like any Click program."""
+    cli.main(args=argv, prog_name="ce-loss")
+
+
+def program() -> None:
+    """The ``ce-loss`` program (the console script, ``python -m ce_cli``): run, then leave
+    without the interpreter's teardown (see :func:`_leave`)."""
+    try:
+        code: Any = cli.main(prog_name="ce-loss", standalone_mode=False)
+    except SystemExit as exc:  # Click's own exits
+        code = exc.code
+    _leave(code if isinstance(code, int) else ExitCode.OK if code is None else 1)
 
 
 def _leave(code: int) -> None:
@@ -232,8 +258,9 @@ def _leave(code: int) -> None:
     try:
         for stream in (sys.stdout, sys.stderr):
             try:
-                stream.flush()
-            except (OSError, ValueError):  # the reader of the pipe has gone
+                if stream is not None:
+                    stream.flush()
+            except Exception:  # a closed stream, or the reader of the pipe has gone
                 pass
     except KeyboardInterrupt:
         code = ExitCode.INTERRUPTED

@@ -58,7 +58,7 @@ def _default_format() -> str:
                 f"CE_LOSS_FORMAT={env!r} is not one of {', '.join(render.FORMATS)}",
                 param_hint="'--format'")
         return env
-    return "table" if sys.stdout.isatty() else "plain"
+    return "table" if _is_terminal(sys.stdout) else "plain"
 
 
 def compute(*, logits: str, targets: str | None, reduction: str, weight: str | None,
@@ -203,8 +203,11 @@ def _compute_on_dask(logits: str, targets: str | None, opened: dict[str, Any], *
 
 
 def _emit(report: render.Report, fmt: str, targets: np.ndarray | None = None) -> None:
-    """Write the report to stdout in ``fmt``."""
+    """Write the report to stdout in ``fmt`` (nowhere when the shell closed it: ``>&-``,
+    taken like a reader that has gone)."""
     out = sys.stdout
+    if out is None:
+        return
     if fmt == "plain":
         render.write_plain(report, out)
     elif fmt == "json":
@@ -327,9 +330,17 @@ class _Progress:
         self._bar.update(self._task, advance=block.shape[0], rate=f"{rate:,.0f} rows/s")
 
 
+def _is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (``None`` when the shell closed it: ``2>&-``)."""
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
 def _progress_bar(xs: Any) -> _Progress | None:
     """A progress bar when stderr is a terminal and the input is large and of known size."""
-    if xs.n_rows is None or not sys.stderr.isatty():
+    if xs.n_rows is None or not _is_terminal(sys.stderr):
         return None
     per_row = int(np.prod(xs.row_shape)) if xs.row_shape else 1
     if xs.n_rows * per_row < PROGRESS_ELEMENTS:

@@ -433,13 +433,15 @@ def _run_parallel(n: int, work: Callable[[int], Any], threads: int) -> list[Any]
     if k <= 1:
         return [work(i) for i in range(n)]
     results: list[Any] = [None] * n
-    indices = iter(range(n))  # next() on it is atomic under the GIL: no lock to leave held
+    lock = threading.Lock()  # a shared iterator is not thread-safe without a GIL
+    indices = iter(range(n))
     stop: list[bool] = []
 
     def loop() -> None:
         with np.errstate(all="ignore"):  # the error state is per thread
             while not stop:
-                i = next(indices, None)
+                with lock:
+                    i = next(indices, None)
                 if i is None:
                     return
                 try:
@@ -772,16 +774,18 @@ class LossAccumulator:
         non-negative weights both parts have the result's sign, so nothing cancels.
         """
         w = self.spec.weight
-        if shift is None or lse is None:
-            lp = self._full_log_probs(x)
-            return -(lp.sum(axis=1) if w is None else (lp * w).sum(axis=1))
         if self.spec.input_dtype == np.float16:
             # torch's half log_softmax is rounded to half, and so is each product with the
             # weight (w = -2 and lp = -6e4 overflow to -inf); the sum accumulates in float
-            lp16 = ((x - shift[:, None]) - lse[:, None]).astype(np.float16)
+            lp = self._full_log_probs(x) if shift is None or lse is None \
+                else (x - shift[:, None]) - lse[:, None]
+            lp16 = lp.astype(np.float16)
             if w is not None:
                 lp16 = lp16 * w.astype(np.float16, copy=False)
             return -lp16.sum(axis=1, dtype=np.float32)
+        if shift is None or lse is None:
+            lp = self._full_log_probs(x)
+            return -(lp.sum(axis=1) if w is None else (lp * w).sum(axis=1))
         sx = x - shift[:, None]
         if w is None:
             return -(sx.sum(axis=1) - lse * x.shape[1])

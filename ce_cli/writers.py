@@ -24,6 +24,9 @@ import numpy as np
 
 from .errors import OutputFileError
 
+#: the output files this process has written (a Ctrl-C message names them)
+WRITTEN: list[str] = []
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
@@ -37,6 +40,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         yield tmp_path
         _set_mode(tmp_path, target)
         os.replace(tmp_path, target)
+        WRITTEN.append(str(target))
     except BaseException:  # Ctrl-C included: never leave the temp file behind
         with contextlib.suppress(OSError):
             tmp_path.unlink()

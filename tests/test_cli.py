@@ -359,6 +359,76 @@ def test_every_line_is_out_before_the_hard_exit(tmp_path):
     assert (left.returncode, left.stdout, left.stderr) == (3, "x" * 100, "y" * 10)
 
 
+@pytest.mark.parametrize("fmt", ["plain", "csv", "json"])
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path, fmt):
+    np.save(tmp_path / "x.npy", np.random.default_rng(4).normal(size=(100000, 4)))
+    np.save(tmp_path / "t.npy", np.arange(100000) % 4)
+    pipe = subprocess.run(["bash", "-c", f"'{_ce_loss_command()}' compute '{tmp_path}/x.npy' "
+                           f"'{tmp_path}/t.npy' --reduction none --format {fmt} | head -c 20 "
+                           ">/dev/null; echo ${PIPESTATUS[0]}"],
+                          capture_output=True, text=True)
+    assert pipe.stdout.strip() == "0" and pipe.stderr == ""
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+def test_closed_stdout_or_stderr(tmp_path, closed):
+    np.save(tmp_path / "x.npy", np.random.default_rng(5).normal(size=(50, 3)))
+    np.save(tmp_path / "t.npy", np.arange(50) % 3)
+    done = subprocess.run(["bash", "-c", f"'{_ce_loss_command()}' compute '{tmp_path}/x.npy' "
+                           f"'{tmp_path}/t.npy' -o '{tmp_path}/l.npy' {closed}"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "l.npy"),
+                               torch_ce(np.load(tmp_path / "x.npy"), np.arange(50) % 3,
+                                        reduction="none"), rtol=1e-12)
+
+
+def test_main_is_callable_from_python():
+    """``main`` raises SystemExit like any Click program; only the installed program
+    leaves with os._exit."""
+    from ce_cli.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+
+
+def test_interrupted_message_names_the_files_written(monkeypatch):
+    from ce_cli import cli, writers
+
+    assert cli._outputs_note() == "no output file was written"
+    monkeypatch.setattr(writers, "WRITTEN", ["losses.npy", "p.json"])
+    assert cli._outputs_note() == "losses.npy, p.json were written in full"
+
+
+def test_nan_rows_in_probability_like_input_give_no_numpy_warning(tmp_path):
+    np.save(tmp_path / "x.npy", np.array([[np.nan, 0.5], [0.2, np.nan]]))
+    np.save(tmp_path / "t.npy", np.array([0, 1]))
+    done = subprocess.run([_ce_loss_command(), "compute", str(tmp_path / "x.npy"),
+                           str(tmp_path / "t.npy")], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "nan"
+    assert "RuntimeWarning" not in done.stderr
+    assert done.stderr.startswith("ce-loss: warning: 2 of 2 rows")
+
+
+def test_half_log_probs_smoothing_rounds_like_torch_on_logits(tmp_path):
+    """Normalised half log-probabilities are their own log_softmax: as log-probs they give
+    torch's number for them as logits, half overflow of w * lp included."""
+    x = np.array([[0, -6e4, -6e4], [-0.5, -1.5, -1.5]], dtype=np.float16)
+    x[1] = np.log(np.exp(x[1].astype(np.float64)) / np.exp(x[1].astype(np.float64)).sum())
+    t = np.array([0, 1])
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    w = np.array([1, -2, 2], dtype=np.float16)
+    for reduction in ("sum", "none"):
+        result = run("compute", tmp_path / "x.npy", tmp_path / "t.npy", "--input-kind",
+                     "log-probs", "--weight=1,-2,2", "--label-smoothing", "0.1",
+                     "--reduction", reduction, "--format", "plain", "-q")
+        got = np.array(result.stdout.split(), dtype=np.float64)
+        want = torch_ce(x, t, weight=w, reduction=reduction, label_smoothing=0.1)
+        np.testing.assert_allclose(got, np.atleast_1d(want).astype(np.float64), rtol=1e-2)
+
+
 def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     import signal
     import time
