@@ -439,6 +439,13 @@ def test_table_pair_refuses_an_array_file(tmp_path):
 # -- stdin, formats by name ---------------------------------------------------------------------
 
 
+def write_pair_csv(path: Path, x: np.ndarray, t: np.ndarray) -> Path:
+    """Logits ``x0..`` and a ``label`` column in one CSV, numbers to 9 digits."""
+    body = "\n".join(",".join(f"{v:.9g}" for v in r) + f",{k}" for r, k in zip(x, t))
+    path.write_text(",".join(f"x{j}" for j in range(x.shape[1])) + ",label\n" + body + "\n")
+    return path
+
+
 def feed(monkeypatch, data: bytes) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
 
@@ -959,9 +966,7 @@ def test_a_csv_pair_side_read_alone_keeps_no_copy_of_the_file(tmp_path, monkeypa
     rng = np.random.default_rng(4)
     x = rng.standard_normal((80_000, 8))
     t = rng.integers(0, 8, 80_000)
-    path = tmp_path / "pair.csv"
-    body = "\n".join(",".join(f"{v:.9g}" for v in r) + f",{k}" for r, k in zip(x, t))
-    path.write_text(",".join(f"x{j}" for j in range(8)) + ",label\n" + body + "\n")
+    path = write_pair_csv(tmp_path / "pair.csv", x, t)
     assert path.stat().st_size > 6 << 20  # many pieces
     xs, ts = open_table_pair(str(path), target_column="label")
     np.testing.assert_array_equal(ts.read(), t)
@@ -1035,24 +1040,18 @@ def test_a_csv_pair_block_spanning_many_parse_blocks_is_parsed_once(tmp_path, mo
     from ce_cli.readers import text
 
     calls = []
-    real_init, real_batches = text.CsvTable.__init__, text.CsvTable.batches
-
-    def small_blocks(self, *args, **kwargs):
-        real_init(self, *args, **kwargs)
-        self.block_size = 4096
+    real_batches = text.CsvTable.batches
 
     def counted(self, fields, rows):
         calls.append(1)
         return real_batches(self, fields, rows)
 
-    monkeypatch.setattr(text.CsvTable, "__init__", small_blocks)
+    monkeypatch.setattr(text, "PARSE_BLOCK_BYTES", 4096)
     monkeypatch.setattr(text.CsvTable, "batches", counted)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3000, 8))
     t = rng.integers(0, 8, 3000)
-    path = tmp_path / "pair.csv"
-    body = "\n".join(",".join(f"{v:.9g}" for v in r) + f",{k}" for r, k in zip(x, t))
-    path.write_text(",".join(f"x{j}" for j in range(8)) + ",label\n" + body + "\n")
+    path = write_pair_csv(tmp_path / "pair.csv", x, t)
     xs, ts = open_table_pair(str(path), target_column="label")
     pairs = list(aligned_blocks(xs, ts, 1500))  # ~30 parse blocks per block
     assert len(calls) == 1
@@ -1176,13 +1175,7 @@ def test_csv_quoted_line_breaks_across_parse_blocks(tmp_path, monkeypatch):
     streaming reader must not cut a block inside the quotes."""
     from ce_cli.readers import text
 
-    real_init = text.CsvTable.__init__
-
-    def small_blocks(self, *args, **kwargs):
-        real_init(self, *args, **kwargs)
-        self.block_size = 4096
-
-    monkeypatch.setattr(text.CsvTable, "__init__", small_blocks)
+    monkeypatch.setattr(text, "PARSE_BLOCK_BYTES", 4096)
     x = np.random.default_rng(8).random((3000, 2)).round(6)
     for pad in range(4):  # where the blocks fall depends on the row lengths
         path = tmp_path / f"ids{pad}.csv"

@@ -37,6 +37,11 @@ _NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infi
 #: parsed ~10% faster than 4 or 16 MB here, and holds ~50 MB less than 32 MB)
 PIECE_BYTES = 8 << 20
 
+#: pyarrow's parse block (at least four of the longest lines seen): its streaming reader
+#: holds ~35 blocks at once (read ahead, parsed, converted), and 1 MB keeps that near
+#: 40 MB at the speed of larger ones
+PARSE_BLOCK_BYTES = 1 << 20
+
 #: the first lines are read in chunks of this size, up to HEAD_LIMIT
 HEAD_CHUNK = 1 << 16
 HEAD_LIMIT = 1 << 26
@@ -127,9 +132,7 @@ class CsvTable(Table):
             f.display = repr(name) if self.header else f"column {j + 1}"
             self.fields.append(f)
         longest = max(len(raw) for raw in lines) if lines else 0
-        # pyarrow holds ~35 blocks at once while it streams (read ahead, parsed, converted):
-        # 1 MB blocks keep that near 40 MB at the speed of larger ones
-        self.block_size = max(1 << 20, 4 * longest)
+        self.block_size = max(PARSE_BLOCK_BYTES, 4 * longest)
 
     # -- reading ----------------------------------------------------------------------------
 
