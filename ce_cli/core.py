@@ -87,6 +87,9 @@ class LossSpec:
     ignore_index: int = -100
     label_smoothing: float = 0.0
     input_kind: str = "logits"
+    #: the class axis is the input's last ((C,) or (N, C)); torch's half log_softmax
+    #: rounds differently there (see ``_half_lse``)
+    class_last: bool = True
 
     @property
     def smoothing(self) -> bool:
@@ -182,6 +185,7 @@ def make_spec(
             ignore_index=int(ignore_index),
             label_smoothing=float(label_smoothing),
             input_kind=input_kind,
+            class_last=ndim <= 2,
         )
 
     # Class-index targets: checks in the order nll_loss_nd makes them.
@@ -258,6 +262,7 @@ def make_spec(
         ignore_index=int(ignore_index),
         label_smoothing=float(label_smoothing),
         input_kind=input_kind,
+        class_last=ndim <= 2,
     )
 
 
@@ -507,7 +512,7 @@ class LossAccumulator:
         self._parts: list[np.ndarray] = []
         self._may_ignore = True  # whether a block's targets may hold ignore_index
         dt = spec.input_dtype
-        # torch's CPU log_softmax accumulates half in float and rounds the result to half.
+        # torch computes half log_softmax in float (rounding some steps to half, see _lse).
         self._cdt = np.dtype(np.float32) if dt == np.float16 else dt
         # The fast kernel: log-sum-exp without the max shift, rows outside its safe range
         # (and every non-finite result) recomputed the shifted way torch computes them.
@@ -516,6 +521,9 @@ class LossAccumulator:
         w = spec.weight
         self._w_c = None if w is None else np.ascontiguousarray(w, dtype=self._cdt)
         self._w_sum = 0.0 if w is None else float(np.add.reduce(self._w_c, dtype=_F64))
+        # float16 class indices: torch's nll sums are half sums in its order
+        self._cascade = HalfCascade() if dt == np.float16 and spec.target_kind == "index" \
+            else None
 
     def update(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Add one block; return its per-position losses (torch's ``none``) in ``spec.dtype``."""
@@ -556,6 +564,8 @@ class LossAccumulator:
         for part in _run_parallel(len(chunks), work, self.threads):
             for name, value in zip(_TOTAL_FIELDS, part):
                 setattr(tot, name, getattr(tot, name) + value)
+            if self._cascade is not None and len(part) > len(_TOTAL_FIELDS):
+                self._cascade.feed(*part[-1])
 
     # -- the kernel: class-index targets ----------------------------------------------------
 
@@ -596,6 +606,7 @@ class LossAccumulator:
             clean = False  # the sum of two finite terms could still overflow
         elif nll is not out:
             np.copyto(out, nll)
+        w_t = None
         if self._w_c is None:
             den = float(m - n_ignored)
         else:
@@ -605,7 +616,12 @@ class LossAccumulator:
             den = _total(w_t)
         # clean: every loss is finite (ignored ones are 0), no need to count
         nonfinite = 0 if clean else m - int(np.count_nonzero(np.isfinite(out)))
-        return (m, m - n_ignored, n_ignored, nll_sum, smooth_sum, den, nonfinite)
+        totals = (m, m - n_ignored, n_ignored, nll_sum, smooth_sum, den, nonfinite)
+        if self._cascade is None:
+            return totals
+        # half: the nll terms in order, for the cascade (the buffers are reused)
+        counted = None if ignored is None else ~ignored
+        return totals + ((nll.copy(), None if w_t is None else w_t.copy(), counted),)
 
     def _fast_index(self, xb: np.ndarray, safe_t: np.ndarray, ignored: np.ndarray | None,
                     out: np.ndarray
@@ -763,8 +779,24 @@ class LossAccumulator:
         if kind == "probs":
             return np.log(picked), None, None
         shift = x.max(axis=1)
-        lse = np.log(np.exp(x - shift[:, None]).sum(axis=1))
+        lse = self._lse(x - shift[:, None])
         return (picked - shift) - lse, shift, lse
+
+    def _lse(self, shifted: np.ndarray) -> np.ndarray:
+        """``log(sum_c exp(shifted))`` per row, as torch's log_softmax takes it.
+
+        For half (``shifted`` is then float32) with the classes on the last axis, torch
+        rounds the sum to half, then its log to half (``log_softmax([0, -8])`` is exactly
+        0 there); on another class axis it keeps both in float and sums class after
+        class. A float32 sum within an ulp of a half rounding boundary may still round
+        the other way than torch's (its exp and order differ): about 1 row in 20,000.
+        """
+        if self.spec.input_dtype != np.float16:
+            return np.log(np.exp(shifted).sum(axis=1))
+        if self.spec.class_last:
+            s = np.exp(shifted).sum(axis=1).astype(np.float16).astype(shifted.dtype)
+            return np.log(s).astype(np.float16).astype(shifted.dtype)
+        return np.log(_class_sums(np.exp(shifted)))
 
     def _smooth_term(self, x: np.ndarray, shift: np.ndarray | None, lse: np.ndarray | None
                      ) -> np.ndarray:
@@ -799,7 +831,7 @@ class LossAccumulator:
         if kind == "probs":
             return np.log(x)
         shifted = x - x.max(axis=1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return shifted - self._lse(shifted)[:, None]
 
     # -- the kernel: class-probability targets ----------------------------------------------
 
@@ -824,10 +856,20 @@ class LossAccumulator:
         if self._fast and x.ndim == 2:
             _row_sums(prod, out)
             np.negative(out, out=out)
+            total = -_total(out)
         else:
-            np.negative(prod.sum(axis=1).reshape(-1), out=out)
+            # half: torch sums the half products in float, rounding each row's sum once
+            # ('none') or the sum of all of them once (mean, sum)
+            if dt != np.float16:
+                rows = prod.sum(axis=1).reshape(-1)
+            elif spec.class_last:
+                rows = prod.sum(axis=1, dtype=np.float32).reshape(-1)
+            else:
+                rows = _class_sums(_rows_view(prod).astype(np.float32))
+            np.negative(rows, out=out, casting="same_kind")
+            total = _total(rows)
         nonfinite = m - int(np.count_nonzero(np.isfinite(out)))
-        return (m, m, 0, -_total(out), 0.0, 0.0, nonfinite)
+        return (m, m, 0, total, 0.0, 0.0, nonfinite)
 
     def _fast_log_probs(self, x: np.ndarray) -> np.ndarray:
         """log_softmax of a chunk (rows or planes layout) in the compute dtype: ``x - lse``
@@ -897,11 +939,21 @@ class LossAccumulator:
         spec, tot, dt = self.spec, self.totals, self.spec.dtype
         nll = dt.type(tot.nll)
         smooth = dt.type(tot.smooth)
+        den = den_smooth = dt.type(tot.denominator)
+        cascade = self._cascade
+        if cascade is not None and cascade.positions == tot.positions:
+            # half, every position seen here in order: torch's half sums (merged shards
+            # fall back to the float sums rounded once, at most an ulp or so away)
+            nll, w_sum = cascade.totals()
+            if spec.weight is not None:
+                den = w_sum
+            if spec.weight is None:  # torch: smooth_loss.sum() / true_mask.sum(), in float
+                den_smooth = tot.counted
         if reduction == "mean":
             # torch: 0/0 is NaN on purpose when every target is ignored (LossNLL.cpp).
-            den = dt.type(tot.denominator)
             nll = nll / den
-            smooth = smooth / den
+            smooth = (np.float32(smooth) / np.float32(den_smooth)).astype(dt) \
+                if dt == np.float16 else smooth / den_smooth
         if not spec.smoothing:
             return nll
         # torch adds two separately reduced terms; (1-eps)*nll is kept even at eps=1.
@@ -925,6 +977,97 @@ def _scaled(a: Any, factor: float) -> Any:
 #: may be float64 itself).
 _WIDER = {np.dtype(np.float16): _F64, np.dtype(np.float32): _F64,
           np.dtype(np.float64): np.dtype(np.longdouble)}
+
+
+class HalfCascade:
+    """torch's float16 ``nll_loss`` sums, in its order and its roundings.
+
+    torch (LossNLL.cpp, LossNLL2d.cpp) sums half losses and weights in half, through 8
+    levels of partial sums: each counted position ``b`` (flat over N, d1..dk) is added to
+    level 0, then level ``j`` is added into ``j + 1`` and reset while ``b`` is a multiple
+    of ``16 ** (j + 1)``; an ignored position is skipped, flush included. The total is the
+    levels summed in order. Every addition rounds to half, so the result differs from a
+    float sum rounded once. Fed in order, block by block; the state is the position
+    count and the two sets of levels. (torch takes levels of 32 past 2**39 positions.)
+    """
+
+    LEVELS = 8
+    STEP = 16
+
+    def __init__(self) -> None:
+        self.positions = 0
+        self.loss = np.zeros(self.LEVELS, np.float16)
+        self.weight = np.zeros(self.LEVELS, np.float16)
+
+    def feed(self, loss: np.ndarray, weight: np.ndarray | None, counted: np.ndarray | None
+             ) -> None:
+        """Add the next positions: their half losses (``-lp[t] * w[t]``), weights
+        ``w[t]`` (None: unweighted) and which are counted (None: all)."""
+        m = loss.shape[0]
+        b = np.arange(self.positions, self.positions + m, dtype=np.int64)
+        self.positions += m
+        if counted is not None:
+            b, loss = b[counted], loss[counted]
+            weight = None if weight is None else weight[counted]
+        for values, levels in ((loss, self.loss), (weight, self.weight)):
+            if values is None:
+                continue
+            at = b
+            for j in range(self.LEVELS):
+                if j + 1 < self.LEVELS:
+                    ends = at % (self.STEP ** (j + 1)) == 0
+                else:
+                    ends = np.zeros(at.shape[0], np.bool_)
+                values, levels[j] = _half_runs(values.astype(np.float16), ends, levels[j])
+                at = at[ends]
+                if not values.size:
+                    break
+
+    def totals(self) -> tuple[np.float16, np.float16]:
+        """The loss and weight sums, as torch accumulates its levels."""
+        loss = weight = np.float16(0)
+        for a, w in zip(self.loss, self.weight):
+            loss = _half_add(loss, a)
+            weight = _half_add(weight, w)
+        return loss, weight
+
+
+def _class_sums(a: np.ndarray) -> np.ndarray:
+    """Row sums of ``(m, C)`` rows taken class after class, in ``a``'s dtype: the order
+    torch's kernels sum over a class axis that is not the input's last."""
+    return np.add.reduce(np.ascontiguousarray(a.T), axis=0)
+
+
+def _half_add(a: Any, b: Any) -> Any:
+    """``a + b`` as c10::Half adds: in float32, rounded to half."""
+    return (np.asarray(a, np.float32) + np.asarray(b, np.float32)).astype(np.float16)
+
+
+def _half_runs(values: np.ndarray, ends: np.ndarray, carry: np.float16
+               ) -> tuple[np.ndarray, np.float16]:
+    """Sequential half sums of ``values`` cut into runs, a run ending after each value
+    whose ``ends`` is set; the first run starts from ``carry``. Returns the sums of the
+    ended runs in order, and the sum of the open run left at the end (the new carry).
+    Vectorised over runs: step ``k`` adds every run's ``k``-th value."""
+    n = values.shape[0]
+    if n == 0:
+        return values, carry
+    run = np.zeros(n, np.int64)
+    np.cumsum(ends[:-1], out=run[1:])
+    starts = np.flatnonzero(np.concatenate(([True], ends[:-1])))
+    rank = np.arange(n) - starts[run]
+    acc = np.zeros(starts.shape[0], np.float16)
+    acc[0] = carry
+    order = np.argsort(rank, kind="stable")
+    at = 0
+    for count in np.bincount(rank):
+        idx = order[at:at + count]
+        at += count
+        r = run[idx]
+        acc[r] = _half_add(acc[r], values[idx])
+    if ends[-1]:
+        return acc, np.float16(0)
+    return acc[:-1], acc[-1]
 
 
 def _total(a: np.ndarray) -> float:

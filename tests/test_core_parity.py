@@ -424,6 +424,90 @@ def test_float16_mean_overflows_like_torch() -> None:
     check(x, np.array([[0.0, 1.0], [0.0, 1.0]], dtype=np.float16), reduction="mean")
 
 
+def _bits_equal(got: np.ndarray, want: np.ndarray) -> bool:
+    return got.dtype == want.dtype and got.shape == want.shape and \
+        np.array_equal(got, want, equal_nan=True)
+
+
+def _half_case(rng: np.random.Generator, shape: tuple[int, ...], kind: str
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    x = (rng.standard_normal(shape) * rng.choice([0.1, 1.0, 3.0, 8.0])).astype(np.float16)
+    c = shape[1] if len(shape) > 1 else shape[0]
+    if kind == "index":
+        t = rng.integers(0, c, (shape[0], *shape[2:]) if len(shape) > 1 else ())
+        if t.ndim and rng.random() < 0.5:
+            t[rng.random(t.shape) < 0.2] = -100
+    else:
+        t = rng.random(shape).astype(np.float16)
+    w = (rng.random(c) * 2).astype(np.float16) if rng.random() < 0.4 else None
+    return x, t, w
+
+
+@pytest.mark.parametrize("kind", ["index", "prob"])
+@pytest.mark.parametrize("dims", ["1d", "2d", "kd"])
+def test_float16_bit_exact(kind: str, dims: str) -> None:
+    """float16 as torch computes it, to the bit: a half log_softmax whose row sum and its
+    log are rounded to half when the classes are the last axis (class index targets:
+    -lp[t] * w[t]), class-index sums accumulated in half through torch's 8-level
+    cascade, probability sums taken in float and rounded once."""
+    rng = np.random.default_rng(["1d", "2d", "kd"].index(dims) * 2 + (kind == "prob"))
+    compared = differ = 0
+    for _ in range(60):
+        shape = {"1d": lambda: (int(rng.integers(1, 40)),),
+                 "2d": lambda: (int(rng.integers(1, 400)), int(rng.integers(1, 40))),
+                 "kd": lambda: (int(rng.integers(1, 5)), int(rng.integers(1, 12)),
+                                int(rng.integers(1, 80)))}[dims]()
+        x, t, w = _half_case(rng, shape, kind)
+        for reduction in REDUCTIONS:
+            for eps in (0.0, 0.1):
+                want = torch_ce(x, t, w, reduction=reduction, label_smoothing=eps)
+                got = cross_entropy(x, t, w, reduction=reduction, label_smoothing=eps)
+                assert got.dtype == want.dtype and got.shape == want.shape
+                # a float32 row sum within an ulp of a half rounding boundary may round
+                # the other way than torch's (its exp and summation order differ)
+                assert_close(got, want, rtol=2 ** -10, atol=0.0, what=f"{shape} {reduction}")
+                compared += want.size
+                differ += int(np.count_nonzero(~(np.equal(got, want) |
+                                                 (np.isnan(got) & np.isnan(want)))))
+    assert compared >= 300 and differ <= compared // 1000, (differ, compared)
+
+
+def test_float16_sums_in_half_like_torch() -> None:
+    """torch's nll_loss adds half losses in half (every partial sum rounded), through
+    levels flushed at multiples of 16, 256, ...; an ignored position skips its flush.
+    Ten equal rows already differ from a float sum rounded once."""
+    x = np.zeros((10, 2), np.float16)
+    got, want = check(x, np.zeros(10, np.int64), reduction="sum")
+    assert _bits_equal(got, want)
+    assert want != np.float16(10 * float(np.float16(np.log(2))))  # not the float sum
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5000, 7)).astype(np.float16)
+    t = rng.integers(0, 7, 5000)
+    t[::16] = -100  # every first-level flush point ignored
+    t[4096] = 3
+    w = (rng.random(7) * 3).astype(np.float16)
+    for reduction in ("sum", "mean"):
+        for weight in (None, w):
+            want = torch_ce(x, t, weight, reduction=reduction)
+            assert _bits_equal(cross_entropy(x, t, weight, reduction=reduction), want)
+
+
+def test_float16_blocks_match_one_call() -> None:
+    """The half cascade carries its state from block to block (the command line's path)."""
+    from ce_cli.core import LossAccumulator, make_spec
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3000, 5)).astype(np.float16)
+    t = rng.integers(0, 5, 3000)
+    t[rng.random(3000) < 0.1] = -100
+    for reduction in ("sum", "mean"):
+        acc = LossAccumulator(make_spec(x.shape, x.dtype, t.shape, t.dtype))
+        for start in range(0, 3000, 777):
+            acc.update(x[start:start + 777], t[start:start + 777])
+        want = torch_ce(x, t, reduction=reduction)
+        assert _bits_equal(np.asarray(acc.finalize(reduction).loss), want)
+
+
 EMPTY = [(0, 3), (0, 4), (2, 3, 0), (0, 1, 2, 3), (2, 3, 4, 0), (0, 2, 0, 1, 3), (0, 1)]
 
 
