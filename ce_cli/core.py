@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -197,7 +198,13 @@ def make_spec(
                 f"({batch}).{_transpose_hint(input_shape, target_shape)}"
             )
     if ndim == 1:
-        if len(target_shape) > 1 or (len(target_shape) == 1 and target_shape[0] != 1):
+        if len(target_shape) > 1:
+            raise ShapeError(
+                "0D or 1D target tensor expected, multi-target not supported; got target "
+                f"shape {_shape(target_shape)} for logits {_shape(input_shape)} (one sample: "
+                "pass a single class index)"
+            )
+        if len(target_shape) == 1 and target_shape[0] != 1:
             size = math.prod(target_shape)
             raise ShapeError(
                 f"For 1D input, 1D target must have size 1, but got target size: {size}; "
@@ -485,6 +492,10 @@ _SAFE_SUM = {
 #: far above the subnormals, and since the row sum is at least this term, the sum too.
 _SAFE_TERM = {np.dtype(np.float32): 2.0 ** -80, np.dtype(np.float64): 2.0 ** -900}
 
+#: Class sums over planes (K-dim input) run class after class; past this many classes
+#: a float32 sum is accumulated in float64 (its error grows with C, pairwise sums' does not)
+_SEQUENTIAL_CLASSES = 64
+
 _TOTAL_FIELDS = ("positions", "counted", "ignored", "nll", "smooth", "denominator", "nonfinite")
 
 
@@ -602,7 +613,8 @@ class LossAccumulator:
             clean = False
         if spec.smoothing and smooth is not None:
             eps = spec.label_smoothing
-            np.add(_scaled(nll, 1.0 - eps), _scaled(smooth, eps / spec.n_classes), out=out)
+            np.add(_scaled(nll, 1.0 - eps), _scaled(smooth, _per_class(eps, spec.n_classes)),
+                   out=out)
             clean = False  # the sum of two finite terms could still overflow
         elif nll is not out:
             np.copyto(out, nll)
@@ -610,7 +622,7 @@ class LossAccumulator:
         if self._w_c is None:
             den = float(m - n_ignored)
         else:
-            w_t = np.take(spec.weight, safe_t, out=_buf("w_t", m, spec.weight.dtype))
+            w_t = _gather(spec.weight, safe_t, _buf("w_t", m, spec.weight.dtype))
             if ignored is not None:
                 w_t[ignored] = 0
             den = _total(w_t)
@@ -649,7 +661,7 @@ class LossAccumulator:
         np.exp(x, out=e)
         if planes:  # (g, C, L): positions contiguous, class sums are vector adds
             g, _, span = x.shape
-            if cdt != _F64 and c > 256:  # a long sequential float32 sum: accumulate in f64
+            if cdt != _F64 and c > _SEQUENTIAL_CLASSES:  # a long float32 sum: in float64
                 s64 = _buf("s64", m, _F64)
                 np.add.reduce(e, axis=1, out=s64.reshape(g, span))
                 np.copyto(s, s64, casting="same_kind")
@@ -726,20 +738,24 @@ class LossAccumulator:
                     out=lp)
         sw = _buf("sw", m, cdt)
         if planes:
-            out = sw.reshape(x.shape[0], x.shape[2])
+            wide = cdt != _F64 and x.shape[1] > _SEQUENTIAL_CLASSES
+            acc = _buf("sw64", m, _F64) if wide else sw
+            out = acc.reshape(x.shape[0], x.shape[2])
             if self._w_c is not None:  # numpy's loops: 0 * -inf is NaN
-                np.einsum("gcl,c->gl", lp, self._w_c, out=out)
+                np.einsum("gcl,c->gl", lp, self._w_c, out=out, dtype=acc.dtype)
             else:
                 np.add.reduce(lp, axis=1, out=out)
+            sums = acc
         else:
             _row_sums(lp, sw, self._w_c)
+            sums = sw
         smooth = _buf("smooth", m, dt)
         if cdt == _F64:
-            np.negative(sw, out=smooth)
+            np.negative(sums, out=smooth)
         else:
             w_sum = self._w_sum if self._w_c is not None else float(spec.n_classes)
             lse64 *= w_sum
-            lse64 -= sw
+            lse64 -= sums
             np.copyto(smooth, lse64, casting="same_kind")
         return smooth
 
@@ -759,7 +775,7 @@ class LossAccumulator:
         else:
             lp_t, shift, lse = self._log_probs_at(xc, np.arange(m), safe_t)
         lp_t = lp_t.astype(dt, copy=False)
-        nll = -lp_t if spec.weight is None else -lp_t * spec.weight[safe_t]
+        nll = -lp_t if spec.weight is None else -lp_t * _gather(spec.weight, safe_t)
         smooth = None
         if spec.smoothing:
             smooth = self._smooth_term(xc, shift, lse).astype(dt, copy=False)
@@ -861,7 +877,8 @@ class LossAccumulator:
             # half: torch sums the half products in float, rounding each row's sum once
             # ('none') or the sum of all of them once (mean, sum)
             if dt != np.float16:
-                rows = prod.sum(axis=1).reshape(-1)
+                wide = dt != _F64 and x.ndim == 3 and x.shape[1] > _SEQUENTIAL_CLASSES
+                rows = prod.sum(axis=1, dtype=_F64 if wide else None).reshape(-1)
             elif spec.class_last:
                 rows = prod.sum(axis=1, dtype=np.float32).reshape(-1)
             else:
@@ -872,39 +889,44 @@ class LossAccumulator:
         return (m, m, 0, total, 0.0, 0.0, nonfinite)
 
     def _fast_log_probs(self, x: np.ndarray) -> np.ndarray:
-        """log_softmax of a chunk (rows or planes layout) in the compute dtype: ``x - lse``
-        with ``lse`` unshifted; rows outside the safe range redone with the shift."""
+        """log_softmax of a chunk (rows or planes layout) in the compute dtype, shifted by
+        the row max as torch computes it: ``(x - max) - log(sum(exp(x - max)))``.
+
+        Probability targets use every class's log-probability, so the unshifted trick of
+        the index kernel does not carry over: there the rounding of a dominant
+        ``exp(x_max)`` would land in every term (a confident row's top class is exactly
+        -0 in torch, ``0 * lp`` NaN where a target is infinite). NaN, infinities and
+        all -inf rows come out as torch's.
+        """
         cdt = self._cdt
         planes = x.ndim == 3
-        e = _buf("e", x.size, cdt).reshape(x.shape)
-        np.exp(x, out=e)
+        c = x.shape[1]
+        d = _buf("e", x.size, cdt).reshape(x.shape)
+        e = _buf("e2", x.size, cdt).reshape(x.shape)
         m = x.shape[0] * x.shape[2] if planes else x.shape[0]
+        shift = _buf("shift", m, cdt)
         s = _buf("s", m, cdt)
         if planes:
-            g, c, span = x.shape
-            np.add.reduce(e, axis=1, out=s.reshape(g, span))
-        else:
-            _row_sums(e, s)
-        s64 = s.astype(_F64)
-        lo, hi = _SAFE_SUM[cdt]
-        ok = (s64 >= lo) & (s64 <= hi)
-        lse64 = np.log(s64)
-        lse = lse64.astype(cdt)
-        lp = e  # reuse the scratch: exp(x) is no longer needed
-        np.subtract(x, lse.reshape(g, 1, span) if planes else lse[:, None], out=lp)
-        if cdt != _F64:
-            # lse in float32 is off by up to half its ulp, which is large next to a small
-            # lp; take the rest off too, so lp is rounded about once, as torch's is
-            rest = (lse64 - lse).astype(cdt)
-            lp -= rest.reshape(g, 1, span) if planes else rest[:, None]
-        if not ok.all():
-            redo = np.flatnonzero(~ok)
-            if planes:
-                gi, li = redo // span, redo % span
-                lp[gi, :, li] = self._full_log_probs(x[gi, :, li].astype(cdt))
+            g, _, span = x.shape
+            np.maximum.reduce(x, axis=1, out=shift.reshape(g, span))
+            np.subtract(x, shift.reshape(g, 1, span), out=d)
+            np.exp(d, out=e)
+            if cdt != _F64 and c > _SEQUENTIAL_CLASSES:  # a long float32 sum: in float64
+                s64 = _buf("s64", m, _F64)
+                np.add.reduce(e, axis=1, out=s64.reshape(g, span))
+                np.copyto(s, s64, casting="same_kind")
             else:
-                lp[redo] = self._full_log_probs(x[redo].astype(cdt))
-        return lp
+                np.add.reduce(e, axis=1, out=s.reshape(g, span))
+            np.log(s, out=s)
+            d -= s.reshape(g, 1, span)
+        else:
+            np.maximum.reduce(x, axis=1, out=shift)
+            np.subtract(x, shift[:, None], out=d)
+            np.exp(d, out=e)
+            _row_sums(e, s)
+            np.log(s, out=s)
+            d -= s[:, None]
+        return d
 
     # -- the reduction ----------------------------------------------------------------------
 
@@ -958,7 +980,7 @@ class LossAccumulator:
             return nll
         # torch adds two separately reduced terms; (1-eps)*nll is kept even at eps=1.
         eps = spec.label_smoothing
-        return _scaled(nll, 1.0 - eps) + _scaled(smooth, eps / spec.n_classes)
+        return _scaled(nll, 1.0 - eps) + _scaled(smooth, _per_class(eps, spec.n_classes))
 
 
 def _scaled(a: Any, factor: float) -> Any:
@@ -1089,6 +1111,25 @@ def _row_sums(a: np.ndarray, out: np.ndarray, weights: np.ndarray | None = None)
         np.einsum("mc,c->m", a, weights, out=out)
 
 
+def _gather(w: np.ndarray, t: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``w[t]``; zeros when there are no classes (every target was ignored, or the call
+    was refused before)."""
+    if w.shape[0] == 0:
+        return np.zeros(t.shape[0], w.dtype) if out is None else _fill(out, 0)
+    return np.take(w, t, out=out)
+
+
+def _fill(a: np.ndarray, value: Any) -> np.ndarray:
+    a.fill(value)
+    return a
+
+
+def _per_class(eps: float, c: int) -> float:
+    """``eps / C`` as torch's C++ takes it: a double division, so C = 0 gives inf (and
+    the smoothing term of an empty class axis, 0 * inf, NaN)."""
+    return eps / c if c else math.copysign(math.inf, eps) if eps else math.nan
+
+
 def _smooth_target(q: np.ndarray, eps: float, c: int) -> np.ndarray:
     """``q * (1 - eps) + eps / C`` as torch computes it, in the target's own dtype.
 
@@ -1099,9 +1140,9 @@ def _smooth_target(q: np.ndarray, eps: float, c: int) -> np.ndarray:
     if q.dtype == np.float16:
         f32, f16 = np.float32, np.float16
         q = (q.astype(f32) * f32(1.0 - eps)).astype(f16)
-        return (q.astype(f32) + f32(f16(eps / c))).astype(f16)
+        return (q.astype(f32) + f32(f16(_per_class(eps, c)))).astype(f16)
     qt = q.dtype.type
-    return q * qt(1.0 - eps) + qt(eps / c)
+    return q * qt(1.0 - eps) + qt(_per_class(eps, c))
 
 
 def _check_targets(t: np.ndarray, spec: LossSpec) -> bool:
@@ -1383,7 +1424,35 @@ def cross_entropy(
         >>> cross_entropy(x, p, label_smoothing=0.1)  # doctest: +ELLIPSIS
         array(1.514...)
     """
+    reduction, ignore_index, label_smoothing = _arguments(reduction, ignore_index,
+                                                          label_smoothing)
     return evaluate(input, target, weight, ignore_index, reduction, label_smoothing).loss
+
+
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+
+
+def _arguments(reduction: Any, ignore_index: Any, label_smoothing: Any
+               ) -> tuple[str, int, float]:
+    """The scalar arguments as torch's Python layer and argument parser take them:
+    ``'elementwise_mean'`` is ``'mean'`` with a warning; ``ignore_index`` an integer
+    (not a bool, not a float) within int64; ``label_smoothing`` a real number."""
+    if isinstance(reduction, str) and reduction == "elementwise_mean":
+        warnings.warn("reduction='elementwise_mean' is deprecated. Please use "
+                      "reduction='mean' instead.", UserWarning, stacklevel=3)
+        reduction = "mean"
+    validate_options(reduction, 0.0)
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
+            ignore_index, (int, np.integer)):
+        raise DTypeError(f"argument 'ignore_index' must be int, not "
+                         f"{type(ignore_index).__name__}")
+    if not _INT64[0] <= int(ignore_index) <= _INT64[1]:
+        raise OptionError(f"Overflow when unpacking long long: ignore_index {ignore_index} "
+                          "is outside int64")
+    if not isinstance(label_smoothing, (int, float, np.integer, np.floating)):
+        raise DTypeError(f"argument 'label_smoothing' must be float, not "
+                         f"{type(label_smoothing).__name__}")
+    return reduction, int(ignore_index), float(label_smoothing)
 
 
 def softmax(x: np.ndarray, input_kind: str = "logits") -> np.ndarray:

@@ -508,6 +508,50 @@ def test_float16_blocks_match_one_call() -> None:
         assert _bits_equal(np.asarray(acc.finalize(reduction).loss), want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_probability_targets_on_confident_rows(dtype: Any) -> None:
+    """A confident row's top class has log-probability exactly -0 in torch (the shifted
+    sum rounds to 1); summed over many rows, any rounding left in it would add up."""
+    x = np.tile(np.array([[20.0, 0.0, -3.0]], dtype), (100_000, 1))
+    p = np.zeros_like(x)
+    p[:, 0] = 1
+    for reduction in ("sum", "mean", "none"):
+        got, want = check(x, p, reduction=reduction)
+        assert _bits_equal(got, want)
+    # an infinite target entry times that log-probability: NaN in float32 (0 * inf),
+    # inf in float64 (which keeps the -2e-9)
+    inf_target = np.array([[np.inf, 0, 0]], dtype)
+    got, want = check(x[:1], inf_target, reduction="none")
+    assert _bits_equal(got, want)
+
+
+@pytest.mark.parametrize("c", [100, 300, 1000])
+@pytest.mark.parametrize("kind", ["prob", "index-smoothed"])
+def test_kdim_many_classes_float32_accuracy(c: int, kind: str) -> None:
+    """K-dim float32 with many classes: class sums over planes in float64 past a few
+    dozen classes, so the error stays at float32's, as torch's does."""
+    rng = np.random.default_rng(c)
+    x = (rng.normal(size=(2, c, 300)) * 4).astype(np.float32)
+    w = rng.uniform(-0.5, 2, c).astype(np.float32)
+    if kind == "prob":
+        t = rng.random(x.shape).astype(np.float32)
+        t /= t.sum(axis=1, keepdims=True)
+    else:
+        t = rng.integers(0, c, (2, 300))
+    for weight in (None, w):
+        got = cross_entropy(x, t, weight, reduction="none", label_smoothing=0.15)
+        want = torch_ce(x, t, weight, reduction="none", label_smoothing=0.15)
+        exact = torch_ce(x.astype(np.float64), t.astype(np.float64) if kind == "prob" else t,
+                         None if weight is None else weight.astype(np.float64),
+                         reduction="none", label_smoothing=0.15)
+        scale = np.maximum(np.abs(exact), 1)
+        assert np.max(np.abs(got - exact) / scale) <= 1e-6
+        # torch's own float32 class sums drift past 1e-6 here (2e-6 at C=1000): within
+        # its error of the exact value, plus ours
+        torch_error = np.max(np.abs(want - exact) / scale)
+        assert np.max(np.abs(got - want) / scale) <= torch_error + 1e-6
+
+
 EMPTY = [(0, 3), (0, 4), (2, 3, 0), (0, 1, 2, 3), (2, 3, 4, 0), (0, 2, 0, 1, 3), (0, 1)]
 
 

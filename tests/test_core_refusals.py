@@ -81,6 +81,22 @@ REFUSALS = [
          "but got target size: 2"),
     case("1d-input-target-size-0", X[0], T(), "For 1D input, 1D target must have size 1, "
          "but got target size: 0"),
+    case("1d-input-2d-target", X[0], T(1).reshape(1, 1), "0D or 1D target tensor "
+         "expected, multi-target not supported"),
+    case("1d-input-2x2-target", X[0], zeros(2, 2, dtype=i64), "0D or 1D target tensor "
+         "expected, multi-target not supported"),
+    # scalar arguments, checked by torch's argument parser before anything else
+    case("ignore-index-float", X, T(0, 1, 2, 1), "must be int, not float", ignore_index=1.5),
+    case("ignore-index-float-whole", X, T(0, 1, 2, 1), "must be int, not float",
+         ignore_index=-100.0),
+    case("ignore-index-bool", X, T(0, 1, 2, 1), "must be int, not bool", ignore_index=True),
+    case("ignore-index-none", X, T(0, 1, 2, 1), "must be int, not NoneType",
+         ignore_index=None),
+    case("ignore-index-past-int64", X, T(0, 1, 2, 1), "Overflow when unpacking long long",
+         ignore_index=2 ** 70),
+    case("smoothing-none", X, T(0, 1, 2, 1), "must be float, not NoneType",
+         label_smoothing=None),
+    case("smoothing-str", X, T(0, 1, 2, 1), "must be float, not str", label_smoothing="0.1"),
     case("2d-input-2d-target", X, T(0, 1, 2, 1).reshape(4, 1), "0D or 1D target tensor "
          "expected, multi-target not supported"),
     case("2d-input-3d-target", X, zeros(4, 3, 2, dtype=i64), "0D or 1D target tensor "
@@ -302,6 +318,17 @@ ACCEPTED = [
     case("ignore-index-past-classes", X, T(0, 7, 1, 7), None, ignore_index=7),
     case("unbatched-0d-uint8", X[0], np.array(2, dtype=np.uint8), None, weight=W),
     case("zero-classes-all-ignored", zeros(4, 0), T(-100, -100, -100, -100), None),
+    # eps / C with C = 0 is inf in torch's C++: NaN smoothing terms, no error
+    case("zero-classes-all-ignored-smoothing", zeros(4, 0), T(-100, -100, -100, -100), None,
+         label_smoothing=0.1),
+    case("zero-classes-prob-smoothing", zeros(4, 0), zeros(4, 0), None, label_smoothing=0.1),
+    case("zero-classes-empty-smoothing", zeros(0, 0), T(), None, label_smoothing=0.1),
+    case("zero-classes-all-ignored-smoothing-weight", zeros(4, 0), T(-100, -100, -100, -100),
+         None, label_smoothing=0.1, weight=zeros(0)),
+    case("ignore-index-numpy-int", X, T(0, 1, 2, 1), None, ignore_index=np.int64(2)),
+    case("smoothing-int-and-numpy", X, T(0, 1, 2, 1), None, label_smoothing=1),
+    case("smoothing-numpy-float32", X, T(0, 1, 2, 1), None,
+         label_smoothing=np.float32(0.25)),
     # a probability target promotes with the weight too: no dtype check on that path
     case("prob-weight-float64-for-float32", X.astype(np.float32), P.astype(np.float32), None,
          weight=W),
@@ -338,6 +365,15 @@ def test_negative_and_nan_smoothing_mean_no_smoothing() -> None:
         for t in (T(0, 2, -100, 1), P):
             assert np.array_equal(cross_entropy(X, t, label_smoothing=eps),
                                   cross_entropy(X, t))
+
+
+def test_elementwise_mean_is_mean_with_torchs_warning() -> None:
+    with pytest.warns(UserWarning, match="elementwise_mean' is deprecated") as ours:
+        got = cross_entropy(X, T(0, 2, 1, 1), reduction="elementwise_mean")
+    with pytest.warns(UserWarning) as theirs:
+        want = F.cross_entropy(_t(X), _t(T(0, 2, 1, 1)), reduction="elementwise_mean")
+    assert str(ours[0].message) == str(theirs[0].message)
+    assert got == want.item() and got == cross_entropy(X, T(0, 2, 1, 1))
 
 
 def test_refusals_are_catchable_as_builtins() -> None:
