@@ -7,16 +7,53 @@ was given and says on stderr what looks wrong and what to pass instead.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 import numpy as np
 
 from .errors import InputFileError
 
-#: How far a row's sum may stray from 1 and still count as a probability row.
-#: Loose enough for probabilities rounded to a few decimals in CSV.
-SUM_TOLERANCE = {"float16": 1e-2, "float32": 1e-3, "float64": 1e-3}
+#: How far a row's sum may stray from 1 and still count as a probability row: 1e-2 in
+#: every dtype (no logits in [0, 1] sum that close to 1 by accident), widened for values
+#: rounded to d decimals (CSV written with %.3f, ...), whose C roundings add up to at
+#: most 0.5 * C * 10**-d, up to :data:`ROUNDED_SUM_CAP`.
+SUM_TOLERANCE = {"float16": 1e-2, "float32": 1e-2, "float64": 1e-2}
+ROUNDED_SUM_CAP = 0.1
+#: the most decimals looked for; :data:`NOT_ROUNDED` when the values have more
+MAX_DECIMALS = 6
+NOT_ROUNDED = 99
+
+#: Class 0 missing from the labels says "1-based" only when it is this unlikely by chance.
+ONE_BASED_CHANCE = 1e-3
+
+
+def sum_tolerance(dtype: np.dtype, n_classes: int, decimals: int = NOT_ROUNDED) -> float:
+    """How far from 1 the row sums of probabilities in ``dtype`` may be, when their
+    values have ``decimals`` decimals (``NOT_ROUNDED``, or -1 when not known)."""
+    tol = SUM_TOLERANCE.get(np.dtype(dtype).name, 1e-2)
+    if 1 <= decimals <= MAX_DECIMALS:
+        tol = max(tol, min(0.5 * n_classes * 10.0 ** -decimals, ROUNDED_SUM_CAP))
+    return tol
+
+
+def decimals_of(values: np.ndarray, start: int = 0) -> int:
+    """The fewest decimals (at least ``start``) that write every finite value exactly, as
+    in a CSV written with ``%.3f``; :data:`NOT_ROUNDED` when more than
+    :data:`MAX_DECIMALS` (or more than the dtype can tell apart) are needed."""
+    v = np.asarray(values)
+    eps = float(np.finfo(v.dtype).eps) if v.dtype.kind == "f" else 0.0
+    v = v[np.isfinite(v)].astype(np.float64, copy=False) if v.dtype.kind == "f" else v
+    for d in range(max(start, 0), MAX_DECIMALS + 1):
+        scale = 10.0 ** d
+        slack = 4 * eps * scale + 1e-9 * scale  # the value's own rounding, scaled
+        if slack > 0.01:
+            break  # too few digits in this dtype to tell d decimals from more
+        with np.errstate(all="ignore"):
+            scaled = v * scale
+            if not v.size or float(np.max(np.abs(scaled - np.round(scaled)))) <= slack:
+                return d
+    return NOT_ROUNDED
 
 
 def logits_dtype(dtype: np.dtype, path: str) -> tuple[np.dtype, str | None]:
@@ -92,9 +129,15 @@ def _name(path: str) -> str:
 class InputScan:
     """Streams over ``(m, C)`` blocks and keeps what the findings need, in O(1) memory.
 
-    Cheap on purpose: a min and a max per block; row sums only while every value seen
-    is in [0, 1], and the log-sum-exp of rows only while every value seen is <= 0 (the
-    only cases where they can tell probabilities or log-probabilities from logits).
+    Cheap on purpose: a min and a max per block; row sums (and how many decimals the
+    values have) only while every value seen is in [0, 1], and the log-sum-exp of rows
+    only while every value seen is <= 0 (the only cases where they can tell
+    probabilities or log-probabilities from logits). Rows holding NaN take no part in
+    the sums: one NaN row does not hide softmax outputs.
+
+    Every field merges across shards: counts add, ``low``/``decimals``/``target_sum_low``
+    take the min or max as :meth:`merge` does; defaults are the "nothing seen" values
+    that say nothing.
     """
 
     input_kind: str = "logits"
@@ -109,6 +152,16 @@ class InputScan:
     one_hot_rows: int = 0  # probability targets that are exactly one-hot
     inf_losses: int = 0  # per-position losses that are +inf
     nan_losses: int = 0
+    #: decimals of the values while they are in [0, 1]: -1 before any (or unknown, as
+    #: after a merge by an older ce-loss), NOT_ROUNDED when they have many
+    decimals: int = -1
+    target_zero_rows: int = 0  # probability-target rows that are all 0
+    target_over_rows: int = 0  # ... summing to more than 1 (beyond rounding)
+    target_under_rows: int = 0  # ... summing to less than 1 but more than 0
+    target_nan_rows: int = 0  # ... holding NaN or inf
+    target_negative_rows: int = 0  # ... holding a negative value
+    target_sum_low: float = np.inf  # smallest sum of a row counted as under
+    target_sum_high: float = -np.inf  # largest sum of a row counted as over
 
     def update(self, block: np.ndarray) -> None:
         if block.size == 0:
@@ -125,12 +178,15 @@ class InputScan:
                 hi = float(finite.max()) if finite.size else hi
             self.low = min(self.low, lo) if not math.isnan(lo) else self.low
             self.high = max(self.high, hi) if not math.isnan(hi) else self.high
-            if self.input_kind != "log-probs" and 0.0 <= self.low and self.high <= 1.0:
-                # only while rows may be probabilities; rows holding NaN do not count
+            if 0.0 <= self.low and self.high <= 1.0:
+                # only while rows may be probabilities; rows holding NaN do not count,
+                # rows holding +inf give an infinite error
                 off = np.abs(block.sum(axis=1, dtype=np.float64) - 1.0)
                 off = off[~np.isnan(off)]
                 if off.size:
                     self.worst_sum_error = max(self.worst_sum_error, float(off.max()))
+                if self.decimals != NOT_ROUNDED:
+                    self.decimals = decimals_of(block, self.decimals)
             if self.high <= 0.0:
                 b = block.astype(np.float64, copy=False)
                 shift = b.max(axis=1, keepdims=True)
@@ -146,28 +202,82 @@ class InputScan:
             self.nan_losses += int(np.isnan(losses).sum())
 
     def update_targets(self, block: np.ndarray) -> None:
-        """Probability targets: count rows that are exactly one-hot."""
+        """Probability targets: count rows that are exactly one-hot, and rows that are no
+        distribution (all zero, summing above or below 1, NaN, negative)."""
         if block.size == 0:
             return
         self.target_rows += block.shape[0]
         ones = (block == 1).sum(axis=1) == 1
         zeros = (block == 0).sum(axis=1) == block.shape[1] - 1
         self.one_hot_rows += int((ones & zeros).sum())
+        with np.errstate(all="ignore"):
+            sums = block.sum(axis=1, dtype=np.float64)
+            finite = np.isfinite(sums)
+            self.target_nan_rows += int((~finite).sum())
+            self.target_negative_rows += int((block < 0).any(axis=1).sum())
+            zero = finite & ~(block != 0).any(axis=1)
+            tol = sum_tolerance(block.dtype, block.shape[1])
+            if (finite & ~zero & (np.abs(sums - 1) > tol)).any():  # rounded, as in CSV?
+                tol = sum_tolerance(block.dtype, block.shape[1], decimals_of(block))
+            over = finite & (sums > 1 + tol)
+            under = finite & ~zero & (sums < 1 - tol)
+            self.target_zero_rows += int(zero.sum())
+            self.target_over_rows += int(over.sum())
+            self.target_under_rows += int(under.sum())
+            if over.any():
+                self.target_sum_high = max(self.target_sum_high, float(sums[over].max()))
+            if under.any():
+                self.target_sum_low = min(self.target_sum_low, float(sums[under].min()))
+
+    def merge(self, other: InputScan) -> InputScan:
+        """The scan of both parts' rows (for sharded runs and ``ce-loss merge``)."""
+        out = InputScan(self.input_kind)
+        for f in fields(InputScan):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if f.name == "input_kind":
+                continue
+            if f.name in ("low", "target_sum_low"):
+                setattr(out, f.name, min(a, b))
+            elif f.name in ("high", "worst_sum_error", "worst_lse", "decimals",
+                            "target_sum_high"):
+                setattr(out, f.name, max(a, b))
+            else:
+                setattr(out, f.name, a + b)
+        return out
+
+    @property
+    def finite_rows(self) -> int:
+        return self.rows - self.nonfinite_rows
+
+    def sum_tolerance(self, dtype: np.dtype, n_classes: int) -> float:
+        return sum_tolerance(dtype, n_classes, self.decimals)
+
+    def in_unit_interval(self) -> bool:
+        """Every finite value lies in [0, 1], and no row holds -inf."""
+        return (self.finite_rows > 0 and self.neg_inf_rows == 0
+                and 0.0 <= self.low <= self.high <= 1.0)
 
     def looks_like_probabilities(self, dtype: np.dtype, n_classes: int) -> bool:
-        tol = SUM_TOLERANCE.get(np.dtype(dtype).name, 1e-3)
-        return (
-            self.rows > 0 and n_classes >= 2 and self.nonfinite_rows == 0
-            and 0.0 <= self.low and self.high <= 1.0 and self.worst_sum_error <= tol
-        )
+        """Every value in [0, 1] and every row summing to 1 within float error or the
+        values' rounding; rows holding NaN are left out (judged on the others)."""
+        return (n_classes >= 2 and self.in_unit_interval()
+                and self.worst_sum_error <= self.sum_tolerance(dtype, n_classes))
 
     def looks_like_log_probabilities(self, n_classes: int) -> bool:
         return (self.rows > 0 and n_classes >= 2 and self.high <= 0.0
                 and self.worst_lse <= 1e-3 and self.nonfinite_rows == 0)
 
     def evidence(self) -> str:
-        rows = "the row" if self.rows == 1 else f"all {self.rows} rows"
-        return (f"{rows} lie in [{_g(self.low)}, {_g(self.high)}] and sum to 1 "
+        n = self.finite_rows
+        if self.nonfinite_rows:
+            rows = f"the {n} rows without NaN" if n != 1 else "the row without NaN"
+        else:
+            rows = "the row" if n == 1 else f"all {n} rows"
+        rounded = ""
+        if 1 <= self.decimals <= MAX_DECIMALS and self.worst_sum_error > 1e-4:
+            rounded = (f"within the rounding of values to {self.decimals} "
+                       f"decimal{'s' if self.decimals > 1 else ''} ")
+        return (f"{rows} lie in [{_g(self.low)}, {_g(self.high)}] and sum to 1 {rounded}"
                 f"(largest deviation {self.worst_sum_error:.1e})")
 
 
@@ -203,44 +313,25 @@ def label_counts(counts: np.ndarray | None, t: np.ndarray, n_classes: int,
     return counts
 
 
+#: torch's names of integer dtypes, as its refusal of integer probability targets says them
+_TORCH_INT = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
+              "uint8": "Byte", "bool": "Bool", "uint16": "UInt16", "uint32": "UInt32",
+              "uint64": "UInt64"}
+
+
 def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | None,
              loss: np.ndarray, reduction: str, x_row: tuple[int, ...],
-             t_row: tuple[int, ...], class_axis_given: bool) -> list[Finding]:
+             t_row: tuple[int, ...], class_axis_given: bool,
+             target_dtype: Any = None) -> list[Finding]:
     """What looks wrong about the input, each with what to pass instead.
 
     Never changes the computation; the probabilities-as-logits warning is made by
-    the caller, which can offer the other loss.
+    the caller, which can offer the other loss. ``target_dtype`` is the dtype the
+    targets were saved with (None when not known, as after a merge).
     """
     out: list[Finding] = []
     c = spec.n_classes
-    kind = spec.input_kind
-    if kind == "logits" and scan.looks_like_log_probabilities(c):
-        out.append(Finding("note", (
-            "the logits look like log-probabilities (every row is <= 0 and its logsumexp is "
-            f"0 within {max(scan.worst_lse, 0):.1e}): torch's log-softmax leaves them as they "
-            "are, so this is the loss of those probabilities; --input-kind log-probs gives "
-            "the same without the softmax")))
-    if kind == "log-probs" and scan.high > 0:
-        out.append(Finding("warning", (
-            f"--input-kind log-probs, but some values are positive (largest {_g(scan.high)}); "
-            "log-probabilities are <= 0, so the loss may come out negative; pass "
-            "--input-kind logits if these are raw scores")))
-    if kind == "probs":
-        tol = SUM_TOLERANCE.get(spec.input_dtype.name, 1e-3)
-        outside = scan.low < 0 or scan.high > 1
-        if outside or scan.worst_sum_error > tol:
-            what = (f"values outside [0, 1] (from {_g(scan.low)} to {_g(scan.high)})"
-                    if outside else
-                    f"rows that do not sum to 1 (largest deviation {scan.worst_sum_error:.2g})")
-            text = (f"--input-kind probs, but the input has {what}; the loss takes their log "
-                    "as given, with no softmax")
-            finite = np.asarray(loss, dtype=np.float64)
-            finite = finite[np.isfinite(finite)]
-            f = float(finite.min()) if finite.size else math.nan
-            if f <= 0 and reduction != "none":
-                text += f", which is why it is {'zero' if f == 0 else 'negative'} ({_g(f)})"
-            text += "; pass --input-kind logits if these are raw scores"
-            out.append(Finding("warning", text))
+    out += _input_kind_findings(scan, spec, loss, reduction)
     if scan.nonfinite_rows:
         out.append(Finding("warning", (
             f"{scan.nonfinite_rows} of {scan.rows} rows of logits hold NaN or +inf: torch's "
@@ -252,21 +343,114 @@ def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | No
         out.append(Finding("warning", (
             f"{scan.inf_losses} counted targets have probability 0 under their logits (a -inf "
             f"or hugely negative logit at {where}), so their loss is inf")))
-    if spec.target_kind == "index" and totals.positions and totals.counted == 0:
+    if spec.target_kind == "index":
+        out += _label_findings(spec, totals, labels)
+    if spec.target_kind == "probs":
+        out += _probability_target_findings(scan, spec, reduction, target_dtype)
+    if c == 1 and totals.positions:
         out.append(Finding("warning", (
-            f"all {totals.positions} targets equal ignore_index {spec.ignore_index}: nothing "
+            "the logits have a single class: log-softmax of one value is 0, so every loss is "
+            "0; for a binary classifier's single logit z, pass two columns [0, z] (softmax "
+            "then equals sigmoid) or use a binary cross-entropy")))
+    if not class_axis_given and len(x_row) >= 2 and tuple(t_row) == tuple(x_row[:-1]):
+        out += _class_axis_findings(spec, totals)
+    return out
+
+
+def _input_kind_findings(scan: InputScan, spec: Any, loss: np.ndarray,
+                         reduction: str) -> list[Finding]:
+    """--input-kind that does not fit the values, naming the kind that does."""
+    out: list[Finding] = []
+    c = spec.n_classes
+    kind = spec.input_kind
+    log_probs = scan.looks_like_log_probabilities(c)
+    lse = f"every row is <= 0 and its logsumexp is 0 within {max(scan.worst_lse, 0):.1e}"
+    if kind == "logits" and log_probs:
+        out.append(Finding("note", (
+            f"the logits look like log-probabilities ({lse}): torch's log-softmax leaves "
+            "them as they are, so this is the loss of those probabilities; --input-kind "
+            "log-probs gives the same without the softmax")))
+    # sigmoid outputs: in [0, 1], rows far from summing to 1 (a row off by 0.1 is more
+    # likely a damaged softmax output than a sigmoid's)
+    if kind == "logits" and c >= 2 and scan.finite_rows >= 2 and scan.in_unit_interval() \
+            and scan.worst_sum_error >= 0.5:
+        out.append(Finding("note", (
+            f"the logits all lie in [{_g(scan.low)}, {_g(scan.high)}], as probabilities do, "
+            f"but their rows do not sum to 1 (largest deviation {scan.worst_sum_error:.2g}): "
+            "if they are sigmoid outputs (one probability per class), torch's softmax over "
+            "them is not their loss; pass the raw logits, or use a binary cross-entropy for "
+            "multi-label outputs")))
+    if kind == "log-probs" and scan.high > 0:
+        if scan.looks_like_probabilities(spec.input_dtype, c):
+            out.append(Finding("warning", (
+                f"--input-kind log-probs, but the input looks like probabilities: "
+                f"{scan.evidence()}; taken as log-probabilities each loss is -p[target], "
+                "so the loss comes out negative; pass --input-kind probs")))
+        else:
+            out.append(Finding("warning", (
+                f"--input-kind log-probs, but some values are positive (largest "
+                f"{_g(scan.high)}); log-probabilities are <= 0, so the loss may come out "
+                "negative; pass --input-kind logits if these are raw scores")))
+    if kind == "probs":
+        tol = scan.sum_tolerance(spec.input_dtype, c)
+        outside = scan.low < 0 or scan.high > 1
+        nan_because = ""
+        if scan.low < 0 and scan.nan_losses:
+            whole = np.asarray(loss)
+            nan_because = (
+                "which is why the loss is nan" if reduction != "none" and whole.ndim == 0
+                and math.isnan(float(whole)) else
+                f"so {scan.nan_losses} per-sample losses are nan")
+        if outside and log_probs:
+            text = (f"--input-kind probs, but the input looks like log-probabilities ({lse}); "
+                    "their log is taken as given, and the log of a negative value is NaN")
+            if nan_because:
+                text += ", " + nan_because
+            out.append(Finding("warning", text + "; pass --input-kind log-probs"))
+        elif outside or scan.worst_sum_error > tol:
+            what = (f"values outside [0, 1] (from {_g(scan.low)} to {_g(scan.high)})"
+                    if outside else
+                    f"rows that do not sum to 1 (largest deviation {scan.worst_sum_error:.2g})")
+            text = (f"--input-kind probs, but the input has {what}; the loss takes their log "
+                    "as given, with no softmax")
+            if nan_because:
+                text += "; the log of a negative value is NaN, " + nan_because
+            finite = np.asarray(loss, dtype=np.float64)
+            finite = finite[np.isfinite(finite)]
+            f = float(finite.min()) if finite.size else math.nan
+            if f <= 0 and reduction != "none":
+                text += f", which is why it is {'zero' if f == 0 else 'negative'} ({_g(f)})"
+            text += "; pass --input-kind logits if these are raw scores"
+            out.append(Finding("warning", text))
+    return out
+
+
+def _label_findings(spec: Any, totals: Any, labels: np.ndarray | None) -> list[Finding]:
+    """Class-index targets: everything ignored, ignore_index a class, classes missing."""
+    out: list[Finding] = []
+    c = spec.n_classes
+    ignore = spec.ignore_index
+    if totals.positions and totals.counted == 0:
+        out.append(Finding("warning", (
+            f"all {totals.positions} targets equal ignore_index {ignore}: nothing "
             "is counted, so torch's mean is 0/0 = NaN (the sum is 0); check --ignore-index")))
-    if spec.target_kind == "index" and 0 <= spec.ignore_index < c:
-        out.append(Finding("warning", (
-            f"ignore_index {spec.ignore_index} is also a class id (classes are 0..{c - 1}): "
-            f"targets of class {spec.ignore_index} are skipped, yet that class still takes "
-            "part in every row's softmax; pad with -100 (the default) if it is padding")))
+    if 0 <= ignore < c:
+        text = (f"ignore_index {ignore} is also a class id (classes are 0..{c - 1}): "
+                f"targets of class {ignore} are skipped, yet that class still takes part in "
+                "every row's softmax")
+        if ignore == 0:  # the pad token id of many vocabularies: a usual, valid setup
+            out.append(Finding("note", text + " (as for a vocabulary whose pad token is 0)"))
+        else:
+            out.append(Finding("warning", text + "; pad with -100 (the default) if it is "
+                               "padding"))
     if labels is not None and labels.size and totals.counted >= c >= 2:
         seen = labels > 0
-        if 0 <= spec.ignore_index < c:
-            seen[spec.ignore_index] = True  # missing because it is ignored, not unseen
+        if 0 <= ignore < c:
+            seen[ignore] = True  # missing because it is ignored, not unseen
         unseen = np.flatnonzero(~seen)
-        one_based = bool(unseen.size) and unseen[0] == 0 and labels[-1] > 0
+        one_based = (bool(unseen.size) and unseen[0] == 0 and labels[-1] > 0
+                     and _class0_missing_by_chance(labels, seen, totals.counted)
+                     < ONE_BASED_CHANCE)
         # a missing class is only news when every class had many chances to appear
         if one_based or (unseen.size and totals.counted >= 10 * c):
             shown = ", ".join(str(int(v)) for v in unseen[:8]) + (", ..." if unseen.size > 8
@@ -277,27 +461,105 @@ def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | No
                 text += ("; with class 0 missing, the labels may be 1-based: subtract 1 so "
                          "they run 0..C-1")
             out.append(Finding("warning" if one_based else "note", text))
-    if spec.target_kind == "probs" and scan.target_rows and \
-            scan.one_hot_rows == scan.target_rows:
-        text = ("the targets are one-hot rows; with the logits' shape they are read as class "
-                "probabilities, as torch does")
-        if spec.weight is not None:
-            out.append(Finding("warning", text + (
+    return out
+
+
+def _class0_missing_by_chance(labels: np.ndarray, seen: np.ndarray, n: int) -> float:
+    """About how likely class 0 is to be missing from ``n`` healthy labels by chance.
+
+    The largest of three estimates, so a small batch or skewed classes never look
+    1-based: classes equally likely, ``(1 - 1/C)^n``; class 0 as rare as the rarest
+    class seen, ``(1 - m/n)^n``; and the share of the other classes that are missing too.
+    """
+    c = labels.size
+    uniform = (1.0 - 1.0 / c) ** n
+    others = labels[1:][labels[1:] > 0]
+    rarest = (1.0 - float(others.min()) / n) ** n if others.size else 1.0
+    missing = float((~seen[1:]).sum()) / (c - 1)
+    return max(uniform, rarest, missing)
+
+
+def _probability_target_findings(scan: InputScan, spec: Any, reduction: str,
+                                 target_dtype: Any) -> list[Finding]:
+    """Probability targets: integer or one-hot rows, and rows that are no distribution."""
+    out: list[Finding] = []
+    n = scan.target_rows
+    if not n:
+        return out
+    dtype = None if target_dtype is None else np.dtype(target_dtype)
+    integer = dtype is not None and dtype.kind in "iub"
+    one_hot = scan.one_hot_rows == n
+    if integer or one_hot:
+        if integer:
+            assert dtype is not None
+            lead = (f"the targets are {dtype.name} of the logits' shape"
+                    f"{', one-hot rows' if one_hot else ''}: torch refuses integer class "
+                    "probabilities (\"Expected floating point type for target with class "
+                    f"probabilities, got {_TORCH_INT.get(dtype.name, dtype.name)}\"); ce-loss "
+                    "reads them as float probabilities, as torch would after t.float()")
+        else:
+            lead = ("the targets are one-hot rows; with the logits' shape they are read as "
+                    "class probabilities, as torch does")
+        if one_hot and spec.weight is not None:
+            out.append(Finding("warning", lead + (
                 ", and with --weight their mean divides by the number of rows, not by the "
                 "summed weights of the target classes as for class indices; pass class "
                 "indices (targets.argmax(axis=1)) for the index semantics")))
+        elif one_hot:
+            out.append(Finding("note", lead + (
+                ": the loss equals that of class indices (targets.argmax(axis=1)), but "
+                "--ignore-index does not apply to them")))
         else:
-            out.append(Finding("note", text + ": the loss equals that of class indices "
-                               "(argmax), but --ignore-index does not apply to them"))
-    if c == 1 and totals.positions:
+            out.append(Finding("note", lead))
+    of = f"of {n} rows of the probability targets"
+    if scan.target_nan_rows:
         out.append(Finding("warning", (
-            "the logits have a single class: log-softmax of one value is 0, so every loss is "
-            "0; for a binary classifier's single logit z, pass two columns [0, z] (softmax "
-            "then equals sigmoid) or use a binary cross-entropy")))
-    if not class_axis_given and len(x_row) >= 2 and tuple(t_row) == tuple(x_row[:-1]):
-        # only possible when the axes have one size, e.g. (B, L, V) with L == V
+            f"{scan.target_nan_rows} {of} hold NaN or inf: torch's loss is NaN for such a "
+            "row, and so is the mean or sum over it")))
+    if scan.target_zero_rows:
+        text = (f"{scan.target_zero_rows} {of} are all zero: their loss is 0, yet they count "
+                "in the mean's denominator (torch divides by the number of rows), which "
+                "lowers the mean; drop them, or use class indices with ignore_index for "
+                "padding")
+        out.append(Finding("warning" if reduction == "mean" else "note", text))
+    if scan.target_over_rows:
         out.append(Finding("warning", (
-            "the targets fit the logits with the classes on axis 1 (torch's reading, used "
-            "here) and also on the last axis; if the last axis holds the classes (B, L, V "
-            "sequence outputs), pass --class-axis -1")))
+            f"{scan.target_over_rows} {of} sum to more than 1 (up to "
+            f"{_g(scan.target_sum_high)}): multi-label targets? cross-entropy, a softmax over "
+            "the classes, is not the loss for them; use a binary cross-entropy per class "
+            "(BCEWithLogitsLoss)")))
+    if scan.target_under_rows:
+        out.append(Finding("warning", (
+            f"{scan.target_under_rows} {of} sum to less than 1 (as low as "
+            f"{_g(scan.target_sum_low)}): torch does not normalise them, so their losses "
+            "shrink with their sums; divide each row by its sum")))
+    if scan.target_negative_rows:
+        out.append(Finding("warning", (
+            f"{scan.target_negative_rows} {of} hold negative values: class probabilities "
+            "are >= 0")))
     return out
+
+
+def _class_axis_findings(spec: Any, totals: Any) -> list[Finding]:
+    """(N, C, L) logits with C == L fit (N, L) targets either way: say so only when the
+    loss suggests the other reading.
+
+    Read on the right axis a model's loss is below log C (a uniform guess); read on
+    the wrong one, its confident scores land on other classes and the loss is above
+    it. A low loss says nothing; a middling one is ambiguous (a note).
+    """
+    c = spec.n_classes
+    per = totals.nll / totals.denominator if totals.denominator else math.nan
+    guess = math.log(c) if c > 1 else 0.0
+    both = ("the targets fit the logits with the classes on axis 1 (torch's reading, used "
+            "here) and also on the last axis")
+    fix = ("if the last axis holds the classes (B, L, V sequence outputs), pass "
+           "--class-axis -1")
+    if math.isfinite(per) and per > guess:
+        return [Finding("warning", (
+            f"{both}, and read on axis 1 the loss per target ({_g(per)}) is above a uniform "
+            f"guess's (log {c} = {_g(guess)}), as when the classes are on the other axis; "
+            f"{fix}"))]
+    if not math.isfinite(per) or per > 0.5 * guess:
+        return [Finding("note", f"{both}; {fix}")]
+    return []

@@ -21,7 +21,9 @@ Exit codes:
   0  success
   1  internal error (a bug in ce-loss; CE_LOSS_TRACEBACK=1 shows the
      traceback), or warnings under --strict
-  2  bad input or usage: unreadable file, shapes that do not fit, bad option
+  2  bad input or usage: unreadable file, shapes that do not fit, bad option,
+     an output that would replace an input, an output or stdout that cannot
+     be written (a full disk)
   130  interrupted (Ctrl-C)"""
 
 
@@ -69,6 +71,9 @@ class CeLossGroup(click.Group):
             return rv if isinstance(rv, int) else ExitCode.OK
         except click.exceptions.Exit as exc:
             return exc.exit_code
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `ce-loss`: the help, as is
+            click.echo(exc.ctx.get_help(), err=True)
+            return ExitCode.BAD_INPUT
         except click.UsageError as exc:
             where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
             say("error", exc.format_message() + where)
@@ -101,6 +106,31 @@ def _outputs_note() -> str:
     return f"{', '.join(names)} {'was' if len(names) == 1 else 'were'} written in full"
 
 
+class _Fraction(click.FloatRange):
+    """A number in [0, 1]; NaN, which FloatRange lets through, is refused."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number:
+            self.fail(f"{value!r} is not a number in the range 0<=x<=1.", param, ctx)
+        return number
+
+
+#: torch's ignore_index is an int64
+INT64 = click.IntRange(-2**63, 2**63 - 1)
+
+
+def _top_k(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``1,5``: checked here, whatever the output format, so every run refuses a bad one."""
+    try:
+        ks = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        raise click.BadParameter(f"{value!r} is not a list of whole numbers >= 1, e.g. 1,5")
+    return value
+
+
 def _silence_stdout() -> None:
     """After the reader of our stdout has gone (``| head -1``), drop what is left quietly."""
     try:
@@ -130,9 +160,9 @@ def cli() -> None:
               show_default=True, help="How per-sample losses are combined, as in torch.")
 @click.option("--weight", metavar="W1,W2,..|FILE",
               help="A weight per class: comma-separated numbers or a file holding them.")
-@click.option("--ignore-index", type=int, default=-100, show_default=True,
+@click.option("--ignore-index", type=INT64, default=-100, show_default=True,
               help="Targets equal to this are ignored and not counted in the mean.")
-@click.option("--label-smoothing", type=click.FloatRange(0.0, 1.0), default=0.0,
+@click.option("--label-smoothing", type=_Fraction(0.0, 1.0), default=0.0,
               show_default=True, help="Mix the target with the uniform distribution.")
 @click.option("--input-kind", type=click.Choice(INPUT_KINDS), default="logits",
               show_default=True,
@@ -167,6 +197,7 @@ def cli() -> None:
               help="Show the aggregate's numerator and denominator, the counts behind them, "
                    "and what Keras and sklearn conventions give on the same data.")
 @click.option("--top-k", "top_k", default="1,5", show_default=True, metavar="K1,K2,..",
+              callback=_top_k,
               help="Top-k accuracies to report (table/json/csv).")
 @click.option("--bins", type=click.IntRange(1, 1000), default=15, show_default=True,
               help="Confidence bins of the expected calibration error.")

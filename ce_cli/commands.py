@@ -6,6 +6,7 @@ Imported only when a command runs, so ``ce-loss --help`` does not pay for NumPy.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
@@ -15,11 +16,21 @@ import click
 import numpy as np
 
 from . import checks, core, metrics, partial, pipeline, readers, render, writers
+from .cli import _silence_stdout
 from .cli import say as _say
-from .errors import CeLossError, DTypeError, ExitCode, ShapeError, TargetError
+from .errors import (
+    CeLossError,
+    DTypeError,
+    ExitCode,
+    InputFileError,
+    OutputFileError,
+    ShapeError,
+    TargetError,
+)
 
 
-def _parse_weight(value: str | None, n_classes: int, dtype: np.dtype) -> np.ndarray | None:
+def _parse_weight(value: str | None, n_classes: int, dtype: np.dtype,
+                  quiet: bool = False) -> np.ndarray | None:
     if value is None:
         return None
     if Path(value).suffix and (Path(value).exists() or not _looks_numeric(value)):
@@ -39,7 +50,15 @@ def _parse_weight(value: str | None, n_classes: int, dtype: np.dtype) -> np.ndar
             f"--weight has {w.size} values but the logits have {n_classes} classes; "
             "give one weight per class"
         )
-    return w.astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # said below, not as a raw warning
+        cast = w.astype(dtype)
+        grown = np.isfinite(w) & ~np.isfinite(cast)
+    if grown.any() and not quiet:
+        shown = ", ".join(f"{v:g}" for v in w[grown][:3])
+        _say("warning", f"--weight {shown} does not fit {np.dtype(dtype).name}, the logits' "
+             "dtype, and becomes inf, as in torch (weight.to(logits.dtype)); give weights "
+             "that fit it, or save the logits as float32")
+    return cast
 
 
 def _looks_numeric(value: str) -> bool:
@@ -71,14 +90,18 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
             ) -> None:
     """Run ``ce-loss compute`` (its help is in :mod:`ce_cli.cli`)."""
     fmt = fmt or _default_format()
+    _check_given({"LOGITS": logits, "TARGETS": targets, "--weight": weight, "-o": output,
+                  "--softmax": softmax_path, "--partial": partial_path})
     for path in (output, softmax_path):
         if path is not None:
             writers.check_output(path)
     if partial_path is not None:
         writers.check_output(partial_path, suffixes=(".json",))
-    if output is not None and softmax_path is not None and \
-            os.path.abspath(output) == os.path.abspath(softmax_path):
-        raise click.BadParameter("--softmax and -o name the same file", param_hint="'-o'")
+    writers.check_apart({"-o": output, "--softmax": softmax_path, "--partial": partial_path},
+                        {**_input_files("the logits", logits),
+                         **_input_files("the targets", targets),
+                         **_input_files("the --weight", weight)})
+    _check_stdin(logits, targets)
     opened = dict(target_column=target_column, logits_columns=logits_columns, header=header,
                   logits_format=logits_format, targets_format=targets_format)
     if engine == "dask":
@@ -94,11 +117,9 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
     if not quiet:
         for note in dict.fromkeys([*xs.notes, *ts.notes]):  # a shared table notes once
             _say("note", note)
-    x_dtype, note = checks.logits_dtype(xs.dtype, xs.path)
-    if note:
-        _say("warning", note)
+    x_dtype, dtype_note = checks.logits_dtype(xs.dtype, xs.path)  # a finding, said below
     n_classes = xs.row_shape[0] if xs.row_shape else (xs.n_rows or 0)
-    w = _parse_weight(weight, n_classes, x_dtype)
+    w = _parse_weight(weight, n_classes, x_dtype, quiet=quiet)
 
     per_sample = output is not None or (fmt == "csv" and reduction == "none")
     probs_parts: list[np.ndarray] = []
@@ -128,40 +149,43 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
         raise CeLossError(_shape_error(exc, xs, ts, class_axis)) from None
     result = run.result
     spec = result.spec
-    said: list[checks.Finding] = []
+    said = [checks.Finding("warning", dtype_note)] if dtype_note else []
     if run.probs_loss is not None:
         said.append(checks.Finding("warning", checks.probabilities_as_logits_warning(
             run.scan, _brief(result.loss), _brief(run.probs_loss))))
     said += checks.findings(run.scan, spec, result.totals, labels=run.labels,
                             loss=result.loss, reduction=reduction, x_row=run.x_row,
-                            t_row=run.t_row, class_axis_given=class_axis is not None)
+                            t_row=run.t_row, class_axis_given=class_axis is not None,
+                            target_dtype=ts.dtype)
     if not quiet:
         for finding in said:
             _say(finding.kind, finding.message)
 
-    if output is not None and result.losses is not None:  # kept for -o
-        losses = result.losses.reshape(-1)
-        columns = {"index": np.arange(losses.shape[0], dtype=np.int64)}
-        if run.targets is not None:
-            columns["target"] = run.targets
-        columns["loss"] = losses
-        writers.write_columns(output, columns, main="loss")
-    if softmax_path is not None:
-        matrix = np.concatenate(probs_parts) if probs_parts else \
-            np.zeros((0, spec.n_classes))
-        writers.write_matrix(softmax_path, matrix.astype(x_dtype, copy=False), prefix="p")
+    with writers.Batch() as batch:  # every output in full, or none replaced
+        if output is not None and result.losses is not None:  # kept for -o
+            losses = result.losses.reshape(-1)
+            columns = {"index": np.arange(losses.shape[0], dtype=np.int64)}
+            if run.targets is not None:
+                columns["target"] = run.targets
+            columns["loss"] = losses
+            writers.write_columns(output, columns, main="loss", batch=batch)
+        if softmax_path is not None:
+            matrix = np.concatenate(probs_parts) if probs_parts else \
+                np.zeros((0, spec.n_classes))
+            writers.write_matrix(softmax_path, matrix.astype(x_dtype, copy=False),
+                                 prefix="p", batch=batch)
 
-    if partial_path is not None:
-        doc = partial.to_document(spec, result.totals, run.scan, run.labels, run.stats,
-                                  reduction, [f"{xs.path} {ts.path}"])
-        writers.write_text(partial_path, partial.dumps(doc))
+        if partial_path is not None:
+            doc = partial.to_document(spec, result.totals, run.scan, run.labels, run.stats,
+                                      reduction, [f"{xs.path} {ts.path}"])
+            writers.write_text(partial_path, partial.dumps(doc), batch=batch)
 
-    report = render.Report(result=result, input_kind=input_kind, preview=run.preview,
-                           sources={"logits": xs.path, "targets": ts.path},
-                           stats=run.summary(),
-                           explain=metrics.explain(result, run.stats) if explain else None,
-                           plots=not no_plots)
-    _emit(report, fmt, targets=run.targets)
+        report = render.Report(result=result, input_kind=input_kind, preview=run.preview,
+                               sources={"logits": xs.path, "targets": ts.path},
+                               stats=run.summary(),
+                               explain=metrics.explain(result, run.stats) if explain else None,
+                               plots=not no_plots)
+        _emit(report, fmt, targets=run.targets, batch=batch)
     if strict and any(f.kind == "warning" for f in said):
         raise click.exceptions.Exit(ExitCode.INTERNAL)
 
@@ -177,7 +201,7 @@ def _compute_on_dask(logits: str, targets: str | None, opened: dict[str, Any], *
         if value is not None:
             raise click.UsageError(f"{name} needs per-sample output, which --engine dask "
                                    "does not gather; run it without --engine dask")
-    if reduction == "none" or "-" in (logits, targets):
+    if reduction == "none" or _stdin(logits) or _stdin(targets):
         raise click.UsageError("--engine dask computes mean or sum from files; for "
                                "--reduction none or stdin use the default engine")
     from . import dask_engine
@@ -195,19 +219,40 @@ def _compute_on_dask(logits: str, targets: str | None, opened: dict[str, Any], *
         xs0, _ = _open_sources(tasks[0].logits, tasks[0].targets, **opened)
         x_dtype, _ = checks.logits_dtype(xs0.dtype, xs0.path)
         run_options["weight"] = _parse_weight(weight, xs0.row_shape[0] if xs0.row_shape
-                                              else (xs0.n_rows or 0), x_dtype)
+                                              else (xs0.n_rows or 0), x_dtype, quiet=quiet)
     merged = dask_engine.compute(tasks, opened, run_options, scheduler)
     _finish(merged, reduction, fmt=fmt, explain=explain, no_plots=no_plots, strict=strict,
             quiet=quiet, partial_path=partial_path,
             sources={"logits": logits, "targets": targets or logits})
 
 
-def _emit(report: render.Report, fmt: str, targets: np.ndarray | None = None) -> None:
+def _emit(report: render.Report, fmt: str, targets: np.ndarray | None = None,
+          batch: writers.Batch | None = None) -> None:
     """Write the report to stdout in ``fmt`` (nowhere when the shell closed it: ``>&-``,
-    taken like a reader that has gone)."""
+    taken like a reader that has gone), then commit ``batch``'s output files.
+
+    stdout goes first: when it cannot be written (a full disk) the run fails and no output
+    file is replaced; a reader that has gone (``| head -1``) is a success, files included.
+    """
     out = sys.stdout
-    if out is None:
-        return
+    try:
+        if out is not None:
+            _write_report(report, fmt, out, targets)
+    except BrokenPipeError:
+        if batch is not None:
+            batch.commit()
+        raise
+    except OSError as exc:  # a full disk (> /dev/full), EIO, ...
+        _silence_stdout()  # what is still buffered would fail again at exit
+        hint = "free some space or " if exc.errno == errno.ENOSPC else ""
+        raise OutputFileError(f"cannot write to standard output ({exc.strerror or exc}); "
+                              f"{hint}send the output elsewhere") from None
+    if batch is not None:
+        batch.commit()
+
+
+def _write_report(report: render.Report, fmt: str, out: Any,
+                  targets: np.ndarray | None) -> None:
     if fmt == "plain":
         render.write_plain(report, out)
     elif fmt == "json":
@@ -217,7 +262,14 @@ def _emit(report: render.Report, fmt: str, targets: np.ndarray | None = None) ->
     else:
         from rich.console import Console
 
-        render.write_table(report, Console(file=out, highlight=False))
+        console = Console(file=out, highlight=False)
+        if console.width < render.MIN_WIDTH:  # COLUMNS=0 or a tiny terminal
+            console.width = 80 if console.width <= 0 else render.MIN_WIDTH
+        # rendered to text first, then written here: rich would turn a closed pipe into
+        # exit 1 and say nothing about a full disk
+        with console.capture() as captured:
+            render.write_table(report, console)
+        out.write(captured.get())
     out.flush()
 
 
@@ -225,9 +277,14 @@ def merge(*, parts: tuple[str, ...], reduction: str | None, fmt: str | None, exp
           no_plots: bool, strict: bool, quiet: bool, partial_path: str | None) -> None:
     """Run ``ce-loss merge``."""
     fmt = fmt or _default_format()
+    _check_given({**{f"PARTIAL.json #{i + 1}": p for i, p in enumerate(parts)},
+                  "--partial": partial_path})
     if partial_path is not None:
         writers.check_output(partial_path, suffixes=(".json",))
-    merged = partial.merge([partial.load(p) for p in parts])
+    merged_files = [p for p in parts if os.path.exists(p)]
+    writers.check_apart({"--partial": partial_path},
+                        {"one of the partial results merged": merged_files})
+    merged = partial.merge([partial.load(p) for p in parts], reduction=reduction)
     _finish(merged, reduction, fmt=fmt, explain=explain, no_plots=no_plots, strict=strict,
             quiet=quiet, partial_path=partial_path, sources={"partials": ", ".join(parts)})
 
@@ -250,14 +307,15 @@ def _finish(merged: partial.Partial, reduction: str | None, *, fmt: str, explain
     if not quiet:
         for finding in said:
             _say(finding.kind, finding.message)
-    if partial_path is not None:
-        writers.write_text(partial_path, partial.dumps(merged.doc))
-    stats = merged.stats
-    report = render.Report(result=result, input_kind=spec.input_kind, sources=sources,
-                           stats=stats.summary() if stats is not None else None,
-                           explain=metrics.explain(result, stats) if explain else None,
-                           plots=not no_plots)
-    _emit(report, fmt)
+    with writers.Batch() as batch:
+        if partial_path is not None:
+            writers.write_text(partial_path, partial.dumps(merged.doc), batch=batch)
+        stats = merged.stats
+        report = render.Report(result=result, input_kind=spec.input_kind, sources=sources,
+                               stats=stats.summary() if stats is not None else None,
+                               explain=metrics.explain(result, stats) if explain else None,
+                               plots=not no_plots)
+        _emit(report, fmt, batch=batch)
     if strict and any(f.kind == "warning" for f in said):
         raise click.exceptions.Exit(ExitCode.INTERNAL)
 
@@ -285,6 +343,41 @@ def _open_sources(logits: str, targets: str | None, *, target_column: str | None
     ts = readers.open_source(targets, role="targets", fmt=targets_format, **t_opts)
     readers.shards.check_pairs(xs, ts)
     return xs, ts
+
+
+def _check_given(paths: dict[str, str | None]) -> None:
+    """Refuse an empty path (an unset shell variable) before it is taken for the folder."""
+    for name, path in paths.items():
+        if path == "":
+            raise CeLossError(f"{name} is an empty path; name a file (is a shell variable "
+                              "unset?)")
+
+
+def _stdin(path: str | None) -> bool:
+    """Whether ``path`` reads standard input (``-``, or ``-:NAME`` for an .npz member)."""
+    return bool(path) and readers.split_member(path)[0] == "-"
+
+
+def _check_stdin(*paths: str | None) -> None:
+    """Refuse ``-`` when the shell closed standard input (``<&-``)."""
+    if any(_stdin(p) for p in paths) and sys.stdin is None:
+        raise InputFileError("-", "standard input is closed",
+                             hint="pipe the data in, or name a file instead of -")
+
+
+def _input_files(what: str, path: str | None) -> dict[str, list[str]]:
+    """``{'the logits file': [path]}``: the existing files ``path`` reads (itself, the
+    archive of ``a.npz:name``, or the shards of a folder or glob), for refusing an output
+    that would replace one."""
+    if not path or path == "-":
+        return {}
+    if readers.shards.is_sharded(path):
+        try:
+            return {f"one of {what} shards": readers.shards.expand(path, readers.SUFFIXES)}
+        except CeLossError:  # said when the input is opened
+            return {}
+    file, _ = readers.split_member(path)
+    return {f"{what} file": [file] if os.path.exists(file) else []}
 
 
 #: inputs with more elements than this get a progress bar (when stderr is a terminal)
@@ -363,31 +456,59 @@ def _parse_top_k(text: str) -> tuple[int, ...]:
 def _target_error(exc: TargetError, xs: Any, ts: Any, logits: str, targets: str | None,
                   opened: dict[str, Any], ignore: int) -> str:
     """torch's out-of-bounds message, located, with the labels' range and the likely fix."""
-    c = xs.row_shape[0] if xs.row_shape else (xs.n_rows or 0)
+    import re
+
+    # the class count the kernel checked against (the class axis may not be axis 1)
+    found = re.search(r"must lie in \[0, (\d+)\)", str(exc))
+    c = int(found.group(1)) if found else (xs.row_shape[0] if xs.row_shape
+                                           else (xs.n_rows or 0))
+    single = ("; a single logit column is one class, and log-softmax of one value is 0: "
+              "for a binary classifier's logit z with 0/1 labels, pass two columns [0, z] "
+              "(softmax then equals sigmoid) or use a binary cross-entropy")
     base = str(exc).split(" Class indices")[0].rstrip(".")
     message = f"{ts.path}: {base}"
-    if "-" in (logits, targets):
+    if _stdin(logits) or _stdin(targets):
+        if c == 1:
+            return message + single
         return message + f"; class indices must lie in 0..{c - 1} or equal --ignore-index"
     try:
         _, ts2 = _open_sources(logits, targets, **opened)
-        t = np.asarray(ts2.read()).reshape(-1)
+        t = np.asarray(ts2.read())
     except CeLossError:
         return message
-    t = t[t != ignore]
-    bad = np.flatnonzero((t < 0) | (t >= c))
-    if bad.size:
-        row = int(bad[0])
-        line = ts2.line_of(row)
-        message += f" (first at target #{row}" + (f", line {line})" if line else ")")
-    lo, hi = int(t.min()), int(t.max())
-    offenders = np.unique(t[bad]) if bad.size else np.array([], np.int64)
-    message += f"; the logits have {c} classes (0..{c - 1}) and the labels run {lo}..{hi}"
-    if offenders.size == 1 and offenders[0] < 0:
+    flat = t.reshape(-1)
+    counted = flat != ignore
+    bad = np.flatnonzero(counted & ((flat < 0) | (flat >= c)))
+    if bad.size:  # located in the file as read, ignored targets included
+        i = int(bad[0])
+        per_row = int(np.prod(t.shape[1:])) if t.ndim > 1 else 1
+        where = f"#{i // per_row}" if per_row == 1 else \
+            str(tuple(int(k) for k in np.unravel_index(i, t.shape)))
+        line = ts2.line_of(i // per_row)
+        message += f" (first at target {where}" + (f", line {line})" if line else ")")
+    values = flat[counted]
+    if not values.size:
+        return message
+    lo, hi = int(values.min()), int(values.max())
+    offenders = np.unique(flat[bad]) if bad.size else np.array([], np.int64)
+    negative = offenders[offenders < 0]
+    classes = "class" if c == 1 else "classes"
+    message += f"; the logits have {c} {classes} (0..{c - 1}) and the labels run {lo}..{hi}"
+    if c == 1:
+        return message + single
+    # 1-based: no 0 among the labels, and the largest is C (whatever the smallest)
+    one_based = offenders[offenders >= 0].tolist() == [c] and not (values == 0).any()
+    if one_based and negative.size == 1:
+        v = int(negative[0])
+        message += (f"; apart from {v} they look 1-based (no 0, largest {c}): subtract 1 "
+                    f"from the others so they run 0..{c - 1}, and pass --ignore-index {v} "
+                    "if it marks padding")
+    elif one_based:
+        message += f"; they look 1-based (no 0, largest {c}): subtract 1 so they run 0..C-1"
+    elif offenders.size == 1 and negative.size:
         v = int(offenders[0])
         message += f"; {v} is the only value out of range: if it marks padding, pass " \
                    f"--ignore-index {v}"
-    elif lo == 1 and hi == c:
-        message += "; they look 1-based: subtract 1 so they run 0..C-1"
     elif offenders.size == 1:
         v = int(offenders[0])
         message += f"; {v} is the only value out of range: if it marks samples to skip, " \
@@ -401,7 +522,7 @@ def _shape_error(exc: CeLossError, xs: Any, ts: Any, class_axis: int | None) -> 
     """torch's shape message, naming the files and their shapes, with the likely fix."""
     message = str(exc).split("; the targets match the logits without")[0]
     x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
-    if xs.path not in message:
+    if xs.path == "-" or xs.path not in message:
         def shape(src: Any) -> str:
             dims = ([] if src.n_rows is None else [src.n_rows]) + list(src.row_shape)
             return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"

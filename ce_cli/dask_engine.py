@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import partial, pipeline, readers
-from .errors import CeLossError, OptionError
+from .errors import CeLossError, DTypeError, OptionError, ShapeError, TargetError
 from .readers import shards
 
 #: elements of logits per task when a single .npy file is cut into row ranges
@@ -61,13 +61,18 @@ def plan(logits: str, targets: str | None, *, fmt: str | None = None,
                 "--engine dask pairs logits and targets shard by shard: give TARGETS as a "
                 f"folder or glob with one file per logits shard ({len(xf)})")
         return [Task(a, b) for a, b in zip(xf, tf)]
-    if logits != "-" and readers.detect_format(logits, fmt) == "npy":
-        x = np.load(logits, mmap_mode="r")
-        if x.ndim >= 2 and x.shape[0]:
-            per_row = int(np.prod(x.shape[1:]))
+    if readers.split_member(logits)[0] == "-" or \
+            targets is not None and readers.split_member(targets)[0] == "-":
+        raise OptionError("--engine dask reads files, not standard input; for stdin use the "
+                          "default engine")
+    if readers.detect_format(logits, fmt) == "npy":
+        # the reader checks the header (truncated, damaged, object arrays) and maps it
+        x = readers.open_source(logits, role="logits", fmt=fmt)
+        if len(x.row_shape) >= 1 and x.n_rows:
+            per_row = int(np.prod(x.row_shape))
             rows = max(1, task_elements // max(per_row, 1))
-            return [Task(logits, targets, a, min(a + rows, x.shape[0]))
-                    for a in range(0, x.shape[0], rows)]
+            return [Task(logits, targets, a, min(a + rows, x.n_rows))
+                    for a in range(0, x.n_rows, rows)]
     return [Task(logits, targets)]
 
 
@@ -78,9 +83,8 @@ def _sliced(source: readers.Source, task: Task) -> readers.Source:
     return readers.base.array_source(source.path, source.role, whole[task.start:task.stop])
 
 
-def run_task(task: Task, open_options: dict[str, Any], run_options: dict[str, Any]
-             ) -> dict[str, Any]:
-    """The partial-result document of one task (runs on a worker)."""
+def _open(task: Task, open_options: dict[str, Any]) -> tuple[readers.Source, readers.Source]:
+    """The logits and targets sources of ``task``, opened as the default engine opens them."""
     target_column = open_options.get("target_column")
     if task.targets is None:
         xs, ts = readers.open_table_pair(
@@ -99,8 +103,39 @@ def run_task(task: Task, open_options: dict[str, Any], run_options: dict[str, An
                                  fmt=open_options.get("logits_format"), **x_opts)
         ts = readers.open_source(task.targets, role="targets",
                                  fmt=open_options.get("targets_format"), **t_opts)
+        shards.check_pairs(xs, ts)
+    return xs, ts
+
+
+def check(tasks: list[Task], open_options: dict[str, Any]) -> None:
+    """Open every task's files here, before any task runs, so a missing, damaged or
+    mismatched file is the same located error as with the default engine (and not a
+    worker's exception). Opening reads headers and metadata only, not the data."""
+    seen: set[tuple[str, str | None]] = set()
+    for task in tasks:
+        if (task.logits, task.targets) not in seen:
+            seen.add((task.logits, task.targets))
+            xs, ts = _open(task, open_options)
+            n_x, n_t = xs.n_rows, ts.n_rows
+            if task.stop is not None and n_x is not None and n_t is not None and n_x != n_t:
+                # row-range tasks cut both files alike: say it as the default engine does
+                raise ShapeError(
+                    f"Expected input batch_size ({n_x}) to match target batch_size ({n_t}).; "
+                    f"{xs.path} has {n_x} rows of logits but {ts.path} has {n_t} targets: "
+                    "pass the targets saved with these logits")
+
+
+def run_task(task: Task, open_options: dict[str, Any], run_options: dict[str, Any]
+             ) -> dict[str, Any]:
+    """The partial-result document of one task (runs on a worker)."""
+    xs, ts = _open(task, open_options)
     xs, ts = _sliced(xs, task), _sliced(ts, task)
-    run = pipeline.run(xs, ts, keep_losses=False, **run_options)
+    try:
+        run = pipeline.run(xs, ts, keep_losses=False, **run_options)
+    except TargetError as exc:  # torch's message, with the file it is about
+        raise TargetError(f"{ts.path}: {exc}") from None
+    except (ShapeError, DTypeError) as exc:
+        raise type(exc)(f"{xs.path} and {ts.path}: {exc}") from None
     return partial.to_document(run.result.spec, run.result.totals, run.scan, run.labels,
                                run.stats, run_options["reduction"],
                                [f"{task.logits}[{task.start}:{task.stop or ''}]"])
@@ -122,6 +157,7 @@ def compute(tasks: list[Task], open_options: dict[str, Any], run_options: dict[s
         import dask
     except ImportError:
         raise OptionError(f"--engine dask needs Dask: {INSTALL_HINT}") from None
+    check(tasks, open_options)
     nodes = [dask.delayed(run_task, pure=True)(t, open_options, run_options) for t in tasks]
     while len(nodes) > 1:
         nodes = [dask.delayed(merge_documents, pure=True)(*nodes[i:i + FAN_IN])

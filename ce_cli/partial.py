@@ -10,6 +10,7 @@ commutative.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, fields
@@ -19,6 +20,7 @@ import numpy as np
 
 from . import checks, core, metrics
 from .errors import InputFileError
+from .names import INPUT_KINDS, REDUCTIONS
 
 KIND = "ce-loss/partial"
 VERSION = 1
@@ -156,6 +158,7 @@ def load(path: str) -> Partial:
         raise InputFileError(path, f"partial format version {doc.get('version')!r}, this "
                              f"ce-loss reads version {VERSION}",
                              hint="recompute it with this version")
+    validate(doc, path)
     try:
         return Partial(doc, path)
     except (KeyError, TypeError, ValueError) as exc:
@@ -163,8 +166,176 @@ def load(path: str) -> Partial:
                              hint="recompute it with --partial") from None
 
 
-def merge(parts: list[Partial]) -> Partial:
-    """One partial for all of ``parts``: exact sums, so any order gives the same result."""
+# -- checking a loaded document ---------------------------------------------------------------
+
+DTYPES = ("float16", "float32", "float64")
+_SPECIALS = ("nan", "inf", "-inf")  # how _encode writes non-finite floats
+
+
+class _Damaged(Exception):
+    """One field of a partial document is wrong: ``(field, value, what it should be)``."""
+
+    def __init__(self, field: str, value: Any, want: str) -> None:
+        super().__init__(f"field {field} is {_show(value)}, not {want}")
+
+
+class _Missing(_Damaged):
+    def __init__(self, field: str) -> None:
+        Exception.__init__(self, f"field {field} is missing")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) or v in _SPECIALS
+
+
+def _get(doc: dict[str, Any], name: str, key: str) -> Any:
+    if key not in doc:
+        raise _Missing(f"{name}.{key}".lstrip("."))
+    return doc[key]
+
+
+def _count(doc: dict[str, Any], name: str, key: str) -> int:
+    v = _get(doc, name, key)
+    if not _is_int(v) or v < 0:
+        raise _Damaged(f"{name}.{key}", v, "a count (a whole number >= 0)")
+    return int(v)
+
+
+def _section(doc: dict[str, Any], key: str, optional: bool = False) -> dict[str, Any] | None:
+    v = _get(doc, "", key)
+    if v is None and optional:
+        return None
+    if not isinstance(v, dict):
+        raise _Damaged(key, v, "an object")
+    return v
+
+
+def validate(doc: dict[str, Any], path: str) -> None:
+    """Check every field :func:`to_document` writes, so a damaged or hand-edited partial
+    is one error naming the file and the field, never a wrong sum or a traceback."""
+    try:
+        _validate(doc)
+    except _Damaged as exc:
+        raise InputFileError(path, f"a damaged partial result: {exc}",
+                             hint="recompute it with 'ce-loss compute --partial'") from None
+
+
+def _show(v: Any) -> str:
+    text = v if isinstance(v, str) and v.startswith(("KeyError", "TypeError", "ValueError",
+                                                    "AttributeError")) else json.dumps(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _validate(doc: dict[str, Any]) -> None:
+    reduction = _get(doc, "", "reduction")
+    if reduction not in REDUCTIONS:
+        raise _Damaged("reduction", reduction, f"one of {', '.join(REDUCTIONS)}")
+    sources = _get(doc, "", "sources")
+    if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
+        raise _Damaged("sources", sources, "a list of file names")
+    spec = _section(doc, "spec")
+    assert spec is not None
+    c = _get(spec, "spec", "n_classes")
+    if not _is_int(c) or not 1 <= c < 1 << 31:
+        raise _Damaged("spec.n_classes", c, "a class count (a whole number >= 1)")
+    choices = {"target_kind": ("index", "probs"), "input_dtype": DTYPES, "dtype": DTYPES,
+               "input_kind": INPUT_KINDS}
+    for key, allowed in choices.items():
+        v = _get(spec, "spec", key)
+        if v not in allowed:
+            raise _Damaged(f"spec.{key}", v, f"one of {', '.join(allowed)}")
+    weight = _get(spec, "spec", "weight")
+    if weight is not None and (not isinstance(weight, list) or len(weight) != c
+                               or not all(_is_number(w) and w not in _SPECIALS
+                                          for w in weight)):
+        raise _Damaged("spec.weight", weight, f"null or a list of {c} numbers (one per class)")
+    if not _is_int(_get(spec, "spec", "ignore_index")):
+        raise _Damaged("spec.ignore_index", spec["ignore_index"], "a whole number")
+    eps = _get(spec, "spec", "label_smoothing")
+    if not _is_number(eps) or eps in _SPECIALS or not 0.0 <= eps <= 1.0:
+        raise _Damaged("spec.label_smoothing", eps, "a number in [0, 1]")
+
+    totals = _section(doc, "totals")
+    assert totals is not None
+    extra = set(totals) - {f.name for f in fields(core.LossTotals)}
+    if extra:
+        raise _Damaged(f"totals.{sorted(extra)[0]}", totals[sorted(extra)[0]],
+                       "a field of a partial result (unknown)")
+    n = {k: _count(totals, "totals", k) for k in ("positions", "counted", "ignored",
+                                                   "nonfinite")}
+    for key in ("nll", "smooth", "denominator"):
+        if not _is_number(_get(totals, "totals", key)):
+            raise _Damaged(f"totals.{key}", totals[key], "a number")
+    if n["counted"] + n["ignored"] != n["positions"]:
+        raise _Damaged("totals.positions", n["positions"],
+                       f"counted + ignored ({n['counted']} + {n['ignored']})")
+    if n["nonfinite"] > n["counted"]:
+        raise _Damaged("totals.nonfinite", n["nonfinite"],
+                       f"at most totals.counted ({n['counted']})")
+    if spec["target_kind"] == "index" and weight is None and \
+            totals["denominator"] != n["counted"]:
+        raise _Damaged("totals.denominator", totals["denominator"],
+                       f"totals.counted ({n['counted']}): without a weight they are equal")
+
+    scan = _section(doc, "scan")
+    assert scan is not None
+    kinds = {f.name: f.default for f in fields(checks.InputScan)}
+    for key, v in scan.items():
+        if key not in kinds:
+            raise _Damaged(f"scan.{key}", v, "a field of a partial result (unknown)")
+        default = kinds[key]
+        if isinstance(default, str):
+            ok = v in INPUT_KINDS if key == "input_kind" else isinstance(v, str)
+        elif isinstance(default, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(default, int):
+            ok = _is_int(v) and (v >= 0 or default < 0)
+        else:
+            ok = _is_number(v)
+        if not ok:
+            if isinstance(default, str):
+                want = "text"
+            elif isinstance(default, bool):
+                want = "true or false"
+            elif isinstance(default, int):
+                want = "a whole number" if default < 0 else "a count (a whole number >= 0)"
+            else:
+                want = "a number"
+            raise _Damaged(f"scan.{key}", v, want)
+
+    labels = _get(doc, "", "labels")
+    if labels is not None and (not isinstance(labels, list) or len(labels) != c
+                               or not all(_is_int(v) and v >= 0 for v in labels)):
+        raise _Damaged("labels", labels, f"null or {c} counts, one per class")
+    stats = _section(doc, "stats", optional=True)
+    if stats is not None:
+        if stats.get("n_classes") != c:
+            raise _Damaged("stats.n_classes", stats.get("n_classes"),
+                           f"spec.n_classes ({c})")
+        try:
+            got = _stats_from(_decode(stats))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _Damaged("stats", f"{type(exc).__name__}: {exc}",
+                           "the statistics 'compute --partial' writes") from None
+        sizes = {"bin_count": got.bins, "bin_conf": got.bins, "bin_correct": got.bins,
+                 "class_support": c, "class_loss": c, "class_correct": c, "class_conf": c,
+                 "loss_hist": len(metrics.LOSS_EDGES) - 1}
+        for key, size in sizes.items():
+            if getattr(got, key).shape != (size,):
+                raise _Damaged(f"stats.{key}", stats[key], f"a list of {size} numbers")
+
+
+def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
+    """One partial for all of ``parts``: exact sums, so any order gives the same result.
+
+    The partials must agree on the options (:data:`_SPEC_KEYS`), the audit settings and
+    the reduction they were computed with; ``reduction`` (merge's ``--reduction``) lets
+    partials of different reductions merge, reported as that one (the sums behind mean
+    and sum are the same)."""
     first = parts[0]
     for p in parts[1:]:
         for key in _SPEC_KEYS:
@@ -173,6 +344,20 @@ def merge(parts: list[Partial]) -> Partial:
                     p.path, f"{key} is {p.spec_doc[key]!r} but {first.path} has "
                     f"{first.spec_doc[key]!r}",
                     hint="merge only partials computed with the same options and classes")
+        if reduction is None and p.reduction != first.reduction:
+            raise InputFileError(
+                p.path, f"computed with --reduction {p.reduction} but {first.path} with "
+                f"--reduction {first.reduction}, so the merged result has no one reduction",
+                hint="recompute the partials with the same --reduction")
+        if p.stats is not None and first.stats is not None:
+            for key, flag in (("top_k", "--top-k"), ("bins", "--bins"),
+                              ("worst_k", "--worst")):
+                mine, theirs = getattr(p.stats, key), getattr(first.stats, key)
+                if mine != theirs:
+                    raise InputFileError(
+                        p.path, f"computed with {flag} {_flag(mine)} but {first.path} with "
+                        f"{flag} {_flag(theirs)}",
+                        hint=f"recompute the partials with the same {flag}")
     totals = core.LossTotals(**{
         f.name: (math.fsum(getattr(p.totals, f.name) for p in parts)
                  if isinstance(getattr(first.totals, f.name), float)
@@ -187,28 +372,17 @@ def merge(parts: list[Partial]) -> Partial:
         stats = parts[0].stats
         for p in parts[1:]:
             stats = stats.merge(p.stats)  # type: ignore[union-attr,arg-type]
-    reductions = {p.reduction for p in parts}
-    doc = to_document(first.spec(), totals, scan, labels, stats,
-                      first.reduction if len(reductions) == 1 else "mean",
+    doc = to_document(first.spec(), totals, scan, labels, stats, reduction or first.reduction,
                       [s for p in parts for s in p.sources])
     return Partial(json.loads(json.dumps(doc)), "<merged>")
 
 
+def _flag(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def _merge_scans(scans: list[checks.InputScan]) -> checks.InputScan:
-    out = checks.InputScan(scans[0].input_kind)
-    for s in scans:
-        out.rows += s.rows
-        out.low = min(out.low, s.low)
-        out.high = max(out.high, s.high)
-        out.worst_sum_error = max(out.worst_sum_error, s.worst_sum_error)
-        out.worst_lse = max(out.worst_lse, s.worst_lse)
-        out.nonfinite_rows += s.nonfinite_rows
-        out.neg_inf_rows += s.neg_inf_rows
-        out.target_rows += s.target_rows
-        out.one_hot_rows += s.one_hot_rows
-        out.inf_losses += s.inf_losses
-        out.nan_losses += s.nan_losses
-    return out
+    return functools.reduce(checks.InputScan.merge, scans)
 
 
 def dumps(doc: dict[str, Any]) -> str:

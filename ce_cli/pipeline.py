@@ -16,7 +16,7 @@ import numpy as np
 
 from . import checks, core, metrics
 from .errors import OptionError, ShapeError
-from .readers.base import Source, array_source
+from .readers.base import Source, array_source, check_class_indices
 from .render import Preview
 
 #: rows per read from a file; each read block is cut further by ``core.iter_blocks``
@@ -163,8 +163,19 @@ def run(
     n_x_known, n_t_known = xs.n_rows, ts.n_rows
     n_guess = n_x_known if n_x_known is not None else 1
     t_guess = n_t_known if (n_t_known is not None and n_x_known is not None) else n_guess
-    spec = core.make_spec((n_guess, *x_row), x_dtype, (t_guess, *t_row), t_dtype, weight,
-                          ignore_index, reduction, label_smoothing, input_kind)
+    try:
+        spec = core.make_spec((n_guess, *x_row), x_dtype, (t_guess, *t_row), t_dtype, weight,
+                              ignore_index, reduction, label_smoothing, input_kind)
+    except ShapeError:
+        if n_x_known is not None and n_t_known is not None:
+            raise
+        # a text source's rows are not known up front, and torch's message names them:
+        # count them (the error path only), so the message and the caller show real shapes
+        for src in (xs, ts):
+            if src.n_rows is None:
+                src.n_rows = sum(b.shape[0] for b in src.blocks(rows_per_read(src)))
+        spec = core.make_spec((xs.n_rows, *x_row), x_dtype, (ts.n_rows, *t_row), t_dtype,
+                              weight, ignore_index, reduction, label_smoothing, input_kind)
     acc = core.LossAccumulator(spec, keep_losses=keep_losses)
     scan = checks.InputScan(input_kind)
     # Softmax outputs passed as logits: the loss they mean (their log, no second softmax)
@@ -174,8 +185,7 @@ def run(
                                     keep_losses=reduction == "none") \
         if input_kind == "logits" else None
     stats = metrics.AuditStats(spec.n_classes, **audit) if audit is not None else None
-    per_row = math.prod(x_row) if x_row else 1
-    rows = max(1, READ_ELEMENTS // max(per_row, 1))
+    rows = rows_per_read(xs)
     n_x = n_t = position = 0
     kept_targets: list[np.ndarray] = []
     first_x: list[np.ndarray] = []
@@ -192,6 +202,9 @@ def run(
             xb = np.moveaxis(xb, axis, 1)
         if squeeze:
             tb = tb.reshape(-1)
+        if spec.target_kind == "index" and tb.dtype.kind in "uf":
+            # 2**63 + 5 (uint64) or 1e30 (float) would wrap or warn when cast to int64
+            check_class_indices(tb, ts.path, n_t - tb.shape[0], ts.line_of)
         tb = checks.coerce_targets(tb, xb.shape, ts.path, offset=n_t - tb.shape[0],
                                    line_of=ts.line_of)
         if keep_targets and spec.target_kind == "index":
@@ -240,6 +253,12 @@ def run(
         probs_loss = as_probs.finalize(reduction).loss
     return Pass(result, preview, targets, scan, n_x, stats, axis, labels, x_row, t_row,
                 loss_shape, probs_loss)
+
+
+def rows_per_read(source: Source) -> int:
+    """Rows of ``source`` per read: about :data:`READ_ELEMENTS` values."""
+    per_row = math.prod(source.row_shape) if source.row_shape else 1
+    return max(1, READ_ELEMENTS // max(per_row, 1))
 
 
 def _class_axis(class_axis: int | None, ndim: int) -> int:

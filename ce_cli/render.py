@@ -16,6 +16,9 @@ import numpy as np
 from .core import LossResult
 from .names import FORMATS  # noqa: F401,E402  (re-exported)
 
+#: the table is drawn at least this wide (COLUMNS=0, a tiny terminal)
+MIN_WIDTH = 40
+
 
 @dataclass
 class Preview:
@@ -152,6 +155,17 @@ def as_dict(report: Report) -> dict[str, Any]:
     return doc
 
 
+def _finite_only(value: Any) -> Any:
+    """``value`` with every NaN or infinite float, however deep, as None (JSON null)."""
+    if isinstance(value, dict):
+        return {k: _finite_only(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_only(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _nested(a: np.ndarray) -> Any:
     if a.ndim == 0:
         return _json_number(a)
@@ -159,7 +173,11 @@ def _nested(a: np.ndarray) -> Any:
 
 
 def write_json(report: Report, out: IO[str]) -> None:
-    json.dump(as_dict(report), out, allow_nan=False)
+    doc = as_dict(report)
+    for key in ("metrics", "explain"):  # statistics of wild input may be inf (1e308 probs)
+        if key in doc:
+            doc[key] = _finite_only(doc[key])
+    json.dump(doc, out, allow_nan=False)
     out.write("\n")
 
 
@@ -261,13 +279,13 @@ def _print_rows(p: Preview, console: Any) -> None:
         cells: list[Any] = [p.index[i], str(tgt), scalar_text(p.losses[i])]
         if n_classes <= fits:
             for c in range(n_classes):
-                cell = f"{probs[c]:.4f}"
+                cell = _prob(probs[c])
                 cells.append(Text(cell, style="bold") if index_targets and c == tgt else cell)
         else:
             if index_targets:
-                cells.append(f"{probs[tgt]:.4f}" if 0 <= tgt < n_classes else "-")
+                cells.append(_prob(probs[tgt]) if 0 <= tgt < n_classes else "-")
             top = int(np.nanargmax(probs)) if np.isfinite(probs).any() else 0
-            cells += [str(top), f"{probs[top]:.4f}"]
+            cells += [str(top), _prob(probs[top])]
         table.add_row(*cells)
     console.print(table)
     rest = p.total - len(p.index)
@@ -278,6 +296,19 @@ def _print_rows(p: Preview, console: Any) -> None:
 
 def _f(v: Any, digits: int = 4) -> str:
     return "nan" if v is None else f"{v:.{digits}g}"
+
+
+def _prob(v: Any, digits: int = 4) -> str:
+    """A probability with ``digits`` decimals; a wild value (1e308) in a few characters."""
+    v = math.nan if v is None else float(v)
+    return f"{v:.{digits}f}" if not math.isfinite(v) or abs(v) < 1e6 else f"{v:.{digits}g}"
+
+
+def _unit(v: Any) -> float | None:
+    """``v`` clamped to [0, 1] for drawing; None when it is missing, NaN or infinite."""
+    if v is None or not math.isfinite(float(v)):
+        return None
+    return min(1.0, max(0.0, float(v)))
 
 
 def _print_explain(ex: dict[str, Any], console: Any) -> None:
@@ -355,8 +386,8 @@ def _print_classes(st: dict[str, Any], console: Any, limit: int = 20) -> None:
     console.print(table)
 
 
-def _bar(fraction: float, width: int) -> str:
-    cells = max(0.0, min(1.0, fraction)) * width
+def _bar(fraction: float | None, width: int) -> str:
+    cells = (_unit(fraction) or 0.0) * width
     full = int(cells)
     part = " ▏▎▍▌▋▊▉"[int((cells - full) * 8)] if full < width else ""
     return ("█" * full + part.strip()).ljust(width)
@@ -395,8 +426,9 @@ def _print_reliability(st: dict[str, Any], console: Any) -> None:
     console.print(Text("reliability (bar: accuracy, |: mean confidence)", style="bold"))
     for b in bins:
         bar = list(_bar(b["accuracy"], width))
-        mark = min(width - 1, int(b["confidence"] * width))
-        bar[mark] = "|"
+        conf = _unit(b["confidence"])  # huge or NaN with probabilities that are not
+        if conf is not None:
+            bar[min(width - 1, int(conf * width))] = "|"
         console.print(Text(f"  {b['low']:.2f}-{b['high']:.2f} ") + Text("".join(bar),
-                      style="green") + Text(f" acc {b['accuracy']:.2f} conf "
-                                            f"{b['confidence']:.2f} n={b['count']}"))
+                      style="green") + Text(f" acc {_prob(b['accuracy'], 2)} conf "
+                                            f"{_prob(b['confidence'], 2)} n={b['count']}"))

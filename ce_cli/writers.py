@@ -28,9 +28,56 @@ from .errors import OutputFileError
 WRITTEN: list[str] = []
 
 
+class Batch:
+    """Outputs written in full to temp files first, moved onto their targets together.
+
+    ``with Batch() as batch:`` then ``write_columns(..., batch=batch)`` and the like: each
+    write goes to a temp file beside its target; leaving the block without an error moves
+    them all (:meth:`commit`), leaving it with one (Ctrl-C included) deletes them all, so
+    a run that fails on its second output replaces neither the first's target nor any.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+    def add(self, tmp: Path, target: Path) -> None:
+        self._staged.append((tmp, target))
+
+    def commit(self) -> None:
+        """Move every temp file onto its target (renames in one folder: they do not fail
+        for want of space)."""
+        while self._staged:
+            tmp, target = self._staged[0]
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                self.discard()
+                raise OutputFileError(f"{target}: cannot write ({exc.strerror or exc})"
+                                      ) from None
+            self._staged.pop(0)
+            WRITTEN.append(str(target))
+
+    def discard(self) -> None:
+        """Delete the temp files not yet moved; their targets stay as they were."""
+        for tmp, _ in self._staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._staged.clear()
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temp path in ``target``'s folder; move it onto ``target`` only on success."""
+def atomic_path(target: str | Path, batch: Batch | None = None) -> Iterator[Path]:
+    """Yield a temp path in ``target``'s folder; move it onto ``target`` only on success
+    (with ``batch``: when the batch commits)."""
     target = Path(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                dir=target.parent if str(target.parent) else ".")
@@ -39,6 +86,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         _set_mode(tmp_path, target)
+        if batch is not None:
+            batch.add(tmp_path, target)
+            return
         os.replace(tmp_path, target)
         WRITTEN.append(str(target))
     except BaseException:  # Ctrl-C included: never leave the temp file behind
@@ -158,6 +208,38 @@ def check_output(path: str, suffixes: Iterable[str] | None = None) -> None:
         raise OutputFileError(f"{path}: the folder {str(parent)!r} is not writable")
 
 
+def same_file(a: str, b: str) -> bool:
+    """Whether paths ``a`` and ``b`` name one file: the same path once links and ``..``
+    are resolved, or one file under two names (a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # one of them does not exist (yet)
+        return False
+
+
+def check_apart(outputs: dict[str, str | None], inputs: dict[str, Iterable[str]]) -> None:
+    """Refuse an output that is one of the inputs or another output, before any work.
+
+    ``outputs``: option -> path (None: not given); ``inputs``: what the files are (``'the
+    logits'``) -> their paths.
+    """
+    given = [(opt, path) for opt, path in outputs.items() if path]
+    for i, (opt, path) in enumerate(given):
+        for what, files in inputs.items():
+            for file in files:
+                if file and file != "-" and same_file(path, file):
+                    shown = "" if file == path else f" {file} (the same file)"
+                    raise OutputFileError(
+                        f"{opt} {path} is {what}{shown}: writing it would replace the "
+                        "input; name another output file")
+        for other, other_path in given[:i]:
+            if same_file(path, other_path):
+                raise OutputFileError(f"{other} and {opt} both name {path}; give each "
+                                      "output its own file")
+
+
 def _writer(path: str) -> Writer:
     suffix = Path(path).suffix.lower()
     if suffix not in WRITERS:
@@ -165,12 +247,13 @@ def _writer(path: str) -> Writer:
     return WRITERS[suffix]
 
 
-def _run(path: str, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp)`` and move the result onto ``path``; errors become one line."""
+def _run(path: str, write: Callable[[Path], None], batch: Batch | None = None) -> None:
+    """Run ``write(tmp)`` and move the result onto ``path`` (with ``batch``: when it
+    commits); errors become one line."""
     import pyarrow as pa
 
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, batch) as tmp:
             write(tmp)
     except OutputFileError as exc:
         raise OutputFileError(f"{path}: {exc}") from None
@@ -179,7 +262,8 @@ def _run(path: str, write: Callable[[Path], None]) -> None:
         raise OutputFileError(f"{path}: cannot write ({reason})") from None
 
 
-def write_columns(path: str, columns: dict[str, np.ndarray], main: str) -> None:
+def write_columns(path: str, columns: dict[str, np.ndarray], main: str,
+                  batch: Batch | None = None) -> None:
     """Write ``columns`` (``main`` alone for ``.npy``) to ``path`` atomically.
 
     Table formats get every column, in order, each flattened to 1-D; they must have
@@ -188,10 +272,11 @@ def write_columns(path: str, columns: dict[str, np.ndarray], main: str) -> None:
     writer = _writer(path)
     if main not in columns:
         raise ValueError(f"main column {main!r} is not among {list(columns)}")
-    _run(path, lambda tmp: writer(tmp, columns, main))
+    _run(path, lambda tmp: writer(tmp, columns, main), batch)
 
 
-def write_matrix(path: str, matrix: np.ndarray, prefix: str = "p") -> None:
+def write_matrix(path: str, matrix: np.ndarray, prefix: str = "p",
+                 batch: Batch | None = None) -> None:
     """Write a ``(N, C)`` matrix atomically: raw in ``.npy``, else columns ``p0..p{C-1}``.
 
     A 1-D ``(C,)`` matrix is one row. Only ``.npy`` holds more than two dimensions.
@@ -201,7 +286,7 @@ def write_matrix(path: str, matrix: np.ndarray, prefix: str = "p") -> None:
     # fortran_order, which readers other than numpy's may not handle
     matrix = np.ascontiguousarray(matrix)
     if Path(path).suffix.lower() == ".npy":
-        _run(path, lambda tmp: _write_npy(tmp, {"m": matrix}, "m"))
+        _run(path, lambda tmp: _write_npy(tmp, {"m": matrix}, "m"), batch)
         return
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
@@ -210,14 +295,14 @@ def write_matrix(path: str, matrix: np.ndarray, prefix: str = "p") -> None:
                               f"{tuple(matrix.shape)}; write them to a .npy file")
     columns = {f"{prefix}{j}": matrix[:, j] for j in range(matrix.shape[1])}
     main = next(iter(columns), "")
-    _run(path, lambda tmp: writer(tmp, columns, main))
+    _run(path, lambda tmp: writer(tmp, columns, main), batch)
 
 
-def write_text(path: str, text: str) -> None:
+def write_text(path: str, text: str, batch: Batch | None = None) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically, whatever its suffix."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
 
-    _run(path, write)
+    _run(path, write, batch)

@@ -55,12 +55,21 @@ def format_names() -> list[str]:
 
 
 def split_member(path: str) -> tuple[str, str | None]:
-    """``'a.npz:logits'`` -> ``('a.npz', 'logits')``; other paths are returned whole."""
+    """``'a.npz:logits'`` -> ``('a.npz', 'logits')``, ``'-:logits'`` -> ``('-',
+    'logits')`` (an archive on stdin); other paths are returned whole. A member's name
+    may hold ``/`` and ``:`` (``a.npz:enc/out``): the file is the first ``.npz`` prefix
+    that exists."""
     if path == "-" or ":" not in path or os.path.exists(path):
         return path, None
-    file, _, member = path.rpartition(":")
-    if file.lower().endswith(".npz") and member and "/" not in member:
-        return file, member
+    if path.startswith("-:"):
+        return ("-", path[2:]) if len(path) > 2 else (path, None)
+    cuts = [i for i, ch in enumerate(path) if ch == ":" and path[:i].lower().endswith(".npz")
+            and i + 1 < len(path)]
+    for i in cuts:  # the first that exists; else the last, so errors name a missing file
+        if os.path.isfile(path[:i]):
+            return path[:i], path[i + 1:]
+    if cuts:
+        return path[:cuts[-1]], path[cuts[-1] + 1:]
     return path, None
 
 
@@ -86,9 +95,9 @@ def detect_format(path: str, fmt: str | None = None) -> str:
 
 def check_path(path: str) -> None:
     """Refuse missing files, folders and unreadable files before a reader tries them."""
-    if path == "-":
-        return
     file, member = split_member(path)
+    if file == "-":
+        return
     p = Path(file)
     if not p.exists():
         if member is None and ":" in path and Path(path.rpartition(":")[0]).exists():
@@ -129,13 +138,17 @@ def stdin_format(data: bytes) -> str:
 
 def _resolve(path: str, fmt: str | None) -> tuple[str, str, dict[str, object]]:
     """(file, format, reader options) for ``path``; stdin is read here, once."""
-    if path == "-":
+    file, member = split_member(path)
+    if file == "-":
         data = read_stdin()
-        name = detect_format(path, fmt) if fmt is not None else stdin_format(data)
-        return path, name, {"data": data}
+        name = detect_format(file, fmt) if fmt is not None else stdin_format(data)
+        if member is not None and name != "npz":
+            raise InputFileError(path, f"standard input holds {name.upper()} data, not a "
+                                 ".npz archive", hint="only .npz archives take ':NAME' to "
+                                 "pick an array; pass - alone")
+        return file, name, {"data": data, **({"member": member} if member else {})}
     check_path(path)
     name = detect_format(path, fmt)
-    file, member = split_member(path)
     return file, name, ({"member": member} if member is not None else {})
 
 

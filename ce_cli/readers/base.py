@@ -50,29 +50,41 @@ class Source:
         return self._blocks(max(1, int(rows)))
 
     def read(self) -> np.ndarray:
-        """The whole array (for small inputs and the Python API)."""
+        """The whole array (for small inputs and the Python API), in native byte order."""
         if self.array is not None:
-            return self.array
+            return native(self.array)
         parts = list(self.blocks(1 << 16))
         if not parts:
             return np.zeros((0, *self.row_shape), dtype=self.dtype)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def native(array: np.ndarray) -> np.ndarray:
+    """``array`` in the machine's byte order: big-endian data (``>f4``, as saved on
+    another machine or by ``astype('>f4')``) is converted, a copy of what is passed."""
+    if array.dtype.isnative:
+        return array
+    return array.astype(array.dtype.newbyteorder("="))
+
+
 def array_source(path: str, role: str, array: np.ndarray) -> Source:
-    """A source over an array already in memory (or memory-mapped)."""
+    """A source over an array already in memory (or memory-mapped).
+
+    ``array`` keeps the file's byte order; the source's dtype and blocks are native
+    (a big-endian array is converted block by block as it is read)."""
+    dtype = array.dtype if array.dtype.isnative else array.dtype.newbyteorder("=")
     if array.ndim == 0:
         # a 0-d array is one value: a single unbatched target, say
         def one(rows: int) -> Iterator[np.ndarray]:
-            yield array.reshape(1)
+            yield native(array.reshape(1))
 
-        return Source(path, role, array.dtype, (), 1, one, array=array)
+        return Source(path, role, dtype, (), 1, one, array=array)
 
     def blocks(rows: int) -> Iterator[np.ndarray]:
         for start in range(0, array.shape[0], rows):
-            yield array[start:start + rows]
+            yield native(array[start:start + rows])
 
-    return Source(path, role, array.dtype, tuple(array.shape[1:]), array.shape[0], blocks,
+    return Source(path, role, dtype, tuple(array.shape[1:]), array.shape[0], blocks,
                   array=array)
 
 
@@ -168,6 +180,56 @@ def check_numeric(path: str, role: str, dtype: np.dtype, what: str = "") -> None
     hint = "save int64 class indices" if role == "targets" else "save a float32 or float64 array"
     raise InputFileError(path, f"{what or 'the ' + role} hold {kind} ({dtype.str}), "
                          "not real numbers", hint=hint)
+
+
+INT64_MAX = np.iinfo(np.int64).max
+#: the hint of every "not a class index" error
+INDEX_HINT = "class indices are whole numbers such as 2 (or 2.0)"
+
+
+def index_problem(a: np.ndarray) -> tuple[int, str] | None:
+    """The first value of ``a`` (its flat index) that cannot be an int64 class index, and
+    why: floats that are not finite, not whole or beyond int64, uint64 beyond int64.
+    Other integer arrays always fit (None, as for good values)."""
+    flat = a.reshape(-1)
+    if a.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(flat)
+            good = finite & (flat == np.floor(flat)) & (np.abs(flat) < 2.0 ** 63)
+        if good.all():
+            return None
+        i = int(np.flatnonzero(~good)[0])
+        why = "is not a class index (not a finite number)" if not finite[i] \
+            else "is not a whole number" if flat[i] != np.floor(flat[i]) \
+            else "is too large for a class index"
+        return i, why
+    if a.dtype.kind == "u" and a.dtype.itemsize == 8 and flat.size and flat.max() > INT64_MAX:
+        return int(np.argmax(flat > INT64_MAX)), "is too large for a class index"
+    return None
+
+
+def check_class_indices(t: np.ndarray, path: str, offset: int = 0,
+                        line_of: Callable[[int], int | None] | None = None) -> None:
+    """Refuse a block of class-index targets that int64 cannot hold exactly, naming the
+    file and the row (the line, for text), before anything casts them: a cast would wrap
+    ``2**63 + 5`` to a negative index and turn ``1e30`` into a NumPy warning.
+    ``offset`` is the file row of ``t[0]``."""
+    found = index_problem(t)
+    if found is None:
+        return
+    i, why = found
+    per_row = int(np.prod(t.shape[1:])) if t.ndim > 1 else 1
+    row = offset + i // per_row
+    value = t.reshape(-1)[i]
+    shown = repr(float(value)) if t.dtype.kind == "f" else str(int(value))
+    line = line_of(row) if line_of is not None else None
+    if line is not None:
+        raise InputFileError(path, f"target {shown} {why}", line=line, hint=INDEX_HINT)
+    where = f"row index {row}"
+    if t.ndim > 1:
+        pos = (row, *(int(k) for k in np.unravel_index(i % per_row, t.shape[1:])))
+        where += f", target at {pos}"
+    raise InputFileError(path, f"{where} ({shown}) {why}", hint=INDEX_HINT)
 
 
 #: leading bytes of the binary formats, for stdin and for a binary file named .csv

@@ -6,7 +6,12 @@ a truncated body or a damaged header, becomes one :class:`InputFileError` line.
 
 from __future__ import annotations
 
+import ast
 import io
+import os
+import struct
+from dataclasses import dataclass
+from typing import IO
 
 import numpy as np
 
@@ -15,28 +20,147 @@ from .base import Source, array_source, check_numeric
 
 MAGIC = b"\x93NUMPY"
 
+#: NPY format version -> (header length field, header encoding), as numpy writes them
+VERSIONS = {1: ("<H", "latin1"), 2: ("<I", "latin1"), 3: ("<I", "utf8")}
+#: the longest header numpy's np.load reads without allow_pickle (its _MAX_HEADER_SIZE)
+MAX_HEADER_BYTES = 10000
+#: no array can hold this many bytes: a header promising more is damaged, not truncated
+IMPOSSIBLE_BYTES = 1 << 63
+
+
+@dataclass
+class Header:
+    """What an NPY header says: the array's shape, order and dtype, and where it starts."""
+
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+    offset: int  # of the data, from the start of the stream
+
+    @property
+    def nbytes(self) -> int:
+        count = 1
+        for d in self.shape:  # Python ints: no overflow for absurd shapes
+            count *= d
+        return count * self.dtype.itemsize
+
+
+def read_header(fh: IO[bytes], path: str, role: str, end: int,
+                what: str = ".npy file") -> Header:
+    """Read and check the NPY header at ``fh``'s position; ``end`` is where the array's
+    bytes must end (the file's size). Every problem is one :class:`InputFileError`:
+    not NPY, truncated, a damaged header, an object array, a body shorter than promised.
+    """
+    start = fh.tell()
+    lead = fh.read(8)
+    if lead[:6] != MAGIC:
+        problem = "not a .npy file" if what == ".npy file" else f"the {what} is not an NPY array"
+        raise InputFileError(path, f"{problem} (it does not start with the NPY magic)",
+                             hint="save arrays with numpy.save")
+    short = InputFileError(path, f"the {what} is truncated: it ends inside its header",
+                           hint="copy or save the file again")
+    if len(lead) < 8:
+        raise short
+    major, minor = lead[6], lead[7]
+    if minor != 0 or major not in VERSIONS:
+        raise _damaged(path, what, f"it gives the format version {major}.{minor}, and numpy "
+                       "writes 1.0, 2.0 or 3.0")
+    length_fmt, encoding = VERSIONS[major]
+    raw = fh.read(struct.calcsize(length_fmt))
+    if len(raw) < struct.calcsize(length_fmt):
+        raise short
+    (length,) = struct.unpack(length_fmt, raw)
+    if length > MAX_HEADER_BYTES:
+        raise _damaged(path, what, f"it says it is {length} bytes long, and numpy reads "
+                       f"headers of at most {MAX_HEADER_BYTES}")
+    header = fh.read(length)
+    if len(header) < length:
+        raise short
+    d = _parse_header(header, encoding, path, what)
+    shape, fortran, descr = d["shape"], d["fortran_order"], d["descr"]
+    if not isinstance(shape, tuple) or \
+            not all(isinstance(n, int) and not isinstance(n, bool) for n in shape):
+        raise _damaged(path, what, f"its shape {shape!r} is not a tuple of whole numbers")
+    if any(n < 0 for n in shape):
+        raise _damaged(path, what, f"its shape {shape!r} has a negative size")
+    if not isinstance(fortran, bool):
+        raise _damaged(path, what, f"its fortran_order {fortran!r} is not True or False")
+    try:
+        dtype = np.lib.format.descr_to_dtype(descr)
+    except Exception:  # TypeError, ValueError, KeyError, ... for nonsense descriptors
+        raise _damaged(path, what, f"its descr {descr!r} is not a NumPy dtype") from None
+    if dtype.hasobject:
+        raise InputFileError(path, f"the {role} are an object array (pickled Python "
+                             "objects), not numbers",
+                             hint="save a numeric array (e.g. float32) with numpy.save")
+    check_numeric(path, role, dtype)
+    h = Header(tuple(shape), fortran, dtype, start + 8 + len(raw) + length)
+    have = end - h.offset
+    if h.nbytes > have:
+        if h.nbytes >= IMPOSSIBLE_BYTES:
+            raise _damaged(path, what, f"its shape {h.shape} of {dtype} promises an "
+                           "impossible array size")
+        raise InputFileError(path, f"the {what} is truncated: it holds {max(have, 0)} bytes "
+                             f"of data but its header promises {h.nbytes} (shape "
+                             f"{h.shape} of {dtype})", hint="copy or save the file again")
+    return h
+
+
+def _parse_header(header: bytes, encoding: str, path: str, what: str) -> dict:
+    try:
+        text = header.decode(encoding)
+    except UnicodeDecodeError:
+        raise _damaged(path, what, f"it is not {encoding.upper()} text") from None
+    shown = " ".join(text.split())
+    shown = repr(shown if len(shown) <= 60 else shown[:57] + "...")
+    try:
+        d = ast.literal_eval(text)
+    except SyntaxError:
+        if text.lstrip().startswith("{") and "}" not in text:
+            raise _damaged(path, what, f"its dictionary is not closed (no '}}'): {shown}") \
+                from None
+        raise _damaged(path, what, f"it is not a Python dictionary literal: {shown}") from None
+    except (ValueError, TypeError, MemoryError, RecursionError):  # calls, names, ...
+        raise _damaged(path, what, f"it is not a Python dictionary literal: {shown}") from None
+    if not isinstance(d, dict):
+        raise _damaged(path, what, f"it is not a Python dictionary: {shown}")
+    if set(d) != {"descr", "fortran_order", "shape"}:
+        keys = ", ".join(repr(k) for k in sorted(d, key=str)) or "none"
+        raise _damaged(path, what, f"its keys are {keys}, not 'descr', 'fortran_order' and "
+                       "'shape'")
+    return d
+
+
+def _damaged(path: str, what: str, why: str) -> InputFileError:
+    return InputFileError(path, f"the {what} has a damaged header: {why}",
+                          hint="copy or save the file again")
+
+
+def map_array(path: str, h: Header) -> np.ndarray:
+    """The array ``h`` describes in ``path``, memory-mapped (checked to fit the file)."""
+    order = "F" if h.fortran else "C"
+    if h.nbytes == 0:
+        return np.zeros(h.shape, dtype=h.dtype, order=order)  # mmap cannot map 0 bytes
+    return np.memmap(path, dtype=h.dtype, mode="r", offset=h.offset, shape=h.shape,
+                     order=order)
+
 
 def read_npy(path: str, *, role: str, data: bytes | None = None, **_: object) -> Source:
     """A source over the ``.npy`` file ``path`` (or its bytes ``data``, for stdin)."""
-    if data is not None:
-        head = data[:6]
-    else:
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(6)
-        except OSError as exc:
-            raise InputFileError(path, f"cannot read the file ({exc.strerror or exc})") from None
-    if head != MAGIC:
-        raise InputFileError(path, "not a .npy file (it does not start with the NPY magic)",
-                             hint="save arrays with numpy.save")
     try:
         if data is not None:
+            read_header(io.BytesIO(data), path, role, len(data))
             array = np.load(io.BytesIO(data), allow_pickle=False)
         else:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            try:
+                with open(path, "rb") as fh:
+                    h = read_header(fh, path, role, os.fstat(fh.fileno()).st_size)
+            except OSError as exc:
+                raise InputFileError(path, f"cannot read the file ({exc.strerror or exc})") \
+                    from None
+            array = map_array(path, h)
     except Exception as exc:  # numpy raises many types for damaged files; all are ours
         raise npy_error(path, role, exc) from None
-    check_numeric(path, role, array.dtype)
     source = array_source(path, role, array)
     if data is None and isinstance(array, np.memmap) and array.ndim >= 1 and \
             array.flags.c_contiguous and array.nbytes > BUFFERED_BYTES:
@@ -58,6 +182,7 @@ def _buffered_blocks(path: str, array: np.memmap):
     """
     offset = array.offset
     row_shape = array.shape[1:]
+    swap = not array.dtype.isnative  # big-endian data: swapped in the buffer, in place
     row_bytes = array.itemsize * int(np.prod(row_shape, dtype=np.int64))
     n = array.shape[0]
 
@@ -79,7 +204,8 @@ def _buffered_blocks(path: str, array: np.memmap):
                                              "bytes than its header promises",
                                              hint="copy or save the file again")
                     got += k
-                yield buf
+                yield buf.byteswap(inplace=True).view(buf.dtype.newbyteorder("=")) \
+                    if swap else buf
                 turn ^= 1
 
     return blocks

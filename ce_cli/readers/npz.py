@@ -8,6 +8,7 @@ the archive's CRC checked.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zipfile
 from typing import IO
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from .base import Source, array_source, check_numeric
-from .npy import npy_error
+from .npy import map_array, npy_error, read_header
 
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -45,20 +46,19 @@ def read_npz(path: str, *, role: str, data: bytes | None = None, member: str | N
                                          hint="save arrays with numpy.savez")
                 raise InputFileError(
                     path, f"the .npz archive holds {len(arrays)} arrays ({listing})",
-                    hint=f"name the one to read, e.g. {path}:{sorted(arrays)[0]}")
+                    hint=_pick_hint(path, role, _example(sorted(arrays), role)))
             member = next(iter(arrays))
         if member not in arrays:
             raise InputFileError(path, f"the .npz archive holds no array named {member!r}",
                                  hint=f"its arrays are: {listing}")
-        where = f"{path}:{member}" if named else path
+        where = f"{'<stdin>' if path == '-' else path}:{member}" if named else path
         try:
             info = archive.getinfo(arrays[member])
-            array = None
             if data is None and info.compress_type == zipfile.ZIP_STORED:
-                array = _map_stored(path, info)
-            if array is None:
+                array = _map_stored(path, info, where, role)
+            else:
                 with archive.open(info) as fh:
-                    array = _read_member(fh)
+                    array = _read_member(fh, where, role)
         except InputFileError:
             raise
         except zipfile.BadZipFile as exc:
@@ -70,17 +70,32 @@ def read_npz(path: str, *, role: str, data: bytes | None = None, member: str | N
     return array_source(where, role, array)
 
 
-def _read_member(fh: IO[bytes]) -> np.ndarray:
-    magic = fh.read(6)
-    if magic != b"\x93NUMPY":
-        raise ValueError("the member is not an NPY array")
-    rest = fh.read()  # zipfile checks the CRC once the member is read to its end
-    return np.load(io.BytesIO(magic + rest), allow_pickle=False)
+def _example(names: list[str], role: str) -> str:
+    """The member most likely meant for ``role``, for the hint (else the first)."""
+    words = ("label", "target") if role == "targets" else (role.rstrip("s"),)
+    return next((n for n in names if any(w in n.lower() for w in words)), names[0])
 
 
-def _map_stored(path: str, info: zipfile.ZipInfo) -> np.ndarray | None:
-    """Memory-map an uncompressed member; None when its header is not one we can map."""
-    fmt = np.lib.format
+def _pick_hint(path: str, role: str, name: str) -> str:
+    """How to name one array of the archive ``path``: ``file.npz:name``; on stdin
+    ``-:name``, after ``--`` so that Click does not take it for an option."""
+    if path != "-":
+        return f"name the one to read, e.g. {path}:{name}"
+    if role == "targets":
+        example = f"ce-loss compute [OPTIONS] LOGITS -- -:{name}"
+    else:
+        example = f"ce-loss compute [OPTIONS] -- -:{name} TARGETS"
+    return f"name the one to read as -:NAME after '--', e.g. {example}"
+
+
+def _read_member(fh: IO[bytes], where: str, role: str) -> np.ndarray:
+    data = fh.read()  # zipfile checks the CRC once the member is read to its end
+    read_header(io.BytesIO(data), where, role, len(data), what=".npz member")
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _map_stored(path: str, info: zipfile.ZipInfo, where: str, role: str) -> np.ndarray:
+    """Memory-map an uncompressed member, its header checked like a .npy file's."""
     with open(path, "rb") as fh:
         fh.seek(info.header_offset)
         local = fh.read(30)
@@ -89,25 +104,6 @@ def _map_stored(path: str, info: zipfile.ZipInfo) -> np.ndarray | None:
         name_len, extra_len = struct.unpack("<HH", local[26:30])
         start = info.header_offset + 30 + name_len + extra_len
         fh.seek(start)
-        version = fmt.read_magic(fh)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
-        else:
-            return None
-        if dtype.hasobject:
-            raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
-        offset = fh.tell()
-        fh.seek(0, 2)
-        size = fh.tell()
-    count = 1
-    for d in shape:
-        count *= int(d)
-    nbytes = count * dtype.itemsize
-    if offset + nbytes > min(size, start + info.file_size):
-        raise ValueError("EOF: mmap length is greater than the member")
-    if count == 0:
-        return np.zeros(shape, dtype=dtype, order="F" if fortran else "C")
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                     order="F" if fortran else "C")
+        end = min(os.fstat(fh.fileno()).st_size, start + info.file_size)
+        h = read_header(fh, where, role, end, what=".npz member")
+    return map_array(path, h)

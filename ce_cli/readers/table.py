@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError
-from .base import Source, prefetched, rechunk
+from .base import INDEX_HINT, Source, index_problem, prefetched, rechunk
 
 TARGET_NAMES = ("target", "label", "targets", "labels")
 
@@ -594,28 +594,14 @@ def list_block(table: Table, f: Field, arr: Any, start: int, size: int,
     return flat.reshape(m, size).astype(dtype, copy=False)
 
 
-INT64_MAX = np.iinfo(np.int64).max
-
-
 def index_block(table: Table, f: Field, arr: Any, start: int) -> np.ndarray:
     """Class indices as int64; floats must be whole (``2.0``), ints must fit int64."""
     arr = _decoded(arr)
     if arr.null_count:
         raise _first_null(table, f, arr, start)
     a = to_numpy(arr)
-    hint = "class indices are whole numbers such as 2 (or 2.0)"
-    if a.dtype.kind == "f":
-        with np.errstate(invalid="ignore"):
-            finite = np.isfinite(a)
-            whole = finite & (a == np.floor(a)) & (np.abs(a) < 2.0 ** 63)
-        if not whole.all():
-            i = int(np.flatnonzero(~whole)[0])
-            why = "is not a class index (not a finite number)" if not finite[i] \
-                else "is not a whole number" if a[i] != np.floor(a[i]) \
-                else "is too large for a class index"
-            raise table.cell_error(start + i, f, why, value=a[i], hint=hint)
-    elif a.dtype.kind == "u" and a.dtype.itemsize == 8 and a.size and a.max() > INT64_MAX:
-        i = int(np.argmax(a > INT64_MAX))
-        raise table.cell_error(start + i, f, "is too large for a class index", value=a[i],
-                               hint=hint)
+    found = index_problem(a)
+    if found is not None:
+        i, why = found
+        raise table.cell_error(start + i, f, why, value=a[i], hint=INDEX_HINT)
     return a.astype(np.int64, copy=False)

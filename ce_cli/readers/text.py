@@ -9,11 +9,14 @@ on the fast path.
 Numbers are read as float64 (what ``numpy.loadtxt`` and pandas give); a one-column
 targets file becomes int64 class indices (``2.0`` accepted, ``2.5`` refused).
 
-The first line is a header when it is not all numbers (or ``header=True``), or when it
-is ``0,1,...,C-1`` above rows of fractional numbers (pandas' header for unnamed
-columns; a note says so). The delimiter is ``,`` (``\t`` for ``.tsv``), or a tab or a
-single space when the first line has no comma (``numpy.savetxt``'s default).
-Blank lines are skipped; errors name 1-based file lines.
+The first line is a header when none of its cells is a number (or ``header=True``);
+when its numbers are pandas' column numbers beside names (``,0,1,2`` with an index,
+``0,1,2,label``); or when it is ``0,1,...,C-1`` above rows of fractional numbers
+(pandas' header for unnamed columns; a note says so). A first line holding other
+numbers is data, so its bad cells are errors. The delimiter is ``,`` (``\t`` for
+``.tsv``), or a tab or a single space when the first line has no comma
+(``numpy.savetxt``'s default). Lines end in LF, CRLF or a lone CR. Blank lines are
+skipped; errors name 1-based file lines.
 """
 
 from __future__ import annotations
@@ -80,7 +83,10 @@ class CsvTable(Table):
             fmt = f"{kind.upper()} data" if kind != "binary" else "binary data"
             raise InputFileError(path, f"holds {fmt}, not CSV text",
                                  hint=_binary_hint(kind))
-        lines = head.split(b"\n")
+        # the line end: LF (or CRLF), or a lone CR (old Mac files, some exporters), which
+        # pyarrow's parser takes too; pieces of the file are cut at it
+        self.eol = b"\r" if b"\r" in head and b"\n" not in head else b"\n"
+        lines = head.split(self.eol)
         if not complete:
             lines = lines[:-1]  # the last piece may be cut mid-line
         nonblank = [i for i, raw in enumerate(lines) if raw.strip(b"\r")]
@@ -92,7 +98,7 @@ class CsvTable(Table):
         cells0 = _split(line0, self.delimiter)
         self.n_columns = len(cells0)
         numeric0 = all(is_number(c) for c in cells0)
-        self.header = (not numeric0) if header is None else bool(header)
+        self.header = _is_header(cells0) if header is None else bool(header)
         if header is None and numeric0 and len(nonblank) > 1:
             cells1 = _split(_decode(lines[nonblank[1]], False), self.delimiter)
             if _column_numbers(cells0, cells1):
@@ -114,7 +120,7 @@ class CsvTable(Table):
             data_cells = cells0
         self.data_start = 0  # the byte offset of the data: after the first `skip` lines
         for _ in range(self.skip):
-            end = head.find(b"\n", self.data_start)
+            end = head.find(self.eol, self.data_start)
             self.data_start = len(head) if end < 0 else end + 1
         unique = len(set(names)) == len(names)
         self._labels: list[int | str] = [
@@ -150,11 +156,11 @@ class CsvTable(Table):
                     if not chunk:
                         return head, True
                     head += chunk
-                    end = head.find(b"\n", start)
-                    while end >= 0:
+                    end = _line_end(head, start)
+                    while end >= 0:  # a CR ends a line too (of a CRLF pair, a blank one)
                         found += bool(head[start:end].strip(b"\r"))
                         start = end + 1
-                        end = head.find(b"\n", start)
+                        end = _line_end(head, start)
                     if found >= 2:
                         return head, False
                 return head, False
@@ -204,7 +210,7 @@ class CsvTable(Table):
         if self.data is not None:
             size = len(self.data)
             while start < size:
-                cut = self.data.find(b"\n", min(start + PIECE_BYTES, size) - 1)
+                cut = self.data.find(self.eol, min(start + PIECE_BYTES, size) - 1)
                 end = size if cut < 0 else cut + 1
                 yield start, self.data[start:end]
                 start = end
@@ -219,7 +225,7 @@ class CsvTable(Table):
                         if parts:
                             yield start, b"".join(parts)
                         return
-                    cut = more.rfind(b"\n") + 1
+                    cut = more.rfind(self.eol) + 1
                     if not cut:
                         parts.append(more)  # a line longer than a piece: read on
                         continue
@@ -280,6 +286,10 @@ class CsvTable(Table):
         if not cell.strip():
             return InputFileError(self.path, "the value is missing (an empty cell)", line=line,
                                   column=column, hint="fill in every cell")
+        if "\ufffd" in cell:  # what _text's errors="replace" made of bytes that are not UTF-8
+            return InputFileError(self.path, f"{cell!r} is not a number (it holds bytes that "
+                                  "are not UTF-8 text)", line=line, column=column,
+                                  hint="save the file as UTF-8 text")
         hint = None
         if line == 1 and not self.header:
             hint = "if line 1 is a header, pass --header"
@@ -310,6 +320,32 @@ class CsvTable(Table):
 
 
 _INTEGER = re.compile(r"[+-]?\d+\Z")
+_EOL = re.compile(rb"[\r\n]")
+
+#: cells that are values, not column names, though not numbers: pandas' missing-value
+#: markers and booleans (a first line holding them is data with a bad cell)
+_VALUE_WORDS = {"", "-", "?", ".", "na", "n/a", "#n/a", "#na", "<na>", "null", "none",
+                "nil", "true", "false"}
+
+
+def _line_end(buf: bytes, start: int) -> int:
+    m = _EOL.search(buf, start)
+    return m.start() if m else -1
+
+
+def _is_header(cells: list[str]) -> bool:
+    """Is a first line a header (when not told)? When none of its cells is a number; or
+    when its numbers are pandas' column numbers 0, 1, ..., k-1 beside names (an empty
+    first cell for the index, a 'label' column). A line holding other numbers is data,
+    so a bad cell in it (empty, 'NA', 'TRUE', '-') is reported, not taken for a name."""
+    cells = [c.strip(" \t") for c in cells]
+    numbers = [c for c in cells if is_number(c)]
+    if not numbers:
+        return True
+    if len(numbers) == len(cells) or numbers != [str(j) for j in range(len(numbers))]:
+        return False  # all numbers: a header of column numbers only by the next line
+    names = [c for j, c in enumerate(cells) if not is_number(c) and (j or c)]
+    return all(c.lower() not in _VALUE_WORDS and "\ufffd" not in c for c in names)
 
 
 def _column_numbers(cells: list[str], following: list[str]) -> bool:
