@@ -56,6 +56,15 @@ def decimals_of(values: np.ndarray, start: int = 0) -> int:
     return NOT_ROUNDED
 
 
+#: values of a block :func:`decimals_of` looks at: values that are not rounded show it
+#: in a few hundred already, and a whole block would cost a pass per decimal
+DECIMALS_SAMPLE = 4096
+
+
+def _sample(block: np.ndarray) -> np.ndarray:
+    return block.reshape(-1)[:DECIMALS_SAMPLE]
+
+
 def logits_dtype(dtype: np.dtype, path: str) -> tuple[np.dtype, str | None]:
     """The dtype the logits are computed in: floats as they are, integers widened to
     float64 (with a note to say so); anything else is refused."""
@@ -185,8 +194,8 @@ class InputScan:
                 off = off[~np.isnan(off)]
                 if off.size:
                     self.worst_sum_error = max(self.worst_sum_error, float(off.max()))
-                if self.decimals != NOT_ROUNDED:
-                    self.decimals = decimals_of(block, self.decimals)
+                if self.decimals != NOT_ROUNDED:  # a sample: rounding shows in any
+                    self.decimals = decimals_of(_sample(block), self.decimals)
             if self.high <= 0.0:
                 b = block.astype(np.float64, copy=False)
                 shift = b.max(axis=1, keepdims=True)
@@ -218,7 +227,7 @@ class InputScan:
             zero = finite & ~(block != 0).any(axis=1)
             tol = sum_tolerance(block.dtype, block.shape[1])
             if (finite & ~zero & (np.abs(sums - 1) > tol)).any():  # rounded, as in CSV?
-                tol = sum_tolerance(block.dtype, block.shape[1], decimals_of(block))
+                tol = sum_tolerance(block.dtype, block.shape[1], decimals_of(_sample(block)))
             over = finite & (sums > 1 + tol)
             under = finite & ~zero & (sums < 1 - tol)
             self.target_zero_rows += int(zero.sum())
@@ -337,7 +346,13 @@ def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | No
             f"{scan.nonfinite_rows} of {scan.rows} rows of logits hold NaN or +inf: torch's "
             "loss is NaN for such a row (unless its target is ignored), and so is the mean "
             "or sum over it")))
-    if scan.inf_losses > 0:
+    w = getattr(spec, "weight", None)
+    if scan.inf_losses > 0 and w is not None and np.isinf(w).any():
+        out.append(Finding("warning", (
+            f"{scan.inf_losses} counted losses are infinite, and the weight is infinite for "
+            f"classes {', '.join(str(i) for i in np.flatnonzero(np.isinf(w))[:5])}: give "
+            "finite weights")))
+    elif scan.inf_losses > 0:
         where = "the target class" if not spec.smoothing else \
             "the target class, or at any class with label smoothing"
         out.append(Finding("warning", (

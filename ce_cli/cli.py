@@ -16,6 +16,10 @@ from . import __version__
 from .errors import CeLossError, ExitCode
 from .names import FORMATS, INPUT_KINDS, REDUCTIONS
 
+#: Click 8.2+ raises this for a bare ``ce-loss`` (8.1 prints the help and exits 0); an
+#: ``except`` naming a missing attribute would fail for every error, so look it up once
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 EXIT_CODES_HELP = """\b
 Exit codes:
   0  success
@@ -71,7 +75,7 @@ class CeLossGroup(click.Group):
             return rv if isinstance(rv, int) else ExitCode.OK
         except click.exceptions.Exit as exc:
             return exc.exit_code
-        except click.exceptions.NoArgsIsHelpError as exc:  # bare `ce-loss`: the help, as is
+        except _NO_ARGS_IS_HELP as exc:  # bare `ce-loss`: the help, as is
             click.echo(exc.ctx.get_help(), err=True)
             return ExitCode.BAD_INPUT
         except click.UsageError as exc:

@@ -57,7 +57,8 @@ def _parse_weight(value: str | None, n_classes: int, dtype: np.dtype,
         shown = ", ".join(f"{v:g}" for v in w[grown][:3])
         _say("warning", f"--weight {shown} does not fit {np.dtype(dtype).name}, the logits' "
              "dtype, and becomes inf, as in torch (weight.to(logits.dtype)); give weights "
-             "that fit it, or save the logits as float32")
+             "that fit it" + (", or save the logits as float64" if np.dtype(dtype).itemsize < 8
+                              else ""))
     return cast
 
 
@@ -324,7 +325,7 @@ def _open_sources(logits: str, targets: str | None, *, target_column: str | None
                   logits_columns: str | None, header: bool | None, logits_format: str | None,
                   targets_format: str | None) -> tuple[Any, Any]:
     """Open the logits and targets sources, or both from one table."""
-    if logits == "-" and targets == "-":
+    if _stdin(logits) and _stdin(targets):
         raise click.BadParameter("only one of LOGITS and TARGETS can be - (stdin)",
                                  param_hint="'TARGETS'")
     if targets is None:
@@ -369,8 +370,15 @@ def _input_files(what: str, path: str | None) -> dict[str, list[str]]:
     """``{'the logits file': [path]}``: the existing files ``path`` reads (itself, the
     archive of ``a.npz:name``, or the shards of a folder or glob), for refusing an output
     that would replace one."""
-    if not path or path == "-":
+    if not path:
         return {}
+    if _stdin(path):  # a file redirected to stdin (< in.npy) is an input too
+        try:
+            stdin_file = os.path.realpath(f"/proc/self/fd/{sys.stdin.fileno()}")
+        except (AttributeError, OSError, ValueError):  # closed, or not a real descriptor
+            return {}
+        return {f"{what} file (standard input)": [stdin_file]
+                if os.path.isfile(stdin_file) else []}
     if readers.shards.is_sharded(path):
         try:
             return {f"one of {what} shards": readers.shards.expand(path, readers.SUFFIXES)}

@@ -23,7 +23,9 @@ from .errors import InputFileError
 from .names import INPUT_KINDS, REDUCTIONS
 
 KIND = "ce-loss/partial"
-VERSION = 1
+VERSION = 2
+#: versions this one reads: 1 lacks the scan fields of version 2, which default to unknown
+READS = (1, 2)
 
 #: spec fields that must agree between partials for them to merge
 _SPEC_KEYS = ("n_classes", "target_kind", "input_dtype", "dtype", "weight", "ignore_index",
@@ -44,7 +46,8 @@ def to_document(spec: core.LossSpec, totals: core.LossTotals, scan: checks.Input
             "target_kind": spec.target_kind,
             "input_dtype": spec.input_dtype.name,
             "dtype": spec.dtype.name,
-            "weight": None if spec.weight is None else [float(v) for v in spec.weight],
+            "weight": None if spec.weight is None
+            else _encode([float(v) for v in spec.weight]),
             "ignore_index": spec.ignore_index,
             "label_smoothing": spec.label_smoothing,
             "input_kind": spec.input_kind,
@@ -126,7 +129,8 @@ class Partial:
         return core.LossSpec(
             n_classes=int(s["n_classes"]), target_kind=s["target_kind"],
             input_dtype=np.dtype(s["input_dtype"]), dtype=dtype,
-            weight=None if s["weight"] is None else np.asarray(s["weight"], dtype=dtype),
+            weight=None if s["weight"] is None
+            else np.asarray(_decode(s["weight"]), dtype=dtype),
             ignore_index=int(s["ignore_index"]), label_smoothing=float(s["label_smoothing"]),
             input_kind=s["input_kind"],
         )
@@ -154,9 +158,9 @@ def load(path: str) -> Partial:
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
         raise InputFileError(path, "not a ce-loss partial result",
                              hint="pass files written by 'ce-loss compute --partial'")
-    if doc.get("version") != VERSION:
+    if doc.get("version") not in READS:
         raise InputFileError(path, f"partial format version {doc.get('version')!r}, this "
-                             f"ce-loss reads version {VERSION}",
+                             f"ce-loss reads versions {', '.join(map(str, READS))}",
                              hint="recompute it with this version")
     validate(doc, path)
     try:
@@ -240,8 +244,8 @@ def _validate(doc: dict[str, Any]) -> None:
     spec = _section(doc, "spec")
     assert spec is not None
     c = _get(spec, "spec", "n_classes")
-    if not _is_int(c) or not 1 <= c < 1 << 31:
-        raise _Damaged("spec.n_classes", c, "a class count (a whole number >= 1)")
+    if not _is_int(c) or not 0 <= c < 1 << 31:
+        raise _Damaged("spec.n_classes", c, "a class count (a whole number >= 0)")
     choices = {"target_kind": ("index", "probs"), "input_dtype": DTYPES, "dtype": DTYPES,
                "input_kind": INPUT_KINDS}
     for key, allowed in choices.items():
@@ -250,8 +254,7 @@ def _validate(doc: dict[str, Any]) -> None:
             raise _Damaged(f"spec.{key}", v, f"one of {', '.join(allowed)}")
     weight = _get(spec, "spec", "weight")
     if weight is not None and (not isinstance(weight, list) or len(weight) != c
-                               or not all(_is_number(w) and w not in _SPECIALS
-                                          for w in weight)):
+                               or not all(_is_number(w) for w in weight)):
         raise _Damaged("spec.weight", weight, f"null or a list of {c} numbers (one per class)")
     if not _is_int(_get(spec, "spec", "ignore_index")):
         raise _Damaged("spec.ignore_index", spec["ignore_index"], "a whole number")
@@ -348,7 +351,8 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
             raise InputFileError(
                 p.path, f"computed with --reduction {p.reduction} but {first.path} with "
                 f"--reduction {first.reduction}, so the merged result has no one reduction",
-                hint="recompute the partials with the same --reduction")
+                hint="recompute the partials with the same --reduction, or pass merge's "
+                     "--reduction to report them as one")
         if p.stats is not None and first.stats is not None:
             for key, flag in (("top_k", "--top-k"), ("bins", "--bins"),
                               ("worst_k", "--worst")):

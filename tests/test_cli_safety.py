@@ -322,3 +322,44 @@ def test_a_weight_that_overflows_half_becomes_inf_as_in_torch(tmp_path):
     quiet = run("compute", tmp_path / "x.npy", tmp_path / "t.npy", "--weight", "1,0,1e308",
                 "-q")
     assert quiet.stderr == ""
+
+
+# -- review fixes -------------------------------------------------------------------------------
+
+
+def test_stdin_redirected_from_the_output_file_is_refused(data):
+    """``compute - t.npy -o in.npy < in.npy``: standard input is that file."""
+    _, _, x_path, t_path = data
+    before = x_path.read_bytes()
+    with open(x_path, "rb") as stdin:
+        proc = subprocess.run([*PROGRAM, "compute", "-", str(t_path), "-o", str(x_path)],
+                              stdin=stdin, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "standard input" in proc.stderr and "would replace the input" in proc.stderr
+    assert x_path.read_bytes() == before
+
+
+def test_infinite_weight_partial_round_trips(data, tmp_path):
+    """A weight that overflows float16 is inf, as in torch; the partial stays valid JSON
+    and merges to the same number."""
+    x, t, _, t_path = data
+    np.save(tmp_path / "xh.npy", x.astype(np.float16))
+    part = tmp_path / "q.json"
+    run("compute", tmp_path / "xh.npy", t_path, "--weight", "70000,1,1", "--partial", part,
+        "--format", "plain", "-q")
+    json.loads(part.read_text())  # RFC 8259: no bare Infinity
+    with np.errstate(over="ignore"):
+        w16 = np.array([70000, 1, 1]).astype(np.float16)
+    want = torch_ce(x.astype(np.float16), t, weight=w16)
+    merged = run("merge", part, "--format", "plain", "-q").stdout.strip()
+    assert np.isnan(want) and merged == "nan"
+
+
+def test_zero_class_partial_merges(tmp_path):
+    np.save(tmp_path / "x0.npy", np.zeros((5, 0), np.float32))
+    np.save(tmp_path / "p0.npy", np.zeros((5, 0), np.float32))
+    run("compute", tmp_path / "x0.npy", tmp_path / "p0.npy", "--partial", tmp_path / "q.json",
+        "--format", "plain", "-q")
+    got = run("merge", tmp_path / "q.json", "--format", "plain", "-q").stdout.strip()
+    assert got == "nan" and np.isnan(torch_ce(np.zeros((5, 0), np.float32),
+                                              np.zeros((5, 0), np.float32)))

@@ -209,7 +209,8 @@ def test_bad_first_csv_row_is_not_taken_for_a_header(files, first, fragment):
     assert_one_error_line(result, "x.csv, " + fragment)
 
 
-@pytest.mark.parametrize("first", ["a,b,c", "logit_0,logit_1,logit_2", ",0,1,2"])
+@pytest.mark.parametrize("first", ["a,b,c", "logit_0,logit_1,logit_2", ",0,1,2", ",1,2,3",
+                                   ",7,8,9"])
 def test_csv_headers_are_still_detected(files, first):
     body = "\n".join(",".join(repr(float(v)) for v in row) for row in X) + "\n"
     if first.startswith(","):  # pandas' df.to_csv(): an index column, columns 0..C-1
@@ -219,10 +220,13 @@ def test_csv_headers_are_still_detected(files, first):
     assert got == pytest.approx(float(torch_ce(X.astype(np.float64), T)), rel=1e-12)
 
 
-def test_column_numbers_beside_a_label_column_are_a_header(files):
-    body = "".join(",".join([*(repr(float(v)) for v in row), str(t)]) + "\n"
-                   for row, t in zip(X, T))
-    (files / "both.csv").write_text("0,1,2,label\n" + body)
+@pytest.mark.parametrize("first", ["0,1,2,label", "1,2,3,label", "label,1,2,3"])
+def test_numeric_column_names_beside_a_label_column_are_a_header(files, first):
+    """A frame whose class columns are named by numbers (0.., 1.., any) and a label."""
+    rows = [[*(repr(float(v)) for v in row), str(t)] for row, t in zip(X, T)]
+    if first.startswith("label"):
+        rows = [[r[-1], *r[:-1]] for r in rows]
+    (files / "both.csv").write_text(first + "\n" + "".join(",".join(r) + "\n" for r in rows))
     got = _plain(run("compute", files / "both.csv", "--target-column", "label"))
     assert got == pytest.approx(float(torch_ce(X.astype(np.float64), T)), rel=1e-12)
 
@@ -366,3 +370,16 @@ def test_merge_with_a_reduction_given_merges_mean_and_sum():
     assert partial.merge(docs, reduction="sum").reduction == "sum"
     with pytest.raises(Exception, match="--reduction sum"):
         partial.merge(docs)
+
+
+def test_python2_npy_header_with_long_integers_is_read(files):
+    """numpy reads headers written by Python 2 (``(5L, 3L)``); so does ce-loss, without
+    numpy's warning about them, from a file, from stdin and inside an .npz."""
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (5L, 3L), }"
+    data = _npy_with_header(header, X.astype("<f8").tobytes())
+    (files / "py2.npy").write_bytes(data)
+    want = float(torch_ce(X.astype(np.float64), T))
+    assert _plain(run("compute", files / "py2.npy", files / "t.npy")) == pytest.approx(
+        want, rel=1e-12)
+    result = run("compute", "-", files / "t.npy", "--format", "plain", "-q", input=data)
+    assert float(result.stdout) == pytest.approx(want, rel=1e-12) and result.stderr == ""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import io
 import os
+import re
 import struct
+import warnings
 from dataclasses import dataclass
 from typing import IO
 
@@ -114,7 +116,12 @@ def _parse_header(header: bytes, encoding: str, path: str, what: str) -> dict:
     shown = " ".join(text.split())
     shown = repr(shown if len(shown) <= 60 else shown[:57] + "...")
     try:
-        d = ast.literal_eval(text)
+        try:
+            d = ast.literal_eval(text)
+        except SyntaxError:
+            # Python 2's numpy wrote long integers with an L ('shape': (50L, 4L)), which
+            # numpy still reads: drop the L after a digit, as its _filter_header does
+            d = ast.literal_eval(re.sub(r"(?<=\d)[lL](?=[\s,)\]])", "", text))
     except SyntaxError:
         if text.lstrip().startswith("{") and "}" not in text:
             raise _damaged(path, what, f"its dictionary is not closed (no '}}'): {shown}") \
@@ -145,12 +152,20 @@ def map_array(path: str, h: Header) -> np.ndarray:
                      order=order)
 
 
+def load_npy_bytes(data: bytes) -> np.ndarray:
+    """An ``.npy`` image already checked by :func:`read_header`, as an array (numpy's
+    note about Python 2 headers, which it reads fine, is not ours to print)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return np.load(io.BytesIO(data), allow_pickle=False)
+
+
 def read_npy(path: str, *, role: str, data: bytes | None = None, **_: object) -> Source:
     """A source over the ``.npy`` file ``path`` (or its bytes ``data``, for stdin)."""
     try:
         if data is not None:
             read_header(io.BytesIO(data), path, role, len(data))
-            array = np.load(io.BytesIO(data), allow_pickle=False)
+            array = load_npy_bytes(data)
         else:
             try:
                 with open(path, "rb") as fh:

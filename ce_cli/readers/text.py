@@ -10,12 +10,12 @@ Numbers are read as float64 (what ``numpy.loadtxt`` and pandas give); a one-colu
 targets file becomes int64 class indices (``2.0`` accepted, ``2.5`` refused).
 
 The first line is a header when none of its cells is a number (or ``header=True``);
-when its numbers are pandas' column numbers beside names (``,0,1,2`` with an index,
-``0,1,2,label``); or when it is ``0,1,...,C-1`` above rows of fractional numbers
-(pandas' header for unnamed columns; a note says so). A first line holding other
-numbers is data, so its bad cells are errors. The delimiter is ``,`` (``\t`` for
-``.tsv``), or a tab or a single space when the first line has no comma
-(``numpy.savetxt``'s default). Lines end in LF, CRLF or a lone CR. Blank lines are
+when one of its cells is a name (``1,2,3,label``); when it is pandas' header with an
+index (an empty first cell, then numbers: ``,1,2,3``); or when it is ``0,1,...,C-1``
+above rows of fractional numbers (pandas' header for unnamed columns; a note says so).
+A first line of numbers with a bad cell is data, so the bad cell is an error. The
+delimiter is ``,`` (``\t`` for ``.tsv``), or a tab or a single space when the first
+line has no comma (``numpy.savetxt``'s default). Lines end in LF, CRLF or a lone CR. Blank lines are
 skipped; errors name 1-based file lines.
 """
 
@@ -328,24 +328,31 @@ _VALUE_WORDS = {"", "-", "?", ".", "na", "n/a", "#n/a", "#na", "<na>", "null", "
                 "nil", "true", "false"}
 
 
+#: a header cell: holds a letter or an underscore
+_NAME = re.compile(r"[^\W\d]|_")
+
+
 def _line_end(buf: bytes, start: int) -> int:
     m = _EOL.search(buf, start)
     return m.start() if m else -1
 
 
 def _is_header(cells: list[str]) -> bool:
-    """Is a first line a header (when not told)? When none of its cells is a number; or
-    when its numbers are pandas' column numbers 0, 1, ..., k-1 beside names (an empty
-    first cell for the index, a 'label' column). A line holding other numbers is data,
-    so a bad cell in it (empty, 'NA', 'TRUE', '-') is reported, not taken for a name."""
+    """Is a first line a header (when not told)? When none of its cells is a number; when
+    a cell is a name (it holds a letter or '_' and is not a value word such as 'NA' or
+    'TRUE'): ``1,2,3,label``, pandas' ``,a,b`` or a frame's numeric column names beside
+    'label'; or when its first cell is empty and the rest are numbers (pandas' header
+    with an index, ``,1,2,3``). A line of numbers with a bad cell (empty, 'NA', 'TRUE',
+    '-', bytes that are not UTF-8) is data, so the bad cell is reported, not taken for a
+    name."""
     cells = [c.strip(" \t") for c in cells]
     numbers = [c for c in cells if is_number(c)]
     if not numbers:
         return True
-    if len(numbers) == len(cells) or numbers != [str(j) for j in range(len(numbers))]:
-        return False  # all numbers: a header of column numbers only by the next line
-    names = [c for j, c in enumerate(cells) if not is_number(c) and (j or c)]
-    return all(c.lower() not in _VALUE_WORDS and "\ufffd" not in c for c in names)
+    if any(_NAME.search(c) and c.lower() not in _VALUE_WORDS and "\ufffd" not in c
+           for c in cells if not is_number(c)):
+        return True
+    return len(cells) > 1 and cells[0] == "" and len(numbers) == len(cells) - 1
 
 
 def _column_numbers(cells: list[str], following: list[str]) -> bool:
