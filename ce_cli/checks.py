@@ -19,7 +19,7 @@ from .errors import InputFileError
 #: rounded to d decimals (CSV written with %.3f, ...), whose C roundings add up to at
 #: most 0.5 * C * 10**-d, up to :data:`ROUNDED_SUM_CAP`.
 SUM_TOLERANCE = {"float16": 1e-2, "float32": 1e-2, "float64": 1e-2}
-ROUNDED_SUM_CAP = 0.1
+ROUNDED_SUM_CAP = 0.25
 #: the most decimals looked for; :data:`NOT_ROUNDED` when the values have more
 MAX_DECIMALS = 6
 NOT_ROUNDED = 99
@@ -286,7 +286,9 @@ class InputScan:
         if 1 <= self.decimals <= MAX_DECIMALS and self.worst_sum_error > 1e-4:
             rounded = (f"within the rounding of values to {self.decimals} "
                        f"decimal{'s' if self.decimals > 1 else ''} ")
-        return (f"{rows} lie in [{_g(self.low)}, {_g(self.high)}] and sum to 1 {rounded}"
+        verbs = ("lies", "sums") if rows.startswith("the row") else ("lie", "sum")
+        return (f"{rows} {verbs[0]} in [{_g(self.low)}, {_g(self.high)}] and {verbs[1]} to 1 "
+                f"{rounded}"
                 f"(largest deviation {self.worst_sum_error:.1e})")
 
 
@@ -341,6 +343,7 @@ def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | No
     out: list[Finding] = []
     c = spec.n_classes
     out += _input_kind_findings(scan, spec, loss, reduction)
+    out += _half_overflow_findings(spec, totals, loss, reduction)
     if scan.nonfinite_rows:
         out.append(Finding("warning", (
             f"{scan.nonfinite_rows} of {scan.rows} rows of logits hold NaN or +inf: torch's "
@@ -463,7 +466,9 @@ def _label_findings(spec: Any, totals: Any, labels: np.ndarray | None) -> list[F
         if 0 <= ignore < c:
             seen[ignore] = True  # missing because it is ignored, not unseen
         unseen = np.flatnonzero(~seen)
+        # (a batch of one class says nothing about where the classes start)
         one_based = (bool(unseen.size) and unseen[0] == 0 and labels[-1] > 0
+                     and int(np.count_nonzero(labels[1:])) >= 2
                      and _class0_missing_by_chance(labels, seen, totals.counted)
                      < ONE_BASED_CHANCE)
         # a missing class is only news when every class had many chances to appear
@@ -555,13 +560,36 @@ def _probability_target_findings(scan: InputScan, spec: Any, reduction: str,
     return out
 
 
+#: float16's largest finite value
+HALF_MAX = 65504.0
+
+
+def _half_overflow_findings(spec: Any, totals: Any, loss: np.ndarray, reduction: str
+                            ) -> list[Finding]:
+    """float16 mean and sum are accumulated in half by torch: past 65504 the sum (or the
+    count a mean divides by) is inf, and the result inf, NaN or 0, which is torch's number
+    but no measure of the loss."""
+    if reduction == "none" or np.dtype(spec.dtype) != np.float16:
+        return []
+    den = totals.denominator if spec.weight is not None else totals.counted
+    sums = [abs(totals.nll), abs(totals.smooth)] + ([abs(den)] if reduction == "mean" else [])
+    if not any(math.isfinite(v) and v > HALF_MAX for v in sums):
+        return []
+    value = float(np.asarray(loss, dtype=np.float64).reshape(-1)[0]) if np.size(loss) else 0.0
+    return [Finding("warning", (
+        f"the {reduction} is computed in float16, as torch does, and its sums pass 65504 "
+        f"(float16's largest value), so torch's {reduction} is {_g(value)}; cast the logits "
+        "to float32 (x.astype(np.float32)) for a usable number"))]
+
+
 def _class_axis_findings(spec: Any, totals: Any) -> list[Finding]:
     """(N, C, L) logits with C == L fit (N, L) targets either way: say so only when the
     loss suggests the other reading.
 
-    Read on the right axis a model's loss is below log C (a uniform guess); read on
-    the wrong one, its confident scores land on other classes and the loss is above
-    it. A low loss says nothing; a middling one is ambiguous (a note).
+    Read on the right axis a trained model's loss is below log C (a uniform guess)
+    and an untrained one's near it; read on the wrong one, confident scores land on
+    other classes and the loss is well above it. A low loss says nothing; one near log C
+    is ambiguous (a note); only one far above it (1.5 log C, and 1 nat more) warns.
     """
     c = spec.n_classes
     per = totals.nll / totals.denominator if totals.denominator else math.nan
@@ -570,11 +598,11 @@ def _class_axis_findings(spec: Any, totals: Any) -> list[Finding]:
             "here) and also on the last axis")
     fix = ("if the last axis holds the classes (B, L, V sequence outputs), pass "
            "--class-axis -1")
-    if math.isfinite(per) and per > guess:
+    if math.isfinite(per) and per > max(1.5 * guess, guess + 1.0):
         return [Finding("warning", (
-            f"{both}, and read on axis 1 the loss per target ({_g(per)}) is above a uniform "
-            f"guess's (log {c} = {_g(guess)}), as when the classes are on the other axis; "
-            f"{fix}"))]
+            f"{both}, and read on axis 1 the loss per target ({_g(per)}) is far above a "
+            f"uniform guess's (log {c} = {_g(guess)}), as when the classes are on the other "
+            f"axis; {fix}"))]
     if not math.isfinite(per) or per > 0.5 * guess:
         return [Finding("note", f"{both}; {fix}")]
     return []

@@ -29,6 +29,14 @@ from .errors import (
 )
 
 
+def _n_classes(xs: Any, class_axis: int | None) -> int:
+    """How many classes the logits of source ``xs`` hold, on ``--class-axis``."""
+    if not xs.row_shape:  # (C,): one sample
+        return xs.n_rows or 0
+    axis = pipeline._class_axis(class_axis, 1 + len(xs.row_shape))
+    return xs.row_shape[axis - 1]
+
+
 def _parse_weight(value: str | None, n_classes: int, dtype: np.dtype,
                   quiet: bool = False) -> np.ndarray | None:
     if value is None:
@@ -119,8 +127,7 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
         for note in dict.fromkeys([*xs.notes, *ts.notes]):  # a shared table notes once
             _say("note", note)
     x_dtype, dtype_note = checks.logits_dtype(xs.dtype, xs.path)  # a finding, said below
-    n_classes = xs.row_shape[0] if xs.row_shape else (xs.n_rows or 0)
-    w = _parse_weight(weight, n_classes, x_dtype, quiet=quiet)
+    w = _parse_weight(weight, _n_classes(xs, class_axis), x_dtype, quiet=quiet)
 
     per_sample = output is not None or (fmt == "csv" and reduction == "none")
     probs_parts: list[np.ndarray] = []
@@ -219,8 +226,8 @@ def _compute_on_dask(logits: str, targets: str | None, opened: dict[str, Any], *
     if weight is not None:  # parsed once, against the first task's logits
         xs0, _ = _open_sources(tasks[0].logits, tasks[0].targets, **opened)
         x_dtype, _ = checks.logits_dtype(xs0.dtype, xs0.path)
-        run_options["weight"] = _parse_weight(weight, xs0.row_shape[0] if xs0.row_shape
-                                              else (xs0.n_rows or 0), x_dtype, quiet=quiet)
+        run_options["weight"] = _parse_weight(weight, _n_classes(xs0, class_axis), x_dtype,
+                                              quiet=quiet)
     merged = dask_engine.compute(tasks, opened, run_options, scheduler)
     _finish(merged, reduction, fmt=fmt, explain=explain, no_plots=no_plots, strict=strict,
             quiet=quiet, partial_path=partial_path,
@@ -500,6 +507,9 @@ def _target_error(exc: TargetError, xs: Any, ts: Any, logits: str, targets: str 
     lo, hi = int(values.min()), int(values.max())
     offenders = np.unique(flat[bad]) if bad.size else np.array([], np.int64)
     negative = offenders[offenders < 0]
+    if c == 0:
+        return message + ("; the logits have no classes (an empty class axis), so no label "
+                          "fits: check that the logits file holds the scores")
     classes = "class" if c == 1 else "classes"
     message += f"; the logits have {c} {classes} (0..{c - 1}) and the labels run {lo}..{hi}"
     if c == 1:

@@ -22,6 +22,7 @@ say where a line copies one of its quirks.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import threading
 import warnings
@@ -1065,6 +1066,10 @@ def _half_add(a: Any, b: Any) -> Any:
     return (np.asarray(a, np.float32) + np.asarray(b, np.float32)).astype(np.float16)
 
 
+#: runs longer than this are summed one by one (numpy's accumulate), shorter ones together
+_LONG_RUN = 64
+
+
 def _half_runs(values: np.ndarray, ends: np.ndarray, carry: np.float16
                ) -> tuple[np.ndarray, np.float16]:
     """Sequential half sums of ``values`` cut into runs, a run ending after each value
@@ -1077,10 +1082,17 @@ def _half_runs(values: np.ndarray, ends: np.ndarray, carry: np.float16
     run = np.zeros(n, np.int64)
     np.cumsum(ends[:-1], out=run[1:])
     starts = np.flatnonzero(np.concatenate(([True], ends[:-1])))
-    rank = np.arange(n) - starts[run]
+    lengths = np.diff(np.append(starts, n))
     acc = np.zeros(starts.shape[0], np.float16)
     acc[0] = carry
-    order = np.argsort(rank, kind="stable")
+    # long runs (every flush point ignored, say) one at a time: add.accumulate in half
+    # rounds after every addition, as a sequential half sum does
+    for r in np.flatnonzero(lengths > _LONG_RUN):
+        part = np.concatenate((acc[r:r + 1], values[starts[r]:starts[r] + lengths[r]]))
+        acc[r] = np.add.accumulate(part, dtype=np.float16)[-1]
+    short = np.flatnonzero(lengths[run] <= _LONG_RUN)
+    rank = np.arange(n)[short] - starts[run[short]]
+    order = short[np.argsort(rank, kind="stable")]
     at = 0
     for count in np.bincount(rank):
         idx = order[at:at + count]
@@ -1442,17 +1454,20 @@ def _arguments(reduction: Any, ignore_index: Any, label_smoothing: Any
                       "reduction='mean' instead.", UserWarning, stacklevel=3)
         reduction = "mean"
     validate_options(reduction, 0.0)
-    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
-            ignore_index, (int, np.integer)):
+    try:
+        if isinstance(ignore_index, (bool, np.bool_)) or np.asarray(ignore_index).dtype == bool:
+            raise TypeError
+        index = operator.index(ignore_index)  # ints, NumPy integers and 0-d int arrays
+    except TypeError:
         raise DTypeError(f"argument 'ignore_index' must be int, not "
-                         f"{type(ignore_index).__name__}")
-    if not _INT64[0] <= int(ignore_index) <= _INT64[1]:
+                         f"{type(ignore_index).__name__}") from None
+    if not _INT64[0] <= index <= _INT64[1]:
         raise OptionError(f"Overflow when unpacking long long: ignore_index {ignore_index} "
                           "is outside int64")
     if not isinstance(label_smoothing, (int, float, np.integer, np.floating)):
         raise DTypeError(f"argument 'label_smoothing' must be float, not "
                          f"{type(label_smoothing).__name__}")
-    return reduction, int(ignore_index), float(label_smoothing)
+    return reduction, index, float(label_smoothing)
 
 
 def softmax(x: np.ndarray, input_kind: str = "logits") -> np.ndarray:
@@ -1463,6 +1478,8 @@ def softmax(x: np.ndarray, input_kind: str = "logits") -> np.ndarray:
             return xc
         if input_kind == "log-probs":
             return np.exp(xc)
+        if xc.shape[1] == 0:  # no classes: nothing to normalise
+            return xc
         shifted = xc - xc.max(axis=1, keepdims=True)
         e = np.exp(shifted)
         return e / e.sum(axis=1, keepdims=True)

@@ -326,6 +326,7 @@ ACCEPTED = [
     case("zero-classes-all-ignored-smoothing-weight", zeros(4, 0), T(-100, -100, -100, -100),
          None, label_smoothing=0.1, weight=zeros(0)),
     case("ignore-index-numpy-int", X, T(0, 1, 2, 1), None, ignore_index=np.int64(2)),
+    case("ignore-index-0d-array", X, T(0, 1, 2, 1), None, ignore_index=np.array(1)),
     case("smoothing-int-and-numpy", X, T(0, 1, 2, 1), None, label_smoothing=1),
     case("smoothing-numpy-float32", X, T(0, 1, 2, 1), None,
          label_smoothing=np.float32(0.25)),

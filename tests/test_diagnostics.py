@@ -447,3 +447,80 @@ def test_scan_merge_equals_one_scan():
     assert whole.decimals == 3 and whole.looks_like_probabilities(np.dtype(np.float64), 6)
     assert (whole.target_zero_rows, whole.target_over_rows) == (4, 1)
     assert json.dumps(whole.target_sum_high) == "6.0"
+
+
+# == review fixes ===========================================================================
+
+def test_untrained_square_layout_is_a_note_not_a_warning(tmp_path):
+    """A random-init model's loss sits just above log C on the right axis too: a note."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 0.5, (64, 10, 10)).astype(np.float32)
+    y = rng.integers(0, 10, (64, 10))
+    xp, tp = save(tmp_path, x, y)
+    result = run("compute", xp, tp, "--strict")
+    close(result.stdout, torch_ce(x, y), 2e-5)
+    assert float(torch_ce(x, y)) > math.log(10)  # the case the old rule warned about
+    assert said(result.stderr) == [] and len(said(result.stderr, "note")) == 1
+
+
+def test_binary_batch_of_one_class_is_not_called_one_based(tmp_path):
+    y = np.ones(30, np.int64)
+    x = trained(np.random.default_rng(4), y, 2)
+    xp, tp = save(tmp_path, x, y)
+    result = run("compute", xp, tp, "--strict")
+    close(result.stdout, torch_ce(x, y), 2e-5)
+    assert not any("1-based" in w for w in said(result.stderr))
+
+
+def test_rounded_softmax_of_many_classes_is_recognised(tmp_path):
+    """ImageNet-sized softmax outputs saved with %.3f: rounding moves the row sums by up
+    to ~0.1 (many tiny probabilities round to 0); still probabilities."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 1000, 40)
+    x = rng.normal(0, 1, (40, 1000))
+    x[np.arange(40), y] += 8
+    xp = tmp_path / "p.csv"
+    np.savetxt(xp, softmax(x), fmt="%.3f", delimiter=",")
+    np.save(tmp_path / "y.npy", y)
+    q = np.loadtxt(xp, delimiter=",")
+    assert np.abs(q.sum(axis=1) - 1).max() > 0.1
+    result = run("compute", xp, tmp_path / "y.npy")
+    close(result.stdout, torch_ce(q, y), 1e-12)
+    assert any("look like probabilities" in w for w in said(result.stderr))
+
+
+def test_float16_sums_past_65504_are_said(tmp_path):
+    """torch's half mean over 70,000 targets divides by half(70000) = inf: 0.0. That is
+    its number, printed; the warning says why it means nothing."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(70_000, 2)).astype(np.float16)
+    y = rng.integers(0, 2, 70_000)
+    xp, tp = save(tmp_path, x, y)
+    result = run("compute", xp, tp, "--format", "plain")
+    want = torch_ce(x, y)
+    assert float(result.stdout) == float(want) == 0.0
+    (w,) = said(result.stderr)
+    assert "65504" in w and "float32" in w
+    small = run("compute", *save(tmp_path, x[:1000], y[:1000], "s.npy", "st.npy"),
+                "--format", "plain")
+    assert said(small.stderr) == []
+
+
+@pytest.mark.parametrize("fmt", ["json", "table", "csv", "plain"])
+def test_zero_classes_render_in_every_format(tmp_path, fmt):
+    x = np.zeros((3, 0), np.float32)
+    for t in (np.array([-100, -100, -100]), np.zeros((3, 0), np.float32)):
+        xp, tp = save(tmp_path, x, t)
+        result = run("compute", xp, tp, "--format", fmt)
+        assert "internal error" not in result.stderr
+
+
+def test_weight_counts_classes_on_the_class_axis(tmp_path):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(4, 5, 7)).astype(np.float32)  # (B, L, V)
+    y = rng.integers(0, 7, (4, 5))
+    w = np.arange(1, 8, dtype=np.float32)
+    xp, tp = save(tmp_path, x, y)
+    result = run("compute", xp, tp, "--class-axis", "-1", "--weight", "1,2,3,4,5,6,7",
+                 "--format", "plain")
+    close(result.stdout, torch_ce(np.moveaxis(x, -1, 1), y, weight=w), 2e-6)
