@@ -239,6 +239,14 @@ def make_spec(
             )
     if not weight_shape_ok:
         raise ShapeError(weight_message)
+    spatial = math.prod(input_shape[2:])
+    if ndim == 3 or ndim >= 5:
+        if n_classes == 0 and input_shape[0] and spatial:
+            # torch views the input as (N, C, 1, -1), which C = 0 turns into (N, 0, 0, 0)
+            raise ShapeError(
+                f"size mismatch (got input: [{input_shape[0]}, 0, 0, 0] , target: "
+                f"[{input_shape[0]}, 1, {spatial}]; logits with no classes hold no scores"
+            )
     if target_dtype not in (np.dtype(np.int64), np.dtype(np.uint8)):
         raise DTypeError(
             "expected target dtype to be Long or Byte, but got "
@@ -747,14 +755,17 @@ class LossAccumulator:
             else:
                 np.add.reduce(lp, axis=1, out=out)
             sums = acc
+        elif cdt != _F64 and x.shape[1] > _WIDE_ROW_CLASSES:  # a long float32 row sum
+            sums = _buf("sw64", m, _F64)
+            _row_sums(lp, sums, self._w_c)
         else:
             _row_sums(lp, sw, self._w_c)
             sums = sw
         smooth = _buf("smooth", m, dt)
-        if cdt == _F64:
-            np.negative(sums, out=smooth)
+        w_sum = self._w_sum if self._w_c is not None else float(spec.n_classes)
+        if cdt == _F64 or not math.isfinite(w_sum):  # (an inf weight: no correction)
+            np.negative(sums, out=smooth, casting="same_kind")
         else:
-            w_sum = self._w_sum if self._w_c is not None else float(spec.n_classes)
             lse64 *= w_sum
             lse64 -= sums
             np.copyto(smooth, lse64, casting="same_kind")
@@ -839,6 +850,8 @@ class LossAccumulator:
         if w is None:
             return -(sx.sum(axis=1) - lse * x.shape[1])
         wc = w.astype(x.dtype, copy=False)
+        if not np.isfinite(wc).all():  # inf * (the top class's shifted 0) would be NaN
+            return -((sx - lse[:, None]) * wc).sum(axis=1)
         return -((sx * wc).sum(axis=1) - lse * wc.sum(dtype=x.dtype))
 
     def _full_log_probs(self, x: np.ndarray) -> np.ndarray:
@@ -863,17 +876,25 @@ class LossAccumulator:
             lp = self._fast_log_probs(x)
         else:
             lp = self._full_log_probs(x.astype(self._cdt, copy=False))
-        lp = lp.astype(spec.input_dtype, copy=False).astype(dt, copy=False)
         if spec.smoothing:
             q = _smooth_target(q, spec.label_smoothing, spec.n_classes)
-        q = q.astype(dt, copy=False)
-        prod = np.multiply(lp, q, out=lp if lp.dtype == dt and self._fast else None)
+        # torch: (lp * q) in their promoted dtype, then * weight (which may widen it)
+        pq = np.result_type(spec.input_dtype, q.dtype)
+        lp = lp.astype(spec.input_dtype, copy=False).astype(pq, copy=False)
+        prod = np.multiply(lp, q.astype(pq, copy=False),
+                           out=lp if lp.dtype == pq and self._fast else None)
+        prod = prod.astype(dt, copy=False)
         if spec.weight is not None:
             prod *= spec.weight if x.ndim == 2 else spec.weight[:, None]
-        if self._fast and x.ndim == 2:
+        if self._fast and x.ndim == 2 and (dt == _F64 or x.shape[1] <= _WIDE_ROW_CLASSES):
             _row_sums(prod, out)
             np.negative(out, out=out)
             total = -_total(out)
+        elif self._fast and x.ndim == 2:  # a long float32 row sum: in float64
+            rows = _buf("rows64", m, _F64)
+            _row_sums(prod, rows)
+            np.negative(rows, out=out, casting="same_kind")
+            total = _total(rows)
         else:
             # half: torch sums the half products in float, rounding each row's sum once
             # ('none') or the sum of all of them once (mean, sum)
@@ -1108,6 +1129,11 @@ def _total(a: np.ndarray) -> float:
     return float(np.add.reduce(a, dtype=_WIDER.get(a.dtype, _F64)))
 
 
+#: Row sums of more classes than this are accumulated in float64 for float32 input (the
+#: error of einsum's lane-wise float32 sums grows with C: 1e-6 near C = 30,000)
+_WIDE_ROW_CLASSES = 4096
+
+
 def _row_sums(a: np.ndarray, out: np.ndarray, weights: np.ndarray | None = None) -> None:
     """``out[i] = sum_c a[i, c] (* weights[c])`` for ``(m, C)`` rows.
 
@@ -1117,10 +1143,11 @@ def _row_sums(a: np.ndarray, out: np.ndarray, weights: np.ndarray | None = None)
     little faster but rounds a row differently by its position (so sharded runs would
     not merge to the single run's bits), and OpenBLAS's own threads fight ours.
     """
+    wide = {"dtype": out.dtype} if out.dtype != a.dtype else {}  # accumulate in out's
     if weights is None:
-        np.einsum("mc->m", a, out=out)
+        np.einsum("mc->m", a, out=out, **wide)
     else:
-        np.einsum("mc,c->m", a, weights, out=out)
+        np.einsum("mc,c->m", a, weights, out=out, **wide)
 
 
 def _gather(w: np.ndarray, t: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -1226,11 +1253,10 @@ def _array_chunks(x: np.ndarray, t: np.ndarray, target_kind: str) -> Iterator[_C
     t3 = t.reshape(n, c, spatial) if probs else t.reshape(n, spatial)
     per_sample = c * spatial
     if n == 0 or spatial == 0:
-        yield x3.transpose(0, 2, 1).reshape(-1, c), (
-            t3.transpose(0, 2, 1).reshape(-1, c) if probs else t3.reshape(-1)), 0
+        yield _as_rows(x3), (_as_rows(t3) if probs else t3.reshape(-1)), 0
         return
     if per_sample <= KERNEL_ELEMENTS:
-        group = max(1, KERNEL_ELEMENTS // per_sample)
+        group = max(1, KERNEL_ELEMENTS // max(per_sample, 1))
         for start in range(0, n, group):
             yield x3[start:start + group], t3[start:start + group], start * spatial
         return
@@ -1262,10 +1288,16 @@ def _kernel_layout(xb: np.ndarray) -> np.ndarray:
     return rows
 
 
+def _as_rows(a: np.ndarray) -> np.ndarray:
+    """``(g, C, L)`` planes as ``(g * L, C)`` rows (a copy); C may be 0."""
+    g, c, span = a.shape
+    return a.transpose(0, 2, 1).reshape(g * span, c)
+
+
 def _rows_view(xb: np.ndarray) -> np.ndarray:
     """``(m, C)`` rows of a chunk (a copy for class-first groups)."""
     if xb.ndim == 3:
-        return xb.transpose(0, 2, 1).reshape(-1, xb.shape[1])
+        return _as_rows(xb)
     return xb
 
 
@@ -1274,7 +1306,7 @@ def _targets_like(tb: np.ndarray, x: np.ndarray) -> np.ndarray:
     if x.ndim == 3:  # planes: tb is (g, C, L), or (m, C) rows of a transposed view
         return tb if tb.ndim == 3 else tb.T[None]
     if tb.ndim == 3:
-        return tb.transpose(0, 2, 1).reshape(-1, tb.shape[1])
+        return _as_rows(tb)
     return tb
 
 
@@ -1310,9 +1342,9 @@ def iter_blocks(x: np.ndarray, target: np.ndarray, target_kind: str,
     if per_sample <= block_elements:
         group = max(1, block_elements // max(per_sample, 1))
         for start in range(0, n, group):
-            xb = x3[start:start + group].transpose(0, 2, 1).reshape(-1, c)
+            xb = _as_rows(x3[start:start + group])
             if probs:
-                tb = t3[start:start + group].transpose(0, 2, 1).reshape(-1, c)
+                tb = _as_rows(t3[start:start + group])
             else:
                 tb = t3[start:start + group].reshape(-1)
             yield xb, tb
@@ -1464,7 +1496,7 @@ def _arguments(reduction: Any, ignore_index: Any, label_smoothing: Any
     if not _INT64[0] <= index <= _INT64[1]:
         raise OptionError(f"Overflow when unpacking long long: ignore_index {ignore_index} "
                           "is outside int64")
-    if not isinstance(label_smoothing, (int, float, np.integer, np.floating)):
+    if not isinstance(label_smoothing, (int, float, np.integer, np.floating, np.bool_)):
         raise DTypeError(f"argument 'label_smoothing' must be float, not "
                          f"{type(label_smoothing).__name__}")
     return reduction, index, float(label_smoothing)

@@ -525,6 +525,28 @@ def test_probability_targets_on_confident_rows(dtype: Any) -> None:
     assert _bits_equal(got, want)
 
 
+@pytest.mark.parametrize("kind", ["prob", "index-smoothed"])
+def test_rows_of_many_classes_float32_accuracy(kind: str) -> None:
+    """(N, C) float32 with C = 131072: row sums past a few thousand classes accumulate in
+    float64, so the error stays at float32's (einsum's float32 lanes reached 1.3e-6)."""
+    rng = np.random.default_rng(11)
+    c = 131_072
+    x = rng.standard_normal((6, c)).astype(np.float32)
+    if kind == "prob":
+        t = rng.random(x.shape).astype(np.float32)
+        t /= t.sum(axis=1, keepdims=True)
+    else:
+        t = rng.integers(0, c, 6)
+    w = rng.random(c).astype(np.float32)
+    for weight, eps in ((None, 1.0), (w, 0.3)):
+        got = cross_entropy(x, t, weight, reduction="none", label_smoothing=eps)
+        exact = torch_ce(x.astype(np.float64), t.astype(np.float64) if kind == "prob" else t,
+                         None if weight is None else weight.astype(np.float64),
+                         reduction="none", label_smoothing=eps)
+        scale = np.maximum(np.abs(exact), 1)
+        assert np.max(np.abs(got - exact) / scale) <= 5e-7
+
+
 @pytest.mark.parametrize("c", [100, 300, 1000])
 @pytest.mark.parametrize("kind", ["prob", "index-smoothed"])
 def test_kdim_many_classes_float32_accuracy(c: int, kind: str) -> None:

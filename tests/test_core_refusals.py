@@ -81,6 +81,10 @@ REFUSALS = [
          "but got target size: 2"),
     case("1d-input-target-size-0", X[0], T(), "For 1D input, 1D target must have size 1, "
          "but got target size: 0"),
+    case("zero-classes-kdim-index", zeros(2, 0, 4), np.full((2, 4), -100),
+         "size mismatch (got input: [2, 0, 0, 0] , target: [2, 1, 4]"),
+    case("zero-classes-5d-index", zeros(2, 0, 2, 3, 4), np.full((2, 2, 3, 4), -100),
+         "size mismatch (got input: [2, 0, 0, 0] , target: [2, 1, 24]"),
     case("1d-input-2d-target", X[0], T(1).reshape(1, 1), "0D or 1D target tensor "
          "expected, multi-target not supported"),
     case("1d-input-2x2-target", X[0], zeros(2, 2, dtype=i64), "0D or 1D target tensor "
@@ -327,6 +331,18 @@ ACCEPTED = [
          None, label_smoothing=0.1, weight=zeros(0)),
     case("ignore-index-numpy-int", X, T(0, 1, 2, 1), None, ignore_index=np.int64(2)),
     case("ignore-index-0d-array", X, T(0, 1, 2, 1), None, ignore_index=np.array(1)),
+    case("smoothing-numpy-bool", X, T(0, 1, 2, 1), None, label_smoothing=np.bool_(True)),
+    # an infinite weight on a row's top class: -inf log-probability terms, not 0 * inf
+    case("inf-weight-smoothing", X, T(0, 1, 2, 1), None, label_smoothing=0.2,
+         weight=np.array([1.0, np.inf, 0.5])),
+    case("inf-weight-smoothing-float32", X.astype(np.float32), T(0, 1, 2, 1), None,
+         label_smoothing=0.2, weight=np.array([1.0, np.inf, 0.5], np.float32)),
+    # K-dim input with no classes: an empty class axis over a real spatial extent
+    case("zero-classes-kdim-prob", zeros(2, 0, 4), zeros(2, 0, 4), None),
+    case("zero-classes-4d-all-ignored", zeros(2, 0, 3, 4), np.full((2, 3, 4), -100), None),
+    # half lp * half q rounds to half before a wider weight multiplies it
+    case("prob-half-target-float32-weight", X.astype(np.float16), P.astype(np.float16), None,
+         weight=W.astype(np.float32)),
     case("smoothing-int-and-numpy", X, T(0, 1, 2, 1), None, label_smoothing=1),
     case("smoothing-numpy-float32", X, T(0, 1, 2, 1), None,
          label_smoothing=np.float32(0.25)),
