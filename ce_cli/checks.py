@@ -355,6 +355,11 @@ def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | No
             f"{scan.inf_losses} counted losses are infinite, and the weight is infinite for "
             f"classes {', '.join(str(i) for i in np.flatnonzero(np.isinf(w))[:5])}: give "
             "finite weights")))
+    elif scan.inf_losses > 0 and w is not None and np.dtype(spec.dtype) == np.float16:
+        out.append(Finding("warning", (
+            f"{scan.inf_losses} counted losses are infinite: torch multiplies each loss by "
+            "its weight in float16, where a product past 65504 is inf (or the target has "
+            "probability 0 under its logits); cast the logits and the weight to float32")))
     elif scan.inf_losses > 0:
         where = "the target class" if not spec.smoothing else \
             "the target class, or at any class with label smoothing"

@@ -176,6 +176,8 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
             if run.targets is not None:
                 columns["target"] = run.targets
             columns["loss"] = losses
+            if Path(output).suffix.lower() == ".npy":  # an array: torch's 'none' shape
+                columns = {"loss": np.asarray(result.losses)}
             writers.write_columns(output, columns, main="loss", batch=batch)
         if softmax_path is not None:
             matrix = np.concatenate(probs_parts) if probs_parts else \
@@ -292,21 +294,46 @@ def merge(*, parts: tuple[str, ...], reduction: str | None, fmt: str | None, exp
     merged_files = [p for p in parts if os.path.exists(p)]
     writers.check_apart({"--partial": partial_path},
                         {"one of the partial results merged": merged_files})
-    merged = partial.merge([partial.load(p) for p in parts], reduction=reduction)
+    for i, a in enumerate(parts):
+        for b in parts[:i]:
+            if writers.same_file(a, b):
+                raise CeLossError(f"{b} and {a} are the same partial result: merging it twice "
+                                  "counts its rows twice; give each partial once")
+    loaded = [partial.load(p) for p in parts]
+    merged = partial.merge(loaded, reduction=reduction)
     _finish(merged, reduction, fmt=fmt, explain=explain, no_plots=no_plots, strict=strict,
-            quiet=quiet, partial_path=partial_path, sources={"partials": ", ".join(parts)})
+            quiet=quiet, partial_path=partial_path, sources={"partials": ", ".join(parts)},
+            extra=_overlaps(loaded))
+
+
+def _overlaps(parts: list[partial.Partial]) -> list[checks.Finding]:
+    """Partials computed from the same inputs (recorded in their ``sources``): a merged
+    partial merged again with one of its own parts, say."""
+    seen: dict[str, str] = {}
+    out = []
+    for p in parts:
+        for source in dict.fromkeys(p.sources):
+            if "-" in source.split(" ") or source.startswith("<"):  # stdin: no name to match
+                continue
+            if source in seen and seen[source] != p.path:
+                out.append(checks.Finding("warning", (
+                    f"{seen[source]} and {p.path} both hold the input {source!r}: its rows "
+                    "are counted twice; merge each shard's partial once")))
+            seen.setdefault(source, p.path)
+    return out
 
 
 def _finish(merged: partial.Partial, reduction: str | None, *, fmt: str, explain: bool,
             no_plots: bool, strict: bool, quiet: bool, partial_path: str | None,
-            sources: dict[str, str]) -> None:
+            sources: dict[str, str], extra: list[checks.Finding] | None = None) -> None:
     """Report a merged partial result: findings on stderr, the loss on stdout."""
     reduction = reduction or (merged.reduction if merged.reduction != "none" else "mean")
     result = merged.finish(reduction)
     spec = result.spec
-    said = checks.findings(merged.scan, spec, result.totals, labels=merged.labels,
-                           loss=result.loss, reduction=reduction, x_row=(), t_row=(),
-                           class_axis_given=True)
+    said = list(extra or [])
+    said += checks.findings(merged.scan, spec, result.totals, labels=merged.labels,
+                            loss=result.loss, reduction=reduction, x_row=(), t_row=(),
+                            class_axis_given=True)
     if spec.input_kind == "logits" and merged.scan.looks_like_probabilities(
             spec.input_dtype, spec.n_classes):
         said.insert(0, checks.Finding("warning", (

@@ -169,10 +169,16 @@ def compute(tasks: list[Task], open_options: dict[str, Any], run_options: dict[s
         except ImportError:
             raise OptionError(f"--scheduler needs dask.distributed: {INSTALL_HINT}") from None
         try:
-            with Client(scheduler, timeout="10s") as client:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:  # ValueError: no port
+            raise CeLossError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); "
+                              "check --scheduler or DASK_SCHEDULER_ADDRESS (e.g. "
+                              "tcp://10.0.0.5:8786)") from None
+        try:
+            with client:
                 doc = client.compute(nodes[0]).result()
         except (OSError, TimeoutError) as exc:
-            raise CeLossError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); "
+            raise CeLossError(f"lost the Dask scheduler at {scheduler} ({exc}); "
                               "check --scheduler or DASK_SCHEDULER_ADDRESS") from None
     else:
         doc = nodes[0].compute(scheduler="threads")

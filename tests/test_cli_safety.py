@@ -363,3 +363,77 @@ def test_zero_class_partial_merges(tmp_path):
     got = run("merge", tmp_path / "q.json", "--format", "plain", "-q").stdout.strip()
     assert got == "nan" and np.isnan(torch_ce(np.zeros((5, 0), np.float32),
                                               np.zeros((5, 0), np.float32)))
+
+
+# -- second fuzz round ----------------------------------------------------------------------
+
+
+def test_csv_header_of_empty_cells_is_data_with_missing_values(tmp_path):
+    (tmp_path / "x.csv").write_text(",,\n5,2,3\n0.5,0.1,-1\n")
+    (tmp_path / "t.csv").write_text("1\n0\n")
+    result = run("compute", tmp_path / "x.csv", tmp_path / "t.csv", exit_code=2)
+    assert_one_error_line(result, "line 1, column 1", "missing")
+
+
+def test_csv_id_column_is_left_out_as_in_parquet(tmp_path):
+    x = np.array([[1.0, 2.0, 3.0], [0.5, 0.1, -1.0]])
+    t = np.array([2, 0])
+    lines = ["id,a,b,c,label"] + [f"{i},{r[0]},{r[1]},{r[2]},{k}" for i, (r, k)
+                                   in enumerate(zip(x, t))]
+    (tmp_path / "idl.csv").write_text("\n".join(lines) + "\n")
+    result = run("compute", tmp_path / "idl.csv", "--target-column", "label",
+                 "--format", "plain")
+    assert float(result.stdout) == pytest.approx(float(torch_ce(x, t)), rel=1e-12)
+    assert "ignored the integer columns 'id'" in result.stderr
+
+
+def test_float16_labels_print_no_numpy_warning(data, tmp_path):
+    _, t, x_path, _ = data
+    np.save(tmp_path / "t16.npy", t.astype(np.float16))
+    result = run("compute", x_path, tmp_path / "t16.npy", "-q", "--format", "plain")
+    assert result.stderr == ""
+
+
+def test_half_weight_times_loss_overflow_is_explained(data, tmp_path):
+    x, t, _, t_path = data
+    np.save(tmp_path / "xh.npy", x.astype(np.float16))
+    result = run("compute", tmp_path / "xh.npy", t_path, "--weight", "60000,60000,60000",
+                 "--reduction", "sum", "--format", "plain")
+    w = np.full(3, 60000, np.float16)
+    assert np.isinf(torch_ce(x.astype(np.float16), t, weight=w, reduction="sum"))
+    assert result.stdout.strip() == "inf"
+    assert "a product past 65504 is inf" in result.stderr
+    assert "probability 0 under their logits (a -inf" not in result.stderr
+
+
+def test_npy_losses_keep_torchs_none_shape(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    t = rng.integers(0, 3, (2, 4))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    run("compute", tmp_path / "x.npy", tmp_path / "t.npy", "-o", tmp_path / "l.npy", "-q")
+    got = np.load(tmp_path / "l.npy")
+    want = torch_ce(x, t, reduction="none")
+    assert got.shape == want.shape == (2, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_merge_refuses_a_partial_twice_and_warns_on_shared_inputs(data, tmp_path):
+    _, _, x_path, t_path = data
+    a = tmp_path / "a.json"
+    run("compute", x_path, t_path, "--partial", a, "-q", "--format", "plain")
+    twice = run("merge", a, a, exit_code=2)
+    assert_one_error_line(twice, "same partial result")
+    run("merge", a, "--partial", tmp_path / "m.json", "-q", "--format", "plain")
+    again = run("merge", tmp_path / "m.json", a, "--format", "plain")
+    assert "counted twice" in again.stderr
+
+
+def test_unusable_dask_scheduler_address_is_exit_2(data):
+    pytest.importorskip("distributed")
+    _, _, x_path, t_path = data
+    for address in ("notaurl", "tcp://127.0.0.1", "foo://x:1"):
+        result = run("compute", x_path, t_path, "--engine", "dask", "--scheduler", address,
+                     exit_code=2)
+        assert_one_error_line(result, "cannot reach the Dask scheduler")

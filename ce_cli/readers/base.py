@@ -193,9 +193,10 @@ def index_problem(a: np.ndarray) -> tuple[int, str] | None:
     Other integer arrays always fit (None, as for good values)."""
     flat = a.reshape(-1)
     if a.dtype.kind == "f":
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):  # 2**63 overflows float16
             finite = np.isfinite(flat)
-            good = finite & (flat == np.floor(flat)) & (np.abs(flat) < 2.0 ** 63)
+            good = finite & (flat == np.floor(flat)) & \
+                (np.abs(flat.astype(np.float64, copy=False)) < 2.0 ** 63)
         if good.all():
             return None
         i = int(np.flatnonzero(~good)[0])

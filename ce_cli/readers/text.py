@@ -133,8 +133,13 @@ class CsvTable(Table):
             # without a header every column is data, and a bad cell is a located error
             cell = data_cells[j] if j < len(data_cells) else ""
             numeric = not self.header or is_number(cell) or not cell.strip()
+            # every number is read as float64; a header naming an id column of whole
+            # numbers ('id', 'sample_id') marks it as one, left out of the logits as
+            # Parquet's integer columns are
+            ident = self.header and numeric and bool(_ID_NAME.match(name.strip())) and \
+                bool(_INTEGER.match(cell.strip()))
             f = Field(name, pa.float64() if numeric else pa.string(), j,
-                      kind="float" if numeric else "other")
+                      kind="int" if ident else "float" if numeric else "other")
             f.display = repr(name) if self.header else f"column {j + 1}"
             self.fields.append(f)
         longest = max(len(raw) for raw in lines) if lines else 0
@@ -328,6 +333,9 @@ _VALUE_WORDS = {"", "-", "?", ".", "na", "n/a", "#n/a", "#na", "<na>", "null", "
                 "nil", "true", "false"}
 
 
+#: header names of id columns
+_ID_NAME = re.compile(r"(?i)^(id|idx|index|uid|.*[_ .-](id|idx))$")
+
 #: a header cell: holds a letter or an underscore
 _NAME = re.compile(r"[^\W\d]|_")
 
@@ -347,8 +355,8 @@ def _is_header(cells: list[str]) -> bool:
     name."""
     cells = [c.strip(" \t") for c in cells]
     numbers = [c for c in cells if is_number(c)]
-    if not numbers:
-        return True
+    if not numbers:  # names; but a line of empty cells is data with missing values
+        return any(cells)
     if any(_NAME.search(c) and c.lower() not in _VALUE_WORDS and "\ufffd" not in c
            for c in cells if not is_number(c)):
         return True
