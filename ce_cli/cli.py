@@ -246,7 +246,8 @@ def compute(**options: Any) -> None:
 @click.option("--reduction", type=click.Choice(("mean", "sum")), default=None,
               help="Default: the reduction the partials were computed with.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Output format. Default: table on a terminal, plain when piped.")
+              help="Output format. Default: table on a terminal, plain when piped "
+                   "(or $CE_LOSS_FORMAT).")
 @click.option("--explain", is_flag=True, help="Show the numerator, denominator and counts.")
 @click.option("--no-plots", is_flag=True, help="No histogram or reliability diagram.")
 @click.option("--strict", is_flag=True, help="Exit 1 after the result if a warning was given.")
@@ -260,7 +261,8 @@ def merge(**options: Any) -> None:
 
     \b
       for f in shards/*.parquet; do
-        ce-loss compute "$f" --target-column label --partial "parts/$(basename "$f").json"
+        ce-loss compute "$f" --target-column label -q \\
+          --partial "parts/$(basename "$f" .parquet).json" > /dev/null
       done
       ce-loss merge parts/*.json
     """

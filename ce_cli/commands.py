@@ -307,8 +307,9 @@ def merge(*, parts: tuple[str, ...], reduction: str | None, fmt: str | None, exp
 
 
 def _overlaps(parts: list[partial.Partial]) -> list[checks.Finding]:
-    """Partials computed from the same inputs (recorded in their ``sources``): a merged
-    partial merged again with one of its own parts, say."""
+    """Partials that record the same input (their ``sources``, as given on their command
+    lines): a merged partial merged again with one of its own parts, say. A note, since
+    equal relative names in two folders are two files."""
     seen: dict[str, str] = {}
     out = []
     for p in parts:
@@ -316,9 +317,10 @@ def _overlaps(parts: list[partial.Partial]) -> list[checks.Finding]:
             if "-" in source.split(" ") or source.startswith("<"):  # stdin: no name to match
                 continue
             if source in seen and seen[source] != p.path:
-                out.append(checks.Finding("warning", (
-                    f"{seen[source]} and {p.path} both hold the input {source!r}: its rows "
-                    "are counted twice; merge each shard's partial once")))
+                out.append(checks.Finding("note", (
+                    f"{seen[source]} and {p.path} both record the input {source!r}: if it is "
+                    "the same file, its rows are counted twice; merge each shard's partial "
+                    "once")))
             seen.setdefault(source, p.path)
     return out
 
