@@ -437,3 +437,14 @@ def test_unusable_dask_scheduler_address_is_exit_2(data):
         result = run("compute", x_path, t_path, "--engine", "dask", "--scheduler", address,
                      exit_code=2)
         assert_one_error_line(result, "cannot reach the Dask scheduler")
+
+
+def test_csv_column_named_id_with_fractions_stays_a_logit(tmp_path):
+    """Only whole numbers make an 'id' column an id (as only integer columns in Parquet)."""
+    x = np.array([[1.0, 0.5, 0.1], [2.5, 0.2, 0.3], [0.7, 0.9, 0.4]])
+    t = np.array([0, 1, 1])
+    (tmp_path / "x.csv").write_text("id,a,b\n" + "".join(f"{r[0]},{r[1]},{r[2]}\n" for r in x))
+    (tmp_path / "t.csv").write_text("0\n1\n1\n")
+    result = run("compute", tmp_path / "x.csv", tmp_path / "t.csv", "--format", "plain")
+    assert float(result.stdout) == pytest.approx(float(torch_ce(x, t)), rel=1e-12)
+    assert "ignored" not in result.stderr

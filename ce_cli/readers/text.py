@@ -137,13 +137,21 @@ class CsvTable(Table):
             # numbers ('id', 'sample_id') marks it as one, left out of the logits as
             # Parquet's integer columns are
             ident = self.header and numeric and bool(_ID_NAME.match(name.strip())) and \
-                bool(_INTEGER.match(cell.strip()))
+                all(_INTEGER.match(c.strip()) for c in self._head_column(lines, nonblank, j))
             f = Field(name, pa.float64() if numeric else pa.string(), j,
                       kind="int" if ident else "float" if numeric else "other")
             f.display = repr(name) if self.header else f"column {j + 1}"
             self.fields.append(f)
         longest = max(len(raw) for raw in lines) if lines else 0
         self.block_size = max(PARSE_BLOCK_BYTES, 4 * longest)
+
+    def _head_column(self, lines: list[bytes], nonblank: list[int], j: int) -> list[str]:
+        """Column ``j``'s cells in the first data lines (up to :data:`ID_CHECK_LINES`)."""
+        cells = []
+        for i in nonblank[1:1 + ID_CHECK_LINES]:
+            row = _split(_decode(lines[i], False), self.delimiter)
+            cells.append(row[j] if j < len(row) else "")
+        return cells
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -332,6 +340,9 @@ _EOL = re.compile(rb"[\r\n]")
 _VALUE_WORDS = {"", "-", "?", ".", "na", "n/a", "#n/a", "#na", "<na>", "null", "none",
                 "nil", "true", "false"}
 
+
+#: data lines whose cells must all be whole numbers for a column named like an id to be one
+ID_CHECK_LINES = 1000
 
 #: header names of id columns
 _ID_NAME = re.compile(r"(?i)^(id|idx|index|uid|.*[_ .-](id|idx))$")
