@@ -661,7 +661,6 @@ class LossAccumulator:
         """
         spec = self.spec
         dt, cdt = spec.dtype, self._cdt
-        c = spec.n_classes
         x = _kernel_layout(xb)
         planes = x.ndim == 3
         m = safe_t.shape[0]
@@ -670,12 +669,7 @@ class LossAccumulator:
         np.exp(x, out=e)
         if planes:  # (g, C, L): positions contiguous, class sums are vector adds
             g, _, span = x.shape
-            if cdt != _F64 and c > _SEQUENTIAL_CLASSES:  # a long float32 sum: in float64
-                s64 = _buf("s64", m, _F64)
-                np.add.reduce(e, axis=1, out=s64.reshape(g, span))
-                np.copyto(s, s64, casting="same_kind")
-            else:
-                np.add.reduce(e, axis=1, out=s.reshape(g, span))
+            _plane_sums(e, s)
             np.multiply(safe_t, span, out=idx)  # flat index of (i // L, t_i, i % L)
             idx += ws.base
         else:  # (m, C) rows
@@ -922,7 +916,6 @@ class LossAccumulator:
         """
         cdt = self._cdt
         planes = x.ndim == 3
-        c = x.shape[1]
         d = _buf("e", x.size, cdt).reshape(x.shape)
         e = _buf("e2", x.size, cdt).reshape(x.shape)
         m = x.shape[0] * x.shape[2] if planes else x.shape[0]
@@ -933,12 +926,7 @@ class LossAccumulator:
             np.maximum.reduce(x, axis=1, out=shift.reshape(g, span))
             np.subtract(x, shift.reshape(g, 1, span), out=d)
             np.exp(d, out=e)
-            if cdt != _F64 and c > _SEQUENTIAL_CLASSES:  # a long float32 sum: in float64
-                s64 = _buf("s64", m, _F64)
-                np.add.reduce(e, axis=1, out=s64.reshape(g, span))
-                np.copyto(s, s64, casting="same_kind")
-            else:
-                np.add.reduce(e, axis=1, out=s.reshape(g, span))
+            _plane_sums(e, s)
             np.log(s, out=s)
             d -= s.reshape(g, 1, span)
         else:
@@ -1132,6 +1120,18 @@ def _total(a: np.ndarray) -> float:
 #: Row sums of more classes than this are accumulated in float64 for float32 input (the
 #: error of einsum's lane-wise float32 sums grows with C: 1e-6 near C = 30,000)
 _WIDE_ROW_CLASSES = 4096
+
+
+def _plane_sums(a: np.ndarray, out: np.ndarray) -> None:
+    """``out[(i, l)] = sum_c a[i, c, l]`` for ``(g, C, L)`` planes: vector adds, class
+    after class; past :data:`_SEQUENTIAL_CLASSES` a float32 sum accumulates in float64."""
+    g, c, span = a.shape
+    if a.dtype != _F64 and c > _SEQUENTIAL_CLASSES:
+        s64 = _buf("s64", out.shape[0], _F64)
+        np.add.reduce(a, axis=1, out=s64.reshape(g, span))
+        np.copyto(out, s64, casting="same_kind")
+    else:
+        np.add.reduce(a, axis=1, out=out.reshape(g, span))
 
 
 def _row_sums(a: np.ndarray, out: np.ndarray, weights: np.ndarray | None = None) -> None:
