@@ -18,7 +18,7 @@ from .errors import InputFileError
 #: every dtype (no logits in [0, 1] sum that close to 1 by accident), widened for values
 #: rounded to d decimals (CSV written with %.3f, ...), whose C roundings add up to at
 #: most 0.5 * C * 10**-d, up to :data:`ROUNDED_SUM_CAP`.
-SUM_TOLERANCE = {"float16": 1e-2, "float32": 1e-2, "float64": 1e-2}
+SUM_TOLERANCE = 1e-2
 ROUNDED_SUM_CAP = 0.25
 #: the most decimals looked for; :data:`NOT_ROUNDED` when the values have more
 MAX_DECIMALS = 6
@@ -31,7 +31,7 @@ ONE_BASED_CHANCE = 1e-3
 def sum_tolerance(dtype: np.dtype, n_classes: int, decimals: int = NOT_ROUNDED) -> float:
     """How far from 1 the row sums of probabilities in ``dtype`` may be, when their
     values have ``decimals`` decimals (``NOT_ROUNDED``, or -1 when not known)."""
-    tol = SUM_TOLERANCE.get(np.dtype(dtype).name, 1e-2)
+    tol = SUM_TOLERANCE
     if 1 <= decimals <= MAX_DECIMALS:
         tol = max(tol, min(0.5 * n_classes * 10.0 ** -decimals, ROUNDED_SUM_CAP))
     return tol

@@ -14,7 +14,7 @@ import click
 
 from . import __version__
 from .errors import CeLossError, ExitCode
-from .names import FORMATS, INPUT_KINDS, REDUCTIONS
+from .names import FORMATS, INPUT_KINDS, INT64_MAX, INT64_MIN, REDUCTIONS
 
 #: Click 8.2+ raises this for a bare ``ce-loss`` (8.1 prints the help and exits 0); an
 #: ``except`` naming a missing attribute would fail for every error, so look it up once
@@ -121,7 +121,7 @@ class _Fraction(click.FloatRange):
 
 
 #: torch's ignore_index is an int64
-INT64 = click.IntRange(-2**63, 2**63 - 1)
+INT64 = click.IntRange(INT64_MIN, INT64_MAX)
 
 
 def _top_k(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -211,7 +211,7 @@ def _compute_on_dask(logits: str, targets: str | None, opened: dict[str, Any], *
         if value is not None:
             raise click.UsageError(f"{name} needs per-sample output, which --engine dask "
                                    "does not gather; run it without --engine dask")
-    if reduction == "none" or _stdin(logits) or _stdin(targets):
+    if reduction == "none" or readers.is_stdin(logits) or readers.is_stdin(targets):
         raise click.UsageError("--engine dask computes mean or sum from files; for "
                                "--reduction none or stdin use the default engine")
     from . import dask_engine
@@ -361,7 +361,7 @@ def _open_sources(logits: str, targets: str | None, *, target_column: str | None
                   logits_columns: str | None, header: bool | None, logits_format: str | None,
                   targets_format: str | None) -> tuple[Any, Any]:
     """Open the logits and targets sources, or both from one table."""
-    if _stdin(logits) and _stdin(targets):
+    if readers.is_stdin(logits) and readers.is_stdin(targets):
         raise click.BadParameter("only one of LOGITS and TARGETS can be - (stdin)",
                                  param_hint="'TARGETS'")
     if targets is None:
@@ -390,14 +390,9 @@ def _check_given(paths: dict[str, str | None]) -> None:
                               "unset?)")
 
 
-def _stdin(path: str | None) -> bool:
-    """Whether ``path`` reads standard input (``-``, or ``-:NAME`` for an .npz member)."""
-    return bool(path) and readers.split_member(path)[0] == "-"
-
-
 def _check_stdin(*paths: str | None) -> None:
     """Refuse ``-`` when the shell closed standard input (``<&-``)."""
-    if any(_stdin(p) for p in paths) and sys.stdin is None:
+    if any(readers.is_stdin(p) for p in paths) and sys.stdin is None:
         raise InputFileError("-", "standard input is closed",
                              hint="pipe the data in, or name a file instead of -")
 
@@ -408,7 +403,7 @@ def _input_files(what: str, path: str | None) -> dict[str, list[str]]:
     that would replace one."""
     if not path:
         return {}
-    if _stdin(path):  # a file redirected to stdin (< in.npy) is an input too
+    if readers.is_stdin(path):  # a file redirected to stdin (< in.npy) is an input too
         try:
             stdin_file = os.path.realpath(f"/proc/self/fd/{sys.stdin.fileno()}")
         except (AttributeError, OSError, ValueError):  # closed, or not a real descriptor
@@ -500,18 +495,14 @@ def _parse_top_k(text: str) -> tuple[int, ...]:
 def _target_error(exc: TargetError, xs: Any, ts: Any, logits: str, targets: str | None,
                   opened: dict[str, Any], ignore: int) -> str:
     """torch's out-of-bounds message, located, with the labels' range and the likely fix."""
-    import re
-
     # the class count the kernel checked against (the class axis may not be axis 1)
-    found = re.search(r"must lie in \[0, (\d+)\)", str(exc))
-    c = int(found.group(1)) if found else (xs.row_shape[0] if xs.row_shape
-                                           else (xs.n_rows or 0))
+    c = exc.n_classes if exc.n_classes is not None else _n_classes(xs, None)
     single = ("; a single logit column is one class, and log-softmax of one value is 0: "
               "for a binary classifier's logit z with 0/1 labels, pass two columns [0, z] "
               "(softmax then equals sigmoid) or use a binary cross-entropy")
     base = str(exc).split(" Class indices")[0].rstrip(".")
     message = f"{ts.path}: {base}"
-    if _stdin(logits) or _stdin(targets):
+    if readers.is_stdin(logits) or readers.is_stdin(targets):
         if c == 1:
             return message + single
         return message + f"; class indices must lie in 0..{c - 1} or equal --ignore-index"

@@ -37,7 +37,7 @@ from .errors import DTypeError, OptionError, ShapeError, TargetError
 if TYPE_CHECKING:  # concurrent.futures is imported when a second thread is first needed
     from concurrent.futures import ThreadPoolExecutor
 
-from .names import INPUT_KINDS, REDUCTIONS  # noqa: F401  (re-exported)
+from .names import INPUT_KINDS, INT64_MAX, INT64_MIN, REDUCTIONS  # noqa: F401  (the option names re-exported)
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
@@ -1207,7 +1207,7 @@ def _out_of_bounds(t: np.ndarray, bad: np.ndarray, spec: LossSpec) -> TargetErro
     value = int(t[np.flatnonzero(bad)[0]])
     return TargetError(
         f"Target {value} is out of bounds. Class indices must lie in [0, {spec.n_classes}) "
-        f"or equal ignore_index ({spec.ignore_index})"
+        f"or equal ignore_index ({spec.ignore_index})", n_classes=spec.n_classes
     )
 
 
@@ -1473,9 +1473,6 @@ def cross_entropy(
     return evaluate(input, target, weight, ignore_index, reduction, label_smoothing).loss
 
 
-_INT64 = (-(2 ** 63), 2 ** 63 - 1)
-
-
 def _arguments(reduction: Any, ignore_index: Any, label_smoothing: Any
                ) -> tuple[str, int, float]:
     """The scalar arguments as torch's Python layer and argument parser take them:
@@ -1493,7 +1490,7 @@ def _arguments(reduction: Any, ignore_index: Any, label_smoothing: Any
     except TypeError:
         raise DTypeError(f"argument 'ignore_index' must be int, not "
                          f"{type(ignore_index).__name__}") from None
-    if not _INT64[0] <= index <= _INT64[1]:
+    if not INT64_MIN <= index <= INT64_MAX:
         raise OptionError(f"Overflow when unpacking long long: ignore_index {ignore_index} "
                           "is outside int64")
     if not isinstance(label_smoothing, (int, float, np.integer, np.floating, np.bool_)):

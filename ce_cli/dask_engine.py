@@ -61,8 +61,7 @@ def plan(logits: str, targets: str | None, *, fmt: str | None = None,
                 "--engine dask pairs logits and targets shard by shard: give TARGETS as a "
                 f"folder or glob with one file per logits shard ({len(xf)})")
         return [Task(a, b) for a, b in zip(xf, tf)]
-    if readers.split_member(logits)[0] == "-" or \
-            targets is not None and readers.split_member(targets)[0] == "-":
+    if readers.is_stdin(logits) or readers.is_stdin(targets):
         raise OptionError("--engine dask reads files, not standard input; for stdin use the "
                           "default engine")
     if readers.detect_format(logits, fmt) == "npy":
@@ -133,7 +132,7 @@ def run_task(task: Task, open_options: dict[str, Any], run_options: dict[str, An
     try:
         run = pipeline.run(xs, ts, keep_losses=False, **run_options)
     except TargetError as exc:  # torch's message, with the file it is about
-        raise TargetError(f"{ts.path}: {exc}") from None
+        raise TargetError(f"{ts.path}: {exc}", exc.n_classes) from None
     except (ShapeError, DTypeError) as exc:
         raise type(exc)(f"{xs.path} and {ts.path}: {exc}") from None
     return partial.to_document(run.result.spec, run.result.totals, run.scan, run.labels,

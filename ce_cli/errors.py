@@ -28,7 +28,12 @@ class ShapeError(CeLossError, ValueError):
 
 
 class TargetError(CeLossError, IndexError):
-    """A class-index target outside ``[0, C)`` that is not ``ignore_index``."""
+    """A class-index target outside ``[0, C)`` that is not ``ignore_index``;
+    ``n_classes`` is the ``C`` it was checked against (None when not known)."""
+
+    def __init__(self, message: str, n_classes: int | None = None) -> None:
+        super().__init__(message)
+        self.n_classes = n_classes
 
 
 class DTypeError(CeLossError, TypeError):

@@ -54,6 +54,11 @@ def format_names() -> list[str]:
     return sorted(READERS)
 
 
+def is_stdin(path: str | None) -> bool:
+    """Whether ``path`` reads standard input (``-``, or ``-:NAME`` for an .npz member)."""
+    return bool(path) and split_member(path)[0] == "-"
+
+
 def split_member(path: str) -> tuple[str, str | None]:
     """``'a.npz:logits'`` -> ``('a.npz', 'logits')``, ``'-:logits'`` -> ``('-',
     'logits')`` (an archive on stdin); other paths are returned whole. A member's name

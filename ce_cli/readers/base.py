@@ -18,6 +18,7 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from ..errors import InputFileError
+from ..names import INT64_MAX
 
 T = TypeVar("T")
 
@@ -182,7 +183,6 @@ def check_numeric(path: str, role: str, dtype: np.dtype, what: str = "") -> None
                          "not real numbers", hint=hint)
 
 
-INT64_MAX = np.iinfo(np.int64).max
 #: the hint of every "not a class index" error
 INDEX_HINT = "class indices are whole numbers such as 2 (or 2.0)"
 

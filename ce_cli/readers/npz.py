@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from .base import Source, array_source, check_numeric
-from .npy import load_npy_bytes, map_array, npy_error, read_header
+from .npy import array_of, map_array, npy_error, read_header
 
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -90,8 +90,8 @@ def _pick_hint(path: str, role: str, name: str) -> str:
 
 def _read_member(fh: IO[bytes], where: str, role: str) -> np.ndarray:
     data = fh.read()  # zipfile checks the CRC once the member is read to its end
-    read_header(io.BytesIO(data), where, role, len(data), what=".npz member")
-    return load_npy_bytes(data)
+    return array_of(data, read_header(io.BytesIO(data), where, role, len(data),
+                                      what=".npz member"))
 
 
 def _map_stored(path: str, info: zipfile.ZipInfo, where: str, role: str) -> np.ndarray:
