@@ -119,7 +119,7 @@ def check(tasks: list[Task], open_options: dict[str, Any]) -> None:
             if task.stop is not None and n_x is not None and n_t is not None and n_x != n_t:
                 # row-range tasks cut both files alike: say it as the default engine does
                 raise ShapeError(
-                    f"Expected input batch_size ({n_x}) to match target batch_size ({n_t}).; "
+                    f"Expected input batch_size ({n_x}) to match target batch_size ({n_t}); "
                     f"{xs.path} has {n_x} rows of logits but {ts.path} has {n_t} targets: "
                     "pass the targets saved with these logits")
 

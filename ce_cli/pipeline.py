@@ -234,7 +234,7 @@ def run(
                 on_rows(xbb)
     if n_x != n_t:
         raise ShapeError(
-            f"Expected input batch_size ({n_x}) to match target batch_size ({n_t}).; "
+            f"Expected input batch_size ({n_x}) to match target batch_size ({n_t}); "
             f"{xs.path} has {n_x} rows of logits but {ts.path} has {n_t} targets: pass the "
             "targets saved with these logits"
         )
