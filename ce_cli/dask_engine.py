@@ -162,23 +162,99 @@ def compute(tasks: list[Task], open_options: dict[str, Any], run_options: dict[s
         nodes = [dask.delayed(merge_documents, pure=True)(*nodes[i:i + FAN_IN])
                  for i in range(0, len(nodes), FAN_IN)]
     scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
-    if scheduler:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise OptionError(f"--scheduler needs dask.distributed: {INSTALL_HINT}") from None
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError, TypeError) as exc:  # ValueError: no port
-            raise CeLossError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); "
-                              "check --scheduler or DASK_SCHEDULER_ADDRESS (e.g. "
-                              "tcp://10.0.0.5:8786)") from None
-        try:
-            with client:
-                doc = client.compute(nodes[0]).result()
-        except (OSError, TimeoutError) as exc:
-            raise CeLossError(f"lost the Dask scheduler at {scheduler} ({exc}); "
-                              "check --scheduler or DASK_SCHEDULER_ADDRESS") from None
-    else:
-        doc = nodes[0].compute(scheduler="threads")
+    if not scheduler:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # a pool of this run's own, shut down with it (Dask's default pool outlives it)
+        with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="ce-loss-dask") as pool:
+            doc = nodes[0].compute(scheduler="threads", pool=pool)
+        return partial.Partial(doc, "<dask>")
+    client = connect(scheduler)
+    try:
+        doc = client.compute(nodes[0]).result()
+    except (OSError, TimeoutError) as exc:
+        raise CeLossError(f"lost the Dask scheduler at {scheduler} ({exc}); "
+                          "check --scheduler or DASK_SCHEDULER_ADDRESS") from None
+    finally:
+        client.close()
     return partial.Partial(doc, "<dask>")
+
+
+#: seconds to wait for a scheduler: the TCP connection, then distributed's handshake
+CONNECT_TIMEOUT = 10.0
+#: the schemes whose address is a TCP host and port (a bare host:port is tcp)
+_TCP_SCHEMES = ("tcp", "tls")
+
+
+def connect(address: str, timeout: float | None = None) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``address``, or a one-line
+    :class:`CeLossError` ("cannot reach the Dask scheduler") within ``timeout`` seconds.
+
+    The address is parsed and its port tried with a plain socket first: a Client that
+    fails half-built is left to the garbage collector, whose ``__del__`` may then stop
+    distributed's shared event loop from inside the next Client's start and hang the
+    process (or fail an assertion there). So only a reachable address gets a Client, and
+    the wreck of one that still fails is collected here, outside any of distributed's locks.
+    """
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    try:
+        from distributed import Client
+    except ImportError:
+        raise OptionError(f"--scheduler needs dask.distributed: {INSTALL_HINT}") from None
+    scheme, host, port = _host_port(address)
+    _probe(address, host, port, timeout, speaks_first=scheme == "tcp")
+    client, problem = _new_client(Client, address, timeout)
+    if client is None:
+        import gc
+
+        gc.collect()  # the half-built Client's __del__ runs now, not inside the next one
+        raise _unreachable(address, problem)
+    return client
+
+
+def _unreachable(address: str, problem: str) -> CeLossError:
+    return CeLossError(f"cannot reach the Dask scheduler at {address!r} ({problem}); check "
+                       "--scheduler or DASK_SCHEDULER_ADDRESS (e.g. tcp://10.0.0.5:8786)")
+
+
+def _host_port(address: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of ``tcp://host:port``, ``tls://host:port`` or ``host:port``."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme not in _TCP_SCHEMES:
+        raise _unreachable(address, f"unknown protocol {scheme!r}; use tcp:// or tls://")
+    rest = rest.rstrip("/")
+    if rest.startswith("["):  # [::1]:8786
+        host, colon, port = rest[1:].partition("]:")
+    else:
+        host, colon, port = rest.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _unreachable(address, "no port: give host:port, e.g. tcp://10.0.0.5:8786")
+    return scheme, host, int(port)
+
+
+def _probe(address: str, host: str, port: int, timeout: float, speaks_first: bool) -> None:
+    """Connect to ``host:port``; over plain TCP, also wait for the scheduler's greeting (a
+    Dask server writes its handshake first, and distributed's Client waits for it with no
+    time limit: a port that never answers would hang the run)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if speaks_first and not sock.recv(1):
+                raise _unreachable(address, "the connection was closed without a greeting; "
+                                   "is it a Dask scheduler's address?")
+    except TimeoutError:
+        raise _unreachable(address, f"no Dask greeting within {timeout:g} s; is it a Dask "
+                           "scheduler's address?") from None
+    except OSError as exc:  # refused, unknown host, unreachable network
+        raise _unreachable(address, exc.strerror or str(exc) or type(exc).__name__) from None
+
+
+def _new_client(client_type: Any, address: str, timeout: float) -> tuple[Any, str]:
+    """``(client, "")``, or ``(None, why)``; the failed Client dies with this frame."""
+    try:
+        return client_type(address, timeout=f"{timeout}s", set_as_default=False), ""
+    except Exception as exc:  # OSError, TimeoutError, distributed's own failures
+        return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

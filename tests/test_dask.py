@@ -14,6 +14,37 @@ pytest.importorskip("dask")
 pytestmark = pytest.mark.filterwarnings("ignore")  # distributed's own deprecations
 
 
+#: threads meant to live as long as the process: the kernel's pool, and distributed's
+#: one offload executor (a module global it creates once and reuses)
+_PROCESS_WIDE = ("ce-loss", "Dask-Offload")
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    """Every Client and cluster a test (or ce-loss) made is closed when it ends, and its
+    threads are gone, so the next test starts from a clean process."""
+    import gc
+    import threading
+    import time
+
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    gc.collect()
+    try:
+        from distributed.client import _global_clients
+    except ImportError:
+        return
+    assert not list(_global_clients.values()), "a Dask Client was left open"
+    deadline = time.monotonic() + 10
+    while True:
+        left = [t.name for t in threading.enumerate() if t.ident not in before
+                and not t.name.startswith(_PROCESS_WIDE) and t.is_alive()]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not left, f"threads left running: {left}"
+
+
 @pytest.fixture
 def shards(tmp_path):
     rng = np.random.default_rng(21)
@@ -90,3 +121,42 @@ def test_dask_refuses_per_sample_output(shards):
     result = run("compute", d / "x.npy", d / "t.npy", "--engine", "dask", "--reduction",
                  "none", exit_code=2)
     assert_one_error_line(result, "--engine dask")
+
+
+def test_a_port_that_is_not_a_scheduler_gives_up_in_time(shards, monkeypatch):
+    """Something listens but never speaks Dask: exit 2 within the connect timeout."""
+    pytest.importorskip("distributed")
+    import socket
+    import time
+
+    from ce_cli import dask_engine
+
+    monkeypatch.setattr(dask_engine, "CONNECT_TIMEOUT", 1.0)
+    _, _, d = shards
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        start = time.monotonic()
+        result = run("compute", d / "x.npy", d / "t.npy", "--engine", "dask", "--scheduler",
+                     address, exit_code=2)
+        assert time.monotonic() - start < 30
+    assert_one_error_line(result, "cannot reach the Dask scheduler", address)
+
+
+@pytest.mark.parametrize("address, why", [
+    ("notaurl", "no port"), ("tcp://127.0.0.1", "no port"), ("foo://x:1", "unknown protocol"),
+    ("tcp://127.0.0.1:1", "refused"), ("tcp://[::1", "no port"),
+])
+def test_unusable_addresses_after_a_cluster_ran_in_this_process(shards, address, why):
+    """The order CI hit: a LocalCluster and its Client came and went, then bad addresses."""
+    distributed = pytest.importorskip("distributed")
+    _, _, d = shards
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        pass
+    for _ in range(2):
+        result = run("compute", d / "x.npy", d / "t.npy", "--engine", "dask", "--scheduler",
+                     address, exit_code=2)
+        assert_one_error_line(result, "cannot reach the Dask scheduler", why)
