@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import InputFileError
+from .names import torch_dtype_name
 
 #: How far a row's sum may stray from 1 and still count as a probability row: 1e-2 in
 #: every dtype (no logits in [0, 1] sum that close to 1 by accident), widened for values
@@ -324,12 +325,6 @@ def label_counts(counts: np.ndarray | None, t: np.ndarray, n_classes: int,
     return counts
 
 
-#: torch's names of integer dtypes, as its refusal of integer probability targets says them
-_TORCH_INT = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
-              "uint8": "Byte", "bool": "Bool", "uint16": "UInt16", "uint32": "UInt32",
-              "uint64": "UInt64"}
-
-
 def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | None,
              loss: np.ndarray, reduction: str, x_row: tuple[int, ...],
              t_row: tuple[int, ...], class_axis_given: bool,
@@ -520,7 +515,7 @@ def _probability_target_findings(scan: InputScan, spec: Any, reduction: str,
             lead = (f"the targets are {dtype.name} of the logits' shape"
                     f"{', one-hot rows' if one_hot else ''}: torch refuses integer class "
                     "probabilities (\"Expected floating point type for target with class "
-                    f"probabilities, got {_TORCH_INT.get(dtype.name, dtype.name)}\"); ce-loss "
+                    f"probabilities, got {torch_dtype_name(dtype.name)}\"); ce-loss "
                     "reads them as float probabilities, as torch would after t.float()")
         else:
             lead = ("the targets are one-hot rows; with the logits' shape they are read as "

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # concurrent.futures is imported when a second thread is firs
     from concurrent.futures import ThreadPoolExecutor
 
 from .names import INPUT_KINDS, INT64_MAX, INT64_MIN, REDUCTIONS  # noqa: F401  (the option names re-exported)
+from .names import torch_dtype_name
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
@@ -49,23 +50,8 @@ BLOCK_ELEMENTS = 1 << 20
 #: (256K-1M were best here; 16K-element chunks lose 1.5-3x to per-call overhead).
 KERNEL_ELEMENTS = 1 << 18
 
-_TORCH_DTYPE_NAMES = {
-    "float16": "Half",
-    "float32": "Float",
-    "float64": "Double",
-    "int64": "Long",
-    "int32": "Int",
-    "int16": "Short",
-    "int8": "Char",
-    "uint8": "Byte",
-    "bool": "Bool",
-    "complex64": "ComplexFloat",
-    "complex128": "ComplexDouble",
-}
-
-
 def _torch_name(dtype: np.dtype[Any]) -> str:
-    return _TORCH_DTYPE_NAMES.get(dtype.name, dtype.name)
+    return torch_dtype_name(dtype.name)
 
 
 def _shape(shape: tuple[int, ...]) -> str:
