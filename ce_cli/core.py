@@ -37,8 +37,7 @@ from .errors import DTypeError, OptionError, ShapeError, TargetError
 if TYPE_CHECKING:  # concurrent.futures is imported when a second thread is first needed
     from concurrent.futures import ThreadPoolExecutor
 
-from .names import INPUT_KINDS, INT64_MAX, INT64_MIN, REDUCTIONS  # noqa: F401  (the option names re-exported)
-from .names import torch_dtype_name
+from .names import INPUT_KINDS, INT64_MAX, INT64_MIN, REDUCTIONS, torch_dtype_name  # noqa: F401  (the option names re-exported)
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
