@@ -297,8 +297,14 @@ def _g(v: float) -> str:
     return f"{v:.4g}"
 
 
-def probabilities_as_logits_warning(scan: InputScan, loss: str, probs_loss: str) -> str:
-    """The warning for softmax outputs passed where torch expects logits."""
+def probabilities_as_logits_warning(scan: InputScan, loss: str, probs_loss: str | None
+                                    ) -> str:
+    """The warning for softmax outputs passed where torch expects logits (``probs_loss``:
+    the loss of reading them as probabilities, when known)."""
+    if probs_loss is None:
+        return (f"the logits look like probabilities: {scan.evidence()}; torch applies "
+                "log-softmax to them again; if they are softmax outputs, pass --input-kind "
+                "probs")
     return (
         f"the logits look like probabilities: {scan.evidence()}. torch applies log-softmax "
         f"to them again, which gives {loss}; if they are softmax outputs, pass "
@@ -306,7 +312,7 @@ def probabilities_as_logits_warning(scan: InputScan, loss: str, probs_loss: str)
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Finding:
     """Something legal that looks wrong (``warning``) or worth knowing (``note``)."""
 

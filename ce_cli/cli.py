@@ -6,14 +6,17 @@ place where errors become exit codes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
 from . import __version__
-from .errors import CeLossError, ExitCode
+from .console import say, silence_stdout
+from .errors import CeLossError, ExitCode, OptionError, UsageError
 from .names import FORMATS, INPUT_KINDS, INT64_MAX, INT64_MIN, REDUCTIONS
 
 #: Click 8.2+ raises this for a bare ``ce-loss`` (8.1 prints the help and exits 0); an
@@ -29,12 +32,6 @@ Exit codes:
      an output that would replace an input, an output or stdout that cannot
      be written (a full disk)
   130  interrupted (Ctrl-C)"""
-
-
-def say(kind: str, message: str) -> None:
-    """One line on stderr: ``ce-loss: error: ...`` / ``ce-loss: warning: ...``."""
-    line = " ".join(str(message).split())
-    click.echo(f"ce-loss: {kind}: {line}", err=True)
 
 
 class _Interrupted(Exception):
@@ -67,11 +64,11 @@ class CeLossGroup(click.Group):
             raise _PipeClosed() from None
 
     def _run(self, args: Any, prog_name: str, complete_var: Any, **extra: Any) -> int:
-        written = sys.modules.get("ce_cli.writers")
-        if written is not None:
-            written.WRITTEN.clear()  # a run before this one, in this process
+        # the output files this run writes, as they land (an interrupted run names them)
+        written: list[str] = []
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False,
+                              obj=written, **extra)
             return rv if isinstance(rv, int) else ExitCode.OK
         except click.exceptions.Exit as exc:
             return exc.exit_code
@@ -89,10 +86,10 @@ class CeLossGroup(click.Group):
             say("error", str(exc))
             return ExitCode.BAD_INPUT
         except (click.Abort, KeyboardInterrupt, _Interrupted):
-            say("error", f"interrupted; {_outputs_note()}")
+            say("error", f"interrupted; {_outputs_note(written)}")
             return ExitCode.INTERRUPTED
         except (BrokenPipeError, _PipeClosed):
-            _silence_stdout()
+            silence_stdout()
             return ExitCode.OK
         except Exception as exc:
             if os.environ.get("CE_LOSS_TRACEBACK") == "1":
@@ -102,9 +99,7 @@ class CeLossGroup(click.Group):
             return ExitCode.INTERNAL
 
 
-def _outputs_note() -> str:
-    written = sys.modules.get("ce_cli.writers")
-    names = list(getattr(written, "WRITTEN", []))
+def _outputs_note(names: list[str]) -> str:
     if not names:
         return "no output file was written"
     return f"{', '.join(names)} {'was' if len(names) == 1 else 'were'} written in full"
@@ -124,24 +119,73 @@ class _Fraction(click.FloatRange):
 INT64 = click.IntRange(INT64_MIN, INT64_MAX)
 
 
-def _top_k(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def _top_k(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
     """``1,5``: checked here, whatever the output format, so every run refuses a bad one."""
+    from .options import parse_top_k
+
     try:
-        ks = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        ks = []
-    if not ks or min(ks) < 1:
-        raise click.BadParameter(f"{value!r} is not a list of whole numbers >= 1, e.g. 1,5")
-    return value
+        return parse_top_k(value)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
-def _silence_stdout() -> None:
-    """After the reader of our stdout has gone (``| head -1``), drop what is left quietly."""
+def _default_format() -> str:
+    """table on a terminal, plain when piped; ``CE_LOSS_FORMAT`` overrides both."""
+    from .console import is_terminal
+
+    env = os.environ.get("CE_LOSS_FORMAT", "").strip().lower()
+    if env:
+        if env not in FORMATS:
+            raise click.BadParameter(f"CE_LOSS_FORMAT={env!r} is not one of "
+                                     f"{', '.join(FORMATS)}", param_hint="'--format'")
+        return env
+    return "table" if is_terminal(sys.stdout) else "plain"
+
+
+@contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """The work layer's usage errors, reported as Click reports its own."""
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
+        yield
+    except UsageError as exc:
+        if exc.option:
+            raise click.BadParameter(str(exc), param_hint=f"'{exc.option}'") from None
+        raise click.UsageError(str(exc), ctx=click.get_current_context()) from None
+
+
+def _report_options(*, partial_help: str) -> Callable[[Any], Any]:
+    """The options of every command that reports a loss, declared once."""
+    options = [
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                     help="Output format. Default: table on a terminal, plain when piped "
+                          "(or $CE_LOSS_FORMAT)."),
+        click.option("--explain", is_flag=True,
+                     help="Show the aggregate's numerator and denominator, the counts behind "
+                          "them, and what Keras and sklearn conventions give on the same "
+                          "data."),
+        click.option("--no-plots", is_flag=True,
+                     help="No loss histogram or reliability diagram in the table."),
+        click.option("--strict", is_flag=True,
+                     help="Exit 1 after printing the result if any warning was given."),
+        click.option("-q", "--quiet", is_flag=True, help="No warnings or notes on stderr."),
+        click.option("--partial", "partial_path", type=click.Path(dir_okay=False),
+                     default=None, help=partial_help),
+    ]
+
+    def decorate(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def _output_options(o: dict[str, Any], **paths: Any) -> Any:
+    from .options import OutputOptions
+
+    return OutputOptions(fmt=o["fmt"] or _default_format(), explain=o["explain"],
+                         plots=not o["no_plots"], strict=o["strict"], quiet=o["quiet"],
+                         partial=o["partial_path"], **paths)
 
 
 @click.group(cls=CeLossGroup, context_settings={"help_option_names": ["-h", "--help"]},
@@ -184,9 +228,6 @@ def cli() -> None:
               help="Read LOGITS as this format instead of guessing from the suffix.")
 @click.option("--targets-format", metavar="FORMAT",
               help="Read TARGETS as this format instead of guessing from the suffix.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Output format. Default: table on a terminal, plain when piped "
-                   "(or $CE_LOSS_FORMAT).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the per-sample losses (with index and target in table formats) "
                    "to .npy, .csv, .parquet or .arrow, atomically.")
@@ -197,9 +238,6 @@ def cli() -> None:
 @click.option("--class-axis", type=int, default=None,
               help="The logits axis holding the classes (default 1, as torch); -1 for "
                    "(B, L, V) sequence outputs or (N, H, W, C) images.")
-@click.option("--explain", is_flag=True,
-              help="Show the aggregate's numerator and denominator, the counts behind them, "
-                   "and what Keras and sklearn conventions give on the same data.")
 @click.option("--top-k", "top_k", default="1,5", show_default=True, metavar="K1,K2,..",
               callback=_top_k,
               help="Top-k accuracies to report (table/json/csv).")
@@ -207,14 +245,8 @@ def cli() -> None:
               help="Confidence bins of the expected calibration error.")
 @click.option("--worst", type=click.IntRange(0), default=10, show_default=True,
               help="How many of the worst samples to list.")
-@click.option("--no-plots", is_flag=True,
-              help="No loss histogram or reliability diagram in the table.")
-@click.option("--strict", is_flag=True,
-              help="Exit 1 after printing the result if any warning was given.")
-@click.option("-q", "--quiet", is_flag=True, help="No warnings or notes on stderr.")
-@click.option("--partial", "partial_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write a partial result (JSON) that 'ce-loss merge' combines with "
-                   "others, e.g. one per shard.")
+@_report_options(partial_help="Also write a partial result (JSON) that 'ce-loss merge' "
+                               "combines with others, e.g. one per shard.")
 @click.option("--engine", type=click.Choice(("default", "dask")), default="default",
               show_default=True,
               help="dask: one task per shard or chunk, on Dask's threads or a cluster "
@@ -222,7 +254,7 @@ def cli() -> None:
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="With --engine dask: a distributed scheduler, e.g. tcp://host:8786 "
                    "(default $DASK_SCHEDULER_ADDRESS, else local threads).")
-def compute(**options: Any) -> None:
+def compute(**options: Any) -> int:
     """Compute the cross-entropy of LOGITS against TARGETS, as torch does.
 
     LOGITS is an (N, C) array (or (C,), or (N, C, d1, ..., dk)) of scores;
@@ -237,24 +269,28 @@ def compute(**options: Any) -> None:
       loss=$(ce-loss compute logits.npy labels.npy --format plain)
     """
     from . import commands
+    from .options import AuditOptions, LossOptions, ReadOptions
 
-    commands.compute(**options)
+    o = options
+    read = ReadOptions(o["logits"], o["targets"], target_column=o["target_column"],
+                       logits_columns=o["logits_columns"], header=o["header"],
+                       logits_format=o["logits_format"], targets_format=o["targets_format"])
+    loss = LossOptions(reduction=o["reduction"], weight=o["weight"],
+                       ignore_index=o["ignore_index"], label_smoothing=o["label_smoothing"],
+                       input_kind=o["input_kind"], class_axis=o["class_axis"])
+    audit = AuditOptions(top_k=o["top_k"], bins=o["bins"], worst=o["worst"], rows=o["rows"])
+    out = _output_options(o, output=o["output"], softmax=o["softmax_path"])
+    with _usage_errors():
+        return commands.compute(read, loss, audit, out, engine=o["engine"],
+                                scheduler=o["scheduler"], written=click.get_current_context().obj)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("parts", nargs=-1, required=True, metavar="PARTIAL.json...")
 @click.option("--reduction", type=click.Choice(("mean", "sum")), default=None,
               help="Default: the reduction the partials were computed with.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Output format. Default: table on a terminal, plain when piped "
-                   "(or $CE_LOSS_FORMAT).")
-@click.option("--explain", is_flag=True, help="Show the numerator, denominator and counts.")
-@click.option("--no-plots", is_flag=True, help="No histogram or reliability diagram.")
-@click.option("--strict", is_flag=True, help="Exit 1 after the result if a warning was given.")
-@click.option("-q", "--quiet", is_flag=True, help="No warnings or notes on stderr.")
-@click.option("--partial", "partial_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the merged partial result too (merging is associative).")
-def merge(**options: Any) -> None:
+@_report_options(partial_help="Write the merged partial result too (merging is associative).")
+def merge(**options: Any) -> int:
     """Combine partial results written by 'compute --partial' into the final loss.
 
     The result equals one run over all the data the partials came from.
@@ -268,7 +304,10 @@ def merge(**options: Any) -> None:
     """
     from . import commands
 
-    commands.merge(**options)
+    out = _output_options(options)
+    with _usage_errors():
+        return commands.merge(options["parts"], options["reduction"], out,
+                              written=click.get_current_context().obj)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import partial, pipeline, readers
 from .errors import CeLossError, DTypeError, OptionError, ShapeError, TargetError
+from .options import AuditOptions, LossOptions, ReadOptions
 from .readers import shards
 
 #: elements of logits per task when a single .npy file is cut into row ranges
@@ -82,62 +83,59 @@ def _sliced(source: readers.Source, task: Task) -> readers.Source:
     return readers.base.array_source(source.path, source.role, whole[task.start:task.stop])
 
 
-def _open(task: Task, open_options: dict[str, Any]) -> tuple[readers.Source, readers.Source]:
+@dataclass(frozen=True)
+class Job:
+    """What every task computes: how to read, the loss, its weight (parsed once, against
+    the first task's logits) and the audit (None: none)."""
+
+    read: ReadOptions
+    loss: LossOptions
+    weight: np.ndarray | None = None
+    audit: AuditOptions | None = None
+
+
+def _open(task: Task, read: ReadOptions) -> tuple[readers.Source, readers.Source]:
     """The logits and targets sources of ``task``, opened as the default engine opens them."""
-    target_column = open_options.get("target_column")
-    if task.targets is None:
-        xs, ts = readers.open_table_pair(
-            task.logits, target_column=target_column,
-            logits_columns=open_options.get("logits_columns"),
-            fmt=open_options.get("logits_format"), header=open_options.get("header"))
-    else:
-        opts = {k: v for k, v in (("header", open_options.get("header")),) if v is not None}
-        x_opts = dict(opts)
-        if open_options.get("logits_columns"):
-            x_opts["logits_columns"] = open_options["logits_columns"]
-        t_opts = dict(opts)
-        if target_column:
-            t_opts["target_column"] = target_column
-        xs = readers.open_source(task.logits, role="logits",
-                                 fmt=open_options.get("logits_format"), **x_opts)
-        ts = readers.open_source(task.targets, role="targets",
-                                 fmt=open_options.get("targets_format"), **t_opts)
-        shards.check_pairs(xs, ts)
-    return xs, ts
+    from .sources import open_sources
+
+    return open_sources(read.with_paths(task.logits, task.targets))
 
 
-def check(tasks: list[Task], open_options: dict[str, Any]) -> None:
+def check(tasks: list[Task], read: ReadOptions) -> list[str]:
     """Open every task's files here, before any task runs, so a missing, damaged or
     mismatched file is the same located error as with the default engine (and not a
-    worker's exception). Opening reads headers and metadata only, not the data."""
+    worker's exception). Opening reads headers and metadata only, not the data. Returns
+    the readers' notes, each once."""
     seen: set[tuple[str, str | None]] = set()
+    notes: list[str] = []
     for task in tasks:
         if (task.logits, task.targets) not in seen:
             seen.add((task.logits, task.targets))
-            xs, ts = _open(task, open_options)
+            xs, ts = _open(task, read)
+            notes += [*xs.notes, *ts.notes]
             n_x, n_t = xs.n_rows, ts.n_rows
             if task.stop is not None and n_x is not None and n_t is not None and n_x != n_t:
                 # row-range tasks cut both files alike: say it as the default engine does
-                raise ShapeError(
-                    f"Expected input batch_size ({n_x}) to match target batch_size ({n_t}); "
-                    f"{xs.path} has {n_x} rows of logits but {ts.path} has {n_t} targets: "
-                    "pass the targets saved with these logits")
+                raise pipeline.row_count_mismatch(n_x, n_t, xs.path, ts.path)
+    return list(dict.fromkeys(notes))
 
 
-def run_task(task: Task, open_options: dict[str, Any], run_options: dict[str, Any]
-             ) -> dict[str, Any]:
+def run_task(task: Task, job: Job) -> dict[str, Any]:
     """The partial-result document of one task (runs on a worker)."""
-    xs, ts = _open(task, open_options)
+    xs, ts = _open(task, job.read)
     xs, ts = _sliced(xs, task), _sliced(ts, task)
+    loss = job.loss
     try:
-        run = pipeline.run(xs, ts, keep_losses=False, **run_options)
+        summary = pipeline.run(
+            xs, ts, weight=job.weight, ignore_index=loss.ignore_index,
+            reduction=loss.reduction, label_smoothing=loss.label_smoothing,
+            input_kind=loss.input_kind, class_axis=loss.class_axis, keep_losses=False,
+            audit=job.audit, inputs=[f"{task.logits}[{task.start}:{task.stop or ''}]"])
     except TargetError as exc:  # torch's message, with the file it is about
         raise TargetError(f"{ts.path}: {exc}", exc.n_classes) from None
     except (ShapeError, DTypeError) as exc:
         raise type(exc)(f"{xs.path} and {ts.path}: {exc}") from None
-    return partial.to_document(run.result.spec, run.result.totals, run.scan, run.labels,
-                               run.stats, run_options["reduction"],
-                               [f"{task.logits}[{task.start}:{task.stop or ''}]"])
+    return partial.to_document(summary)
 
 
 def merge_documents(*docs: dict[str, Any]) -> dict[str, Any]:
@@ -149,15 +147,13 @@ def _where(doc: dict[str, Any]) -> str:
     return ", ".join(doc.get("sources", [])) or "<dask task>"
 
 
-def compute(tasks: list[Task], open_options: dict[str, Any], run_options: dict[str, Any],
-            scheduler: str | None = None) -> partial.Partial:
+def compute(tasks: list[Task], job: Job, scheduler: str | None = None) -> partial.Partial:
     """Run every task and merge them, on Dask; the result equals one ordinary run."""
     try:
         import dask
     except ImportError:
         raise OptionError(f"--engine dask needs Dask: {INSTALL_HINT}") from None
-    check(tasks, open_options)
-    nodes = [dask.delayed(run_task, pure=True)(t, open_options, run_options) for t in tasks]
+    nodes = [dask.delayed(run_task, pure=True)(t, job) for t in tasks]
     while len(nodes) > 1:
         nodes = [dask.delayed(merge_documents, pure=True)(*nodes[i:i + FAN_IN])
                  for i in range(0, len(nodes), FAN_IN)]

@@ -44,6 +44,16 @@ class OptionError(CeLossError, ValueError):
     """An option value torch would refuse (reduction, label_smoothing, ...)."""
 
 
+class UsageError(CeLossError):
+    """The command line asks for something that cannot be done (options that do not go
+    together, a missing argument): the command line reports it as Click reports its
+    own usage errors, naming ``option`` when one is at fault."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 class InputFileError(CeLossError, ValueError):
     """A file that cannot be read as logits or targets, with where and how to fix.
 

@@ -13,34 +13,38 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 import numpy as np
 
 from . import checks, core, metrics
+from .checks import Finding
 from .errors import InputFileError
 from .names import INPUT_KINDS, REDUCTIONS
+from .summary import Layout, Summary
 
 KIND = "ce-loss/partial"
-VERSION = 2
-#: versions this one reads: 1 lacks the scan fields of version 2, which default to unknown
-READS = (1, 2)
+VERSION = 3
+#: versions this one reads: 1 lacks the scan fields of version 2, which default to unknown;
+#: 1 and 2 lack the layout, the probabilities reading and the findings of version 3
+READS = (1, 2, 3)
 
 #: spec fields that must agree between partials for them to merge
 _SPEC_KEYS = ("n_classes", "target_kind", "input_dtype", "dtype", "weight", "ignore_index",
               "label_smoothing", "input_kind")
 
 
-def to_document(spec: core.LossSpec, totals: core.LossTotals, scan: checks.InputScan,
-                labels: np.ndarray | None, stats: metrics.AuditStats | None,
-                reduction: str, sources: list[str]) -> dict[str, Any]:
-    """The JSON-ready partial of one run."""
+def to_document(summary: Summary, inputs: list[str] | None = None) -> dict[str, Any]:
+    """The JSON-ready partial of one run (``inputs``: what it read; default: the
+    summary's own)."""
+    spec = summary.result.spec
+    stats, layout, as_probs = summary.stats, summary.layout, summary.as_probs
     return {
         "kind": KIND,
         "version": VERSION,
-        "reduction": reduction,
-        "sources": sources,
+        "reduction": summary.reduction,
+        "sources": list(summary.inputs if inputs is None else inputs),
         "spec": {
             "n_classes": spec.n_classes,
             "target_kind": spec.target_kind,
@@ -52,10 +56,13 @@ def to_document(spec: core.LossSpec, totals: core.LossTotals, scan: checks.Input
             "label_smoothing": spec.label_smoothing,
             "input_kind": spec.input_kind,
         },
-        "totals": _encode(asdict(totals)),
-        "scan": _encode({f.name: getattr(scan, f.name) for f in fields(scan)}),
-        "labels": None if labels is None else [int(v) for v in labels],
+        "totals": _encode(asdict(summary.result.totals)),
+        "scan": _encode({f.name: getattr(summary.scan, f.name) for f in fields(summary.scan)}),
+        "labels": None if summary.labels is None else [int(v) for v in summary.labels],
         "stats": None if stats is None else _encode(_stats_doc(stats)),
+        "layout": None if layout is None else layout.to_doc(),
+        "as_probs": None if as_probs is None else _encode(asdict(as_probs)),
+        "findings": [[f.kind, f.message] for f in summary.findings],
     }
 
 
@@ -122,6 +129,11 @@ class Partial:
         self.stats = None if doc["stats"] is None else _stats_from(_decode(doc["stats"]))
         self.reduction = doc["reduction"]
         self.sources = list(doc["sources"])
+        layout = doc.get("layout")
+        self.layout = None if layout is None else Layout.from_doc(layout)
+        as_probs = doc.get("as_probs")
+        self.as_probs = None if as_probs is None else core.LossTotals(**_decode(as_probs))
+        self.findings = [Finding(kind, message) for kind, message in doc.get("findings", [])]
 
     def spec(self) -> core.LossSpec:
         s = self.spec_doc
@@ -136,9 +148,29 @@ class Partial:
         )
 
     def finish(self, reduction: str) -> core.LossResult:
-        acc = core.LossAccumulator(self.spec())
-        acc.totals = self.totals
-        return acc.finalize(reduction)
+        return core.LossAccumulator.from_totals(self.spec(), self.totals).finalize(reduction)
+
+    def summary(self, reduction: str | None = None, *, sources: dict[str, str] | None = None
+                ) -> Summary:
+        """The :class:`Summary` the report takes, for ``reduction`` (default: the one the
+        partials were computed with; mean for 'none')."""
+        reduction = reduction or (self.reduction if self.reduction != "none" else "mean")
+        result = self.finish(reduction)
+        spec = result.spec
+        probs_loss = None
+        if self.as_probs is not None:
+            probs_spec = replace(spec, input_kind="probs")
+            probs_loss = core.LossAccumulator.from_totals(probs_spec, self.as_probs
+                                                          ).finalize(reduction).loss
+        loss_shape: tuple[int, ...] = ()
+        if self.layout is not None and len(self.layout.logits_row) > 1:
+            spatial = math.prod(self.layout.logits_row[1:])
+            if spatial:
+                loss_shape = (self.totals.positions // spatial, *self.layout.logits_row[1:])
+        return Summary(result, self.scan, self.labels, self.stats, self.layout,
+                       findings=list(self.findings), as_probs=self.as_probs,
+                       probs_loss=probs_loss, sources=dict(sources or {}),
+                       inputs=list(self.sources), loss_shape=loss_shape)
 
 
 def load(path: str) -> Partial:
@@ -310,6 +342,7 @@ def _validate(doc: dict[str, Any]) -> None:
                 want = "a number"
             raise _Damaged(f"scan.{key}", v, want)
 
+    _validate_v3(doc, c)
     labels = _get(doc, "", "labels")
     if labels is not None and (not isinstance(labels, list) or len(labels) != c
                                or not all(_is_int(v) and v >= 0 for v in labels)):
@@ -330,6 +363,36 @@ def _validate(doc: dict[str, Any]) -> None:
         for key, size in sizes.items():
             if getattr(got, key).shape != (size,):
                 raise _Damaged(f"stats.{key}", stats[key], f"a list of {size} numbers")
+
+
+def _validate_v3(doc: dict[str, Any], c: int) -> None:
+    """The fields version 3 added (absent from older partials: then unknown)."""
+    layout = doc.get("layout")
+    if layout is not None:
+        if not isinstance(layout, dict):
+            raise _Damaged("layout", layout, "null or an object")
+        for key in ("logits_row", "targets_row"):
+            v = _get(layout, "layout", key)
+            if not isinstance(v, list) or not all(_is_int(d) and d >= 0 for d in v):
+                raise _Damaged(f"layout.{key}", v, "a list of sizes")
+        if not isinstance(_get(layout, "layout", "class_axis_given"), bool):
+            raise _Damaged("layout.class_axis_given", layout["class_axis_given"],
+                           "true or false")
+        if not isinstance(_get(layout, "layout", "target_dtype"), (str, type(None))):
+            raise _Damaged("layout.target_dtype", layout["target_dtype"], "null or text")
+    as_probs = doc.get("as_probs")
+    if as_probs is not None:
+        if not isinstance(as_probs, dict) or set(as_probs) != {
+                f.name for f in fields(core.LossTotals)}:
+            raise _Damaged("as_probs", as_probs, "null or the totals of a partial result")
+        for key, v in as_probs.items():
+            if not _is_number(v):
+                raise _Damaged(f"as_probs.{key}", v, "a number")
+    said = doc.get("findings", [])
+    if not isinstance(said, list) or not all(
+            isinstance(f, list) and len(f) == 2 and f[0] in ("warning", "note")
+            and isinstance(f[1], str) for f in said):
+        raise _Damaged("findings", said, "a list of [kind, message] pairs")
 
 
 def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
@@ -362,11 +425,7 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
                         p.path, f"computed with {flag} {_flag(mine)} but {first.path} with "
                         f"{flag} {_flag(theirs)}",
                         hint=f"recompute the partials with the same {flag}")
-    totals = core.LossTotals(**{
-        f.name: (math.fsum(getattr(p.totals, f.name) for p in parts)
-                 if isinstance(getattr(first.totals, f.name), float)
-                 else sum(getattr(p.totals, f.name) for p in parts))
-        for f in fields(core.LossTotals)})
+    totals = _sum_totals([p.totals for p in parts])
     scan = _merge_scans([p.scan for p in parts])
     labels = None
     if all(p.labels is not None for p in parts):
@@ -376,9 +435,27 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
         stats = parts[0].stats
         for p in parts[1:]:
             stats = stats.merge(p.stats)  # type: ignore[union-attr,arg-type]
-    doc = to_document(first.spec(), totals, scan, labels, stats, reduction or first.reduction,
-                      [s for p in parts for s in p.sources])
-    return Partial(json.loads(json.dumps(doc)), "<merged>")
+    layouts = {p.layout for p in parts}
+    as_probs = None
+    if all(p.as_probs is not None for p in parts):
+        as_probs = _sum_totals([p.as_probs for p in parts])  # type: ignore[misc]
+    summary = Summary(
+        core.LossResult(np.zeros((), first.spec().dtype), reduction or first.reduction,
+                        first.spec(), totals),
+        scan, labels, stats, layout=layouts.pop() if len(layouts) == 1 else None,
+        findings=list(dict.fromkeys(f for p in parts for f in p.findings)),
+        as_probs=as_probs, inputs=[s for p in parts for s in p.sources])
+    return Partial(json.loads(json.dumps(to_document(summary))), "<merged>")
+
+
+def _sum_totals(parts: list[core.LossTotals]) -> core.LossTotals:
+    """Field by field; float sums exact (``math.fsum``), so any order gives the same."""
+    first = parts[0]
+    return core.LossTotals(**{
+        f.name: (math.fsum(getattr(p, f.name) for p in parts)
+                 if isinstance(getattr(first, f.name), float)
+                 else sum(getattr(p, f.name) for p in parts))
+        for f in fields(core.LossTotals)})
 
 
 def _flag(value: Any) -> str:

@@ -9,45 +9,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 
 from . import checks, core, metrics
+from .checks import Finding
 from .errors import OptionError, ShapeError
+from .options import AuditOptions
 from .readers.base import Source, array_source, check_class_indices
 from .render import Preview
+from .summary import Layout, Summary, position_label
 
 #: rows per read from a file; each read block is cut further by ``core.iter_blocks``
 READ_ELEMENTS = 1 << 20
-
-
-@dataclass
-class Pass:
-    result: core.LossResult
-    preview: Preview
-    targets: np.ndarray | None  # class-index targets (flat), when per-sample output needs them
-    scan: checks.InputScan
-    n_rows: int
-    stats: metrics.AuditStats | None = None
-    class_axis: int = 1
-    labels: np.ndarray | None = None  # per-class counts of the counted index targets
-    x_row: tuple[int, ...] = ()  # one row of logits, classes first
-    t_row: tuple[int, ...] = ()
-    loss_shape: tuple[int, ...] = ()  # torch's reduction='none' shape
-    #: when the logits look like probabilities: the loss of reading them as such
-    probs_loss: np.ndarray | None = None
-
-    def summary(self) -> dict[str, Any] | None:
-        """The audit statistics, worst samples located by position for K-dim inputs."""
-        if self.stats is None:
-            return None
-        doc = self.stats.summary()
-        if len(self.loss_shape) > 1:
-            for w in doc["worst"]:
-                w["position"] = position_label(w["index"], self.loss_shape)
-        return doc
 
 
 class _Rows:
@@ -99,12 +75,6 @@ def aligned_blocks(xs: Source, ts: Source, rows: int) -> Iterator[tuple[np.ndarr
         yield x.take(take), t.take(take)
 
 
-def position_label(pos: int, shape: tuple[int, ...]) -> str:
-    if len(shape) <= 1:
-        return str(pos)
-    return "(" + ", ".join(str(int(i)) for i in np.unravel_index(pos, shape)) + ")"
-
-
 def run(
     xs: Source,
     ts: Source,
@@ -118,17 +88,19 @@ def run(
     keep_targets: bool = False,
     preview_rows: int = 0,
     class_axis: int | None = None,
-    audit: dict[str, Any] | None = None,
+    audit: AuditOptions | None = None,
     on_rows: Callable[[np.ndarray], None] | None = None,
-) -> Pass:
+    inputs: list[str] | None = None,
+) -> Summary:
     """Compute torch's loss of ``xs`` against ``ts`` in one streaming pass.
 
     ``class_axis`` moves that axis of the logits to torch's class axis (1) first, so
     ``(B, L, V)`` sequence outputs read with ``class_axis=-1`` give torch's loss of
-    ``x.movedim(-1, 1)``. ``audit`` (keyword arguments of
-    :class:`~ce_cli.metrics.AuditStats`) gathers the audit statistics in the same pass.
+    ``x.movedim(-1, 1)``. ``audit`` gathers the audit statistics in the same pass.
+    ``inputs`` names the input pair in a partial result (default: the two paths).
     """
-    x_dtype, _ = checks.logits_dtype(xs.dtype, xs.path)
+    target_dtype = ts.dtype.name
+    x_dtype, dtype_note = checks.logits_dtype(xs.dtype, xs.path)
     x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
     unbatched = xs.n_rows is not None and len(x_row) == 0  # a 1-D logits array: (C,)
     if unbatched:  # torch treats (C,) as one sample; so do we, and report a 0-d shape
@@ -152,7 +124,7 @@ def run(
     squeeze = t_row == (1,) and len(x_row) == 1 and x_row != (1,)
     if squeeze:  # a column of labels, (N, 1), as np.savetxt and DataFrames write them
         t_row = ()
-    axis = _class_axis(class_axis, 1 + len(x_row))
+    axis = class_axis_of(class_axis, 1 + len(x_row))
     if axis != 1:
         x_row = (x_row[axis - 1],) + x_row[:axis - 1] + x_row[axis:]
 
@@ -184,7 +156,8 @@ def run(
     as_probs = core.LossAccumulator(replace(spec, input_kind="probs"),
                                     keep_losses=reduction == "none") \
         if input_kind == "logits" else None
-    stats = metrics.AuditStats(spec.n_classes, **audit) if audit is not None else None
+    stats = None if audit is None else metrics.AuditStats(
+        spec.n_classes, top_k=audit.top_k, bins=audit.bins, worst_k=audit.worst)
     rows = rows_per_read(xs)
     n_x = n_t = position = 0
     kept_targets: list[np.ndarray] = []
@@ -233,11 +206,7 @@ def run(
             if on_rows is not None:
                 on_rows(xbb)
     if n_x != n_t:
-        raise ShapeError(
-            f"Expected input batch_size ({n_x}) to match target batch_size ({n_t}); "
-            f"{xs.path} has {n_x} rows of logits but {ts.path} has {n_t} targets: pass the "
-            "targets saved with these logits"
-        )
+        raise row_count_mismatch(n_x, n_t, xs.path, ts.path)
     result = acc.finalize(reduction if reduction != "none" or keep_losses else "mean")
     loss_shape = () if unbatched else (n_x, *x_row[1:])
     if result.losses is not None:
@@ -248,11 +217,26 @@ def run(
     tp = np.concatenate(first_t) if first_t else np.zeros(0, np.int64)
     preview = _preview_from(xp, tp, spec, preview_rows, loss_shape)
     targets = np.concatenate(kept_targets) if kept_targets else None
-    probs_loss = None
+    as_probs_totals = probs_loss = None
     if as_probs is not None and scan.looks_like_probabilities(x_dtype, spec.n_classes):
+        as_probs_totals = as_probs.totals
         probs_loss = as_probs.finalize(reduction).loss
-    return Pass(result, preview, targets, scan, n_x, stats, axis, labels, x_row, t_row,
-                loss_shape, probs_loss)
+    layout = Layout(x_row, t_row, class_axis is not None, target_dtype)
+    return Summary(result, scan, labels, stats, layout,
+                   findings=[Finding("warning", dtype_note)] if dtype_note else [],
+                   as_probs=as_probs_totals, probs_loss=probs_loss,
+                   sources={"logits": xs.path, "targets": ts.path},
+                   inputs=inputs if inputs is not None else [f"{xs.path} {ts.path}"],
+                   loss_shape=loss_shape, preview=preview, targets=targets)
+
+
+def row_count_mismatch(n_x: int, n_t: int, x_path: str, t_path: str) -> ShapeError:
+    """torch's batch-size message, with the files and the fix."""
+    return ShapeError(
+        f"Expected input batch_size ({n_x}) to match target batch_size ({n_t}); "
+        f"{x_path} has {n_x} rows of logits but {t_path} has {n_t} targets: pass the "
+        "targets saved with these logits"
+    )
 
 
 def rows_per_read(source: Source) -> int:
@@ -261,7 +245,7 @@ def rows_per_read(source: Source) -> int:
     return max(1, READ_ELEMENTS // max(per_row, 1))
 
 
-def _class_axis(class_axis: int | None, ndim: int) -> int:
+def class_axis_of(class_axis: int | None, ndim: int) -> int:
     """The logits axis that holds the classes, normalised (torch's default: 1)."""
     if class_axis is None:
         return 1

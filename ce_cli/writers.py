@@ -24,9 +24,6 @@ import numpy as np
 
 from .errors import OutputFileError
 
-#: the output files this process has written (a Ctrl-C message names them)
-WRITTEN: list[str] = []
-
 
 class Batch:
     """Outputs written in full to temp files first, moved onto their targets together.
@@ -35,10 +32,13 @@ class Batch:
     write goes to a temp file beside its target; leaving the block without an error moves
     them all (:meth:`commit`), leaving it with one (Ctrl-C included) deletes them all, so
     a run that fails on its second output replaces neither the first's target nor any.
+    ``written`` records each target as it lands (pass a list to read it after an error:
+    an interrupted run names the files written in full).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, written: list[str] | None = None) -> None:
         self._staged: list[tuple[Path, Path]] = []
+        self.written: list[str] = [] if written is None else written
 
     def __enter__(self) -> Batch:
         return self
@@ -64,7 +64,7 @@ class Batch:
                 raise OutputFileError(f"{target}: cannot write ({exc.strerror or exc})"
                                       ) from None
             self._staged.pop(0)
-            WRITTEN.append(str(target))
+            self.written.append(str(target))
 
     def discard(self) -> None:
         """Delete the temp files not yet moved; their targets stay as they were."""
@@ -90,7 +90,6 @@ def atomic_path(target: str | Path, batch: Batch | None = None) -> Iterator[Path
             batch.add(tmp_path, target)
             return
         os.replace(tmp_path, target)
-        WRITTEN.append(str(target))
     except BaseException:  # Ctrl-C included: never leave the temp file behind
         with contextlib.suppress(OSError):
             tmp_path.unlink()

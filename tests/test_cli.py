@@ -393,12 +393,18 @@ def test_main_is_callable_from_python():
     assert exc.value.code == 0
 
 
-def test_interrupted_message_names_the_files_written(monkeypatch):
+def test_interrupted_message_names_the_files_written(tmp_path):
     from ce_cli import cli, writers
 
-    assert cli._outputs_note() == "no output file was written"
-    monkeypatch.setattr(writers, "WRITTEN", ["losses.npy", "p.json"])
-    assert cli._outputs_note() == "losses.npy, p.json were written in full"
+    assert cli._outputs_note([]) == "no output file was written"
+    assert cli._outputs_note(["losses.npy", "p.json"]) == \
+        "losses.npy, p.json were written in full"
+    written: list[str] = []  # the batch records what lands, in order
+    with writers.Batch(written) as batch:
+        writers.write_text(str(tmp_path / "a.json"), "{}", batch=batch)
+        writers.write_text(str(tmp_path / "b.json"), "{}", batch=batch)
+        assert written == []  # nothing lands before the batch commits
+    assert written == [str(tmp_path / "a.json"), str(tmp_path / "b.json")]
 
 
 def test_nan_rows_in_probability_like_input_give_no_numpy_warning(tmp_path):

@@ -364,9 +364,8 @@ def test_merge_with_a_reduction_given_merges_mean_and_sum():
         p = pipeline.run(array_source("x", "logits", x), array_source("t", "targets", t),
                          weight=None, ignore_index=-100, reduction=reduction,
                          label_smoothing=0.0, input_kind="logits", keep_losses=False)
-        docs.append(partial.Partial(json.loads(json.dumps(partial.to_document(
-            p.result.spec, p.result.totals, p.scan, p.labels, None, reduction, ["x"]))),
-            reduction))
+        docs.append(partial.Partial(json.loads(json.dumps(partial.to_document(p, ["x"]))),
+                                    reduction))
     assert partial.merge(docs, reduction="sum").reduction == "sum"
     with pytest.raises(Exception, match="--reduction sum"):
         partial.merge(docs)

@@ -12,15 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ce_cli import partial, pipeline
+from ce_cli.options import AuditOptions
 from ce_cli.readers.base import array_source
 
 
 def _partial_of(x, t, **options):
     p = pipeline.run(array_source("x", "logits", x), array_source("t", "targets", t),
                      input_kind="logits", keep_losses=False,
-                     audit={"top_k": (1, 2), "bins": 5, "worst_k": 3}, **options)
-    doc = partial.to_document(p.result.spec, p.result.totals, p.scan, p.labels, p.stats,
-                              options["reduction"], ["x t"])
+                     audit=AuditOptions(top_k=(1, 2), bins=5, worst=3), **options)
+    doc = partial.to_document(p, ["x t"])
     return partial.Partial(json.loads(partial.dumps(doc)), "part"), p
 
 

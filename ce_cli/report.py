@@ -1,0 +1,142 @@
+"""The one report path: a :class:`~ce_cli.summary.Summary` becomes findings on stderr,
+output files, the report on stdout and an exit status, whichever engine made it.
+
+The default engine, shards, ``--engine dask`` and ``merge`` all end in :func:`finish`.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checks, metrics, partial, render, writers
+from .console import say, silence_stdout
+from .errors import ExitCode, OutputFileError
+from .options import OutputOptions
+from .summary import Summary
+
+
+def findings(summary: Summary) -> list[checks.Finding]:
+    """Everything said about ``summary``, in order: what reading found, the probabilities
+    warning, then the diagnostics of the input and the result."""
+    result = summary.result
+    spec = result.spec
+    said = list(dict.fromkeys(summary.findings))
+    if spec.input_kind == "logits" and summary.scan.looks_like_probabilities(
+            spec.input_dtype, spec.n_classes):
+        probs = None if summary.probs_loss is None else _brief(summary.probs_loss)
+        said.append(checks.Finding("warning", checks.probabilities_as_logits_warning(
+            summary.scan, _brief(result.loss), probs)))
+    layout = summary.layout
+    said += checks.findings(
+        summary.scan, spec, result.totals, labels=summary.labels, loss=result.loss,
+        reduction=result.reduction,
+        x_row=layout.logits_row if layout else (), t_row=layout.targets_row if layout else (),
+        class_axis_given=layout.class_axis_given if layout else True,
+        target_dtype=np.dtype(layout.target_dtype) if layout and layout.target_dtype else None)
+    return said
+
+
+def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = None,
+           before: list[checks.Finding] | None = None) -> ExitCode:
+    """Say the findings, write every output file in full (or none), print the report;
+    return the exit status (a failed ``--strict`` check is 1). ``written`` collects the
+    output files as they land (for the message of an interrupted run); ``before``: findings
+    about this run alone (said first, not kept in a partial result)."""
+    said = [*(before or []), *findings(summary)]
+    if not out.quiet:
+        for finding in said:
+            say(finding.kind, finding.message)
+    result = summary.result
+    with writers.Batch(written) as batch:  # every output in full, or none replaced
+        if out.output is not None and result.losses is not None:
+            _write_losses(out.output, summary, batch)
+        if out.softmax is not None:
+            matrix = summary.softmax if summary.softmax is not None else \
+                np.zeros((0, result.spec.n_classes))
+            writers.write_matrix(out.softmax, matrix, prefix="p", batch=batch)
+        if out.partial is not None:
+            writers.write_text(out.partial, partial.dumps(partial.to_document(summary)),
+                               batch=batch)
+        report = render.Report(
+            result=result, input_kind=result.spec.input_kind, preview=summary.preview,
+            sources=summary.sources, stats=summary.stats_summary(),
+            explain=metrics.explain(result, summary.stats) if out.explain else None,
+            plots=out.plots)
+        emit(report, out.fmt, targets=summary.targets, batch=batch)
+    if out.strict and any(f.kind == "warning" for f in said):
+        return ExitCode.INTERNAL
+    return ExitCode.OK
+
+
+def _write_losses(path: str, summary: Summary, batch: writers.Batch) -> None:
+    """``-o``: the per-sample losses, with index and target in table formats."""
+    losses = np.asarray(summary.result.losses)
+    if Path(path).suffix.lower() == ".npy":  # an array: torch's 'none' shape
+        writers.write_columns(path, {"loss": losses}, main="loss", batch=batch)
+        return
+    flat = losses.reshape(-1)
+    columns = {"index": np.arange(flat.shape[0], dtype=np.int64)}
+    if summary.targets is not None:
+        columns["target"] = summary.targets
+    columns["loss"] = flat
+    writers.write_columns(path, columns, main="loss", batch=batch)
+
+
+def emit(report: render.Report, fmt: str, targets: np.ndarray | None = None,
+         batch: writers.Batch | None = None) -> None:
+    """Write the report to stdout in ``fmt`` (nowhere when the shell closed it: ``>&-``,
+    taken like a reader that has gone), then commit ``batch``'s output files.
+
+    stdout goes first: when it cannot be written (a full disk) the run fails and no output
+    file is replaced; a reader that has gone (``| head -1``) is a success, files included.
+    """
+    out = sys.stdout
+    try:
+        if out is not None:
+            _write_report(report, fmt, out, targets)
+    except BrokenPipeError:
+        if batch is not None:
+            batch.commit()
+        raise
+    except OSError as exc:  # a full disk (> /dev/full), EIO, ...
+        silence_stdout()  # what is still buffered would fail again at exit
+        hint = "free some space or " if exc.errno == errno.ENOSPC else ""
+        raise OutputFileError(f"cannot write to standard output ({exc.strerror or exc}); "
+                              f"{hint}send the output elsewhere") from None
+    if batch is not None:
+        batch.commit()
+
+
+def _write_report(report: render.Report, fmt: str, out: Any,
+                  targets: np.ndarray | None) -> None:
+    if fmt == "plain":
+        render.write_plain(report, out)
+    elif fmt == "json":
+        render.write_json(report, out)
+    elif fmt == "csv":
+        render.write_csv(report, out, targets=targets)
+    else:
+        from rich.console import Console
+
+        console = Console(file=out, highlight=False)
+        if console.width < render.MIN_WIDTH:  # COLUMNS=0 or a tiny terminal
+            console.width = 80 if console.width <= 0 else render.MIN_WIDTH
+        # rendered to text first, then written here: rich would turn a closed pipe into
+        # exit 1 and say nothing about a full disk
+        with console.capture() as captured:
+            render.write_table(report, console)
+        out.write(captured.get())
+    out.flush()
+
+
+def _brief(loss: np.ndarray) -> str:
+    a = np.asarray(loss)
+    if a.ndim == 0:
+        return render.scalar_text(a)
+    with np.errstate(all="ignore"):
+        return f"per-sample losses averaging {np.mean(a.astype(np.float64)):.6g}"
