@@ -27,6 +27,7 @@ from .errors import (
     ShapeError,
     TargetError,
 )
+from .readers.validate import logits_dtype
 
 
 def _n_classes(xs: Any, class_axis: int | None) -> int:
@@ -126,7 +127,7 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
     if not quiet:
         for note in dict.fromkeys([*xs.notes, *ts.notes]):  # a shared table notes once
             _say("note", note)
-    x_dtype, dtype_note = checks.logits_dtype(xs.dtype, xs.path)  # a finding, said below
+    x_dtype, dtype_note = logits_dtype(xs.dtype, xs.path)  # a finding, said below
     w = _parse_weight(weight, _n_classes(xs, class_axis), x_dtype, quiet=quiet)
 
     per_sample = output is not None or (fmt == "csv" and reduction == "none")
@@ -227,7 +228,7 @@ def _compute_on_dask(logits: str, targets: str | None, opened: dict[str, Any], *
     tasks = dask_engine.plan(logits, targets, fmt=opened["logits_format"])
     if weight is not None:  # parsed once, against the first task's logits
         xs0, _ = _open_sources(tasks[0].logits, tasks[0].targets, **opened)
-        x_dtype, _ = checks.logits_dtype(xs0.dtype, xs0.path)
+        x_dtype, _ = logits_dtype(xs0.dtype, xs0.path)
         run_options["weight"] = _parse_weight(weight, _n_classes(xs0, class_axis), x_dtype,
                                               quiet=quiet)
     merged = dask_engine.compute(tasks, opened, run_options, scheduler)

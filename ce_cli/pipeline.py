@@ -16,10 +16,11 @@ import numpy as np
 
 from . import checks, core, metrics
 from .errors import OptionError, ShapeError
-from .readers.base import Source, array_source, check_class_indices
+from .readers.base import Source, array_source
+from .readers.validate import check_class_indices, coerce_targets, logits_dtype
 from .render import Preview
 
-#: rows per read from a file; each read block is cut further by ``core.iter_blocks``
+#: values per block read from a source (see rows_per_read), cut further by core.iter_blocks
 READ_ELEMENTS = 1 << 20
 
 
@@ -128,7 +129,7 @@ def run(
     ``x.movedim(-1, 1)``. ``audit`` (keyword arguments of
     :class:`~ce_cli.metrics.AuditStats`) gathers the audit statistics in the same pass.
     """
-    x_dtype, _ = checks.logits_dtype(xs.dtype, xs.path)
+    x_dtype, _ = logits_dtype(xs.dtype, xs.path)
     x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
     unbatched = xs.n_rows is not None and len(x_row) == 0  # a 1-D logits array: (C,)
     if unbatched:  # torch treats (C,) as one sample; so do we, and report a 0-d shape
@@ -205,8 +206,8 @@ def run(
         if spec.target_kind == "index" and tb.dtype.kind in "uf":
             # 2**63 + 5 (uint64) or 1e30 (float) would wrap or warn when cast to int64
             check_class_indices(tb, ts.path, n_t - tb.shape[0], ts.line_of)
-        tb = checks.coerce_targets(tb, xb.shape, ts.path, offset=n_t - tb.shape[0],
-                                   line_of=ts.line_of)
+        tb = coerce_targets(tb, xb.shape, ts.path, offset=n_t - tb.shape[0],
+                            line_of=ts.line_of)
         if keep_targets and spec.target_kind == "index":
             kept_targets.append(tb.reshape(-1))
         for xbb, tbb in core.iter_blocks(xb, tb, spec.target_kind):
