@@ -11,17 +11,31 @@ picks one array of an archive. A format's module is imported when a file of it i
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import InputFileError
-from . import registry, shards
-from .base import Source
+from . import registry
 from .registry import Format
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .base import Source
+
+#: submodules and names imported on first use, so that importing the registry (for a
+#: list of formats, say) imports no NumPy
+_LAZY = {"Source": ".base", "base": None, "shards": None}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name] or "." + name, __name__)
+    return module if _LAZY[name] is None else getattr(module, name)
 
 #: suffix -> format name (from the registry)
 SUFFIXES: dict[str, str] = registry.suffixes()
@@ -73,7 +87,7 @@ def _format(path: str, fmt: str | None) -> Format:
     found = registry.by_suffix(suffix)
     if found is not None:
         return found
-    known = ", ".join(sorted(SUFFIXES))
+    known = ", ".join(sorted(registry.suffixes()))
     raise InputFileError(
         path, f"cannot tell the format from the suffix {suffix or '(none)'!r}",
         hint=f"name the file with one of {known}, or pass the format",
@@ -118,7 +132,7 @@ def stdin_format(data: bytes) -> str:
         return registry.STDIN_TEXT
     if kind == "binary":
         raise InputFileError("-", "standard input holds binary data of no known format",
-                             hint=f"pipe {registry.stdin_binaries()}")
+                             hint=f"pipe {registry.stdin_advice()}")
     return kind
 
 
@@ -148,6 +162,8 @@ def open_source(path: str, *, role: str, fmt: str | None = None, **options: obje
     ``header`` (CSV: True, False or None to detect), ``logits_columns`` and
     ``target_column`` (tables). ``path`` may be ``-`` (stdin) or ``file.npz:name``.
     """
+    from . import shards
+
     if shards.is_sharded(path):  # a folder or glob of shards, read one after another
         files = shards.expand(path)
         return shards.concat(path, role, files,
@@ -171,6 +187,8 @@ def open_table_pair(path: str, *, target_column: str, logits_columns: str | None
     other numeric columns (a pandas index column, text columns and integer id columns
     beside float ones are left out, with a note in ``Source.notes``).
     """
+    from . import shards
+
     if shards.is_sharded(path):
         files = shards.expand(path)
         pairs = {}

@@ -24,7 +24,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Magic:
-    """Bytes every file of a format holds at ``offset``."""
+    """Bytes every file of a format holds at ``offset``. Where two formats share one (a
+    zip file, say), the first row in :data:`FORMATS` is the one sniffed; the other is told
+    by its suffix or by name."""
 
     data: bytes
     offset: int = 0
@@ -93,33 +95,36 @@ FORMATS: tuple[Format, ...] = (
 #: what standard input holding no known magic and no NUL byte is read as
 STDIN_TEXT = "csv"
 
-_BY_NAME = {f.name: f for f in FORMATS}
-_BY_SUFFIX = {s: f for f in FORMATS for s in f.suffixes}
+# lookups read FORMATS each time (six rows): a test may patch the table alone
 
 
 def get(name: str) -> Format:
-    """The format called ``name`` (a name :data:`FORMATS` holds)."""
-    return _BY_NAME[name]
+    """The format called ``name`` (one of :func:`names`)."""
+    found = next((f for f in FORMATS if f.name == name), None)
+    if found is None:
+        raise KeyError(name)
+    return found
 
 
 def names() -> list[str]:
-    return sorted(_BY_NAME)
+    return sorted(f.name for f in FORMATS)
 
 
 def suffixes() -> dict[str, str]:
     """Every suffix read, and the name of its format."""
-    return {s: f.name for s, f in _BY_SUFFIX.items()}
+    return {s: f.name for f in FORMATS for s in f.suffixes}
 
 
 def by_suffix(suffix: str) -> Format | None:
-    return _BY_SUFFIX.get(suffix.lower())
+    suffix = suffix.lower()
+    return next((f for f in FORMATS if suffix in f.suffixes), None)
 
 
 def named(fmt: str) -> Format | None:
     """The format ``--logits-format fmt`` means: a name or a suffix (``feather``, ``.npy``),
     in any case; None for neither."""
     name = fmt.lower().lstrip(".")
-    return _BY_SUFFIX.get("." + name) or _BY_NAME.get(name)
+    return by_suffix("." + name) or next((f for f in FORMATS if f.name == name), None)
 
 
 def sniff_binary(head: bytes) -> str | None:
@@ -133,22 +138,29 @@ def sniff_binary(head: bytes) -> str | None:
     return None
 
 
-def stdin_binaries() -> str:
+def _either(items: list[str]) -> str:
+    *others, last = items
+    return f"{', '.join(others)} or {last}" if others else last
+
+
+def _text() -> str:
+    return f"{get(STDIN_TEXT).label} text"
+
+
+def stdin_advice() -> str:
     """What standard input can hold, for hints: ".npy, .npz, ... or CSV text"."""
-    shown = [f.suffix for f in FORMATS if f.stdin and f.magics]
-    return f"{', '.join(shown)} or {get(STDIN_TEXT).label} text"
+    return _either([f.suffix for f in FORMATS if f.stdin and f.magics] + [_text()])
 
 
-def writable_binaries() -> list[str]:
-    """The suffix of each binary format ce-loss also writes, for "save it as" hints."""
-    return [f.suffix for f in FORMATS if f.magics and f.writer]
+def save_advice() -> str:
+    """What to save data as, for hints: "CSV text" and every binary format written."""
+    return _either([_text()] + [f.suffix for f in FORMATS if f.magics and f.writer])
 
 
 def table_advice() -> str:
-    """The tables to suggest saving: ".parquet, .arrow or .csv" (binary ones first)."""
-    *others, last = [f.suffix for f in FORMATS if f.table and f.writer and f.magics] + \
-        [get(STDIN_TEXT).suffix]
-    return f"{', '.join(others)} or {last}"
+    """What to save a table as, for hints: the binary table formats written, then text."""
+    return _either([f.suffix for f in FORMATS if f.table and f.writer and f.magics]
+                   + [get(STDIN_TEXT).suffix])
 
 
 def member_suffixes() -> tuple[str, ...]:
@@ -168,7 +180,7 @@ def member_hint() -> str:
 
 def writer_suffixes() -> dict[str, Format]:
     """Every suffix written (``-o``, ``--softmax``), and its format."""
-    return {s: f for s, f in _BY_SUFFIX.items() if f.writer is not None}
+    return {s: f for f in FORMATS if f.writer is not None for s in f.suffixes}
 
 
 def load(ref: str) -> Any:

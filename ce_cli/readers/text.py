@@ -428,5 +428,4 @@ def _binary_hint(kind: str) -> str:
     if kind != "binary":
         suffix = registry.get(kind).suffix
         return f"name it with {suffix}, or pass the format (e.g. --logits-format {kind})"
-    *others, last = registry.writable_binaries()
-    return f"save logits and labels as CSV text, {', '.join(others)} or {last}"
+    return f"save logits and labels as {registry.save_advice()}"
