@@ -137,7 +137,7 @@ def _arrow_table(columns: dict[str, np.ndarray], for_csv: bool = False) -> Any:
 
 
 def save_csv(path: Path, columns: dict[str, np.ndarray], main: str,
-               delimiter: str = ",") -> None:
+             delimiter: str = ",") -> None:
     import csv
     import io
 
@@ -176,8 +176,7 @@ def save_arrow(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
 
 Writer = Callable[[Path, "dict[str, np.ndarray]", str], None]
 
-#: suffix -> writer: the registry's, for every format it names one for (here, the save_*
-#: functions above)
+#: suffix -> writer, as the format registry names them (the save_* functions above)
 WRITERS: dict[str, Writer] = {suffix: registry.load(f.writer)
                               for suffix, f in registry.writer_suffixes().items()
                               if f.writer is not None}

@@ -26,16 +26,18 @@ if TYPE_CHECKING:
 
     from .base import Source
 
-#: submodules and names imported on first use, so that importing the registry (for a
-#: list of formats, say) imports no NumPy
-_LAZY = {"Source": ".base", "base": None, "shards": None}
+#: name -> (its module, the name in it; None: the module itself), imported on first use
+#: so that importing the registry (for a list of formats, say) imports no NumPy
+_LAZY = {"Source": (".base", "Source"), "base": (".base", None), "shards": (".shards", None)}
 
 
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name] or "." + name, __name__)
-    return module if _LAZY[name] is None else getattr(module, name)
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    return module if attribute is None else getattr(module, attribute)
+
 
 #: suffix -> format name (from the registry)
 SUFFIXES: dict[str, str] = registry.suffixes()
