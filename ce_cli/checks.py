@@ -1,4 +1,5 @@
-"""Validation of read arrays, and findings about input that is legal but looks wrong.
+"""Findings about input that is legal but looks wrong (checks on read arrays are in
+:mod:`ce_cli.readers.validate`).
 
 A *finding* never changes the computation: ce-loss prints torch's number for what it
 was given and says on stderr what looks wrong and what to pass instead.
@@ -8,11 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .errors import InputFileError
 from .names import torch_dtype_name
 
 #: How far a row's sum may stray from 1 and still count as a probability row: 1e-2 in
@@ -64,75 +64,6 @@ DECIMALS_SAMPLE = 4096
 
 def _sample(block: np.ndarray) -> np.ndarray:
     return block.reshape(-1)[:DECIMALS_SAMPLE]
-
-
-def logits_dtype(dtype: np.dtype, path: str) -> tuple[np.dtype, str | None]:
-    """The dtype the logits are computed in: floats as they are, integers widened to
-    float64 (with a note to say so); anything else is refused."""
-    kind = np.dtype(dtype).kind
-    if kind == "f":
-        return np.dtype(dtype), None
-    if kind in "iub":
-        return np.dtype(np.float64), (f"{_name(path)}: the logits are {np.dtype(dtype).name}; "
-                                      "computing in float64 (torch refuses integer logits)")
-    raise InputFileError(path, f"the logits have dtype {dtype} ({_kind(np.dtype(dtype))}), "
-                         "not real numbers", hint="save float32 or float64 logits")
-
-
-def coerce_targets(t: np.ndarray, x_shape: tuple[int, ...], path: str, *, offset: int = 0,
-                   line_of: Callable[[int], int | None] | None = None) -> np.ndarray:
-    """Targets as torch takes them: int64 class indices, or float probabilities.
-
-    Targets of the logits' shape are probabilities (as in torch); anything else is
-    class indices, and float labels such as ``2.0`` are accepted when integral.
-    ``offset`` is the row of ``t[0]`` in the file and ``line_of`` maps rows to text
-    lines, so errors point into the file.
-    """
-    kind = t.dtype.kind
-    if kind not in "iubf":
-        raise InputFileError(path, f"the targets have dtype {t.dtype} ({_kind(t.dtype)}), "
-                             "not numbers", hint="save int64 class indices")
-    if tuple(t.shape) == tuple(x_shape):
-        return t if kind == "f" else t.astype(np.float64)
-    if kind == "f":
-        flat = np.asarray(t).reshape(-1)
-        finite = np.isfinite(flat)
-        if not finite.all():
-            i = int(np.flatnonzero(~finite)[0])
-            raise _at(path, t.shape, i, offset, line_of,
-                      f"{flat[i]!r} is not a class index", "labels must be whole numbers")
-        whole = flat == np.round(flat)
-        if not whole.all():
-            i = int(np.flatnonzero(~whole)[0])
-            raise _at(path, t.shape, i, offset, line_of,
-                      f"{flat[i]!r} is not a whole number", "class indices must be integers")
-    return np.asarray(t).astype(np.int64)
-
-
-def _at(path: str, shape: tuple[int, ...], flat_index: int, offset: int,
-        line_of: Callable[[int], int | None] | None, problem: str, hint: str) -> InputFileError:
-    per_row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-    row = offset + flat_index // per_row
-    line = line_of(row) if line_of is not None else None
-    if line is not None:
-        return InputFileError(path, f"target {problem}", line=line, hint=hint)
-    where = _pos(shape, flat_index) if offset == 0 else f"#{row}"
-    return InputFileError(path, f"target {where}: {problem}", hint=hint)
-
-
-def _pos(shape: tuple[int, ...], flat_index: int) -> str:
-    if len(shape) <= 1:
-        return f"#{flat_index}"
-    return "at " + str(tuple(int(i) for i in np.unravel_index(flat_index, shape)))
-
-
-def _kind(dtype: np.dtype) -> str:
-    return {"O": "Python objects", "U": "text", "S": "bytes", "c": "complex numbers",
-            "V": "records", "M": "dates", "m": "time deltas"}.get(dtype.kind, dtype.kind)
-
-
-def _name(path: str) -> str:
-    return "<stdin>" if path == "-" else path
 
 
 @dataclass

@@ -16,6 +16,7 @@ from . import checks, core, partial, pipeline, readers, report, sources, writers
 from .console import progress_bar, say
 from .errors import CeLossError, DTypeError, ExitCode, ShapeError, TargetError, UsageError
 from .options import AuditOptions, LossOptions, OutputOptions, ReadOptions
+from .readers.validate import logits_dtype
 from .summary import Summary
 
 
@@ -55,7 +56,7 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
     if not out.quiet:
         for note in dict.fromkeys([*xs.notes, *ts.notes]):  # a shared table notes once
             say("note", note)
-    x_dtype, _ = checks.logits_dtype(xs.dtype, xs.path)  # its finding comes with the summary
+    x_dtype, _ = logits_dtype(xs.dtype, xs.path)  # its finding comes with the summary
     w = sources.parse_weight(loss.weight, sources.n_classes(xs, loss.class_axis), x_dtype,
                              quiet=out.quiet)
     per_sample = out.output is not None or (out.fmt == "csv" and loss.reduction == "none")
@@ -107,7 +108,7 @@ def _compute_on_dask(read: ReadOptions, loss: LossOptions, audit: AuditOptions,
     weight = None
     if loss.weight is not None:  # parsed once, against the first task's logits
         xs0, _ = sources.open_sources(read.with_paths(tasks[0].logits, tasks[0].targets))
-        x_dtype, _ = checks.logits_dtype(xs0.dtype, xs0.path)
+        x_dtype, _ = logits_dtype(xs0.dtype, xs0.path)
         weight = sources.parse_weight(loss.weight, sources.n_classes(xs0, loss.class_axis),
                                       x_dtype, quiet=out.quiet)
     notes = dask_engine.check(tasks, read)

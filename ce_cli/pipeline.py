@@ -18,11 +18,12 @@ from . import checks, core, metrics
 from .checks import Finding
 from .errors import OptionError, ShapeError
 from .options import AuditOptions
-from .readers.base import Source, array_source, check_class_indices
+from .readers.base import Source, array_source
+from .readers.validate import coerce_targets, logits_dtype
 from .render import Preview
 from .summary import Layout, Summary, position_label
 
-#: rows per read from a file; each read block is cut further by ``core.iter_blocks``
+#: values per block read from a source (see rows_per_read), cut further by core.iter_blocks
 READ_ELEMENTS = 1 << 20
 
 
@@ -100,7 +101,7 @@ def run(
     ``inputs`` names the input pair in a partial result (default: the two paths).
     """
     target_dtype = ts.dtype.name
-    x_dtype, dtype_note = checks.logits_dtype(xs.dtype, xs.path)
+    x_dtype, dtype_note = logits_dtype(xs.dtype, xs.path)
     x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
     unbatched = xs.n_rows is not None and len(x_row) == 0  # a 1-D logits array: (C,)
     if unbatched:  # torch treats (C,) as one sample; so do we, and report a 0-d shape
@@ -175,11 +176,8 @@ def run(
             xb = np.moveaxis(xb, axis, 1)
         if squeeze:
             tb = tb.reshape(-1)
-        if spec.target_kind == "index" and tb.dtype.kind in "uf":
-            # 2**63 + 5 (uint64) or 1e30 (float) would wrap or warn when cast to int64
-            check_class_indices(tb, ts.path, n_t - tb.shape[0], ts.line_of)
-        tb = checks.coerce_targets(tb, xb.shape, ts.path, offset=n_t - tb.shape[0],
-                                   line_of=ts.line_of)
+        tb = coerce_targets(tb, xb.shape, ts.path, offset=n_t - tb.shape[0],
+                            line_of=ts.line_of)
         if keep_targets and spec.target_kind == "index":
             kept_targets.append(tb.reshape(-1))
         for xbb, tbb in core.iter_blocks(xb, tb, spec.target_kind):

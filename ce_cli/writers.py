@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import OutputFileError
+from .readers import registry
 
 
 class Batch:
@@ -111,7 +112,7 @@ def _set_mode(tmp: Path, target: Path) -> None:
 # -- formats ----------------------------------------------------------------------------------
 
 
-def _write_npy(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
+def save_npy(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
     with open(path, "wb") as fh:  # a file object, so np.save adds no .npy suffix
         np.save(fh, columns[main])
 
@@ -134,8 +135,8 @@ def _arrow_table(columns: dict[str, np.ndarray], for_csv: bool = False) -> Any:
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 
-def _write_csv(path: Path, columns: dict[str, np.ndarray], main: str,
-               delimiter: str = ",") -> None:
+def save_csv(path: Path, columns: dict[str, np.ndarray], main: str,
+             delimiter: str = ",") -> None:
     import csv
     import io
 
@@ -152,17 +153,17 @@ def _write_csv(path: Path, columns: dict[str, np.ndarray], main: str,
         pcsv.write_csv(table, fh, write_options=options)
 
 
-def _write_tsv(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
-    _write_csv(path, columns, main, delimiter="\t")
+def save_tsv(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
+    save_csv(path, columns, main, delimiter="\t")
 
 
-def _write_parquet(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
+def save_parquet(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(_arrow_table(columns), str(path))
 
 
-def _write_arrow(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
+def save_arrow(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
     """The Arrow IPC file format (what Feather v2 is), uncompressed so it can be mapped."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
@@ -174,15 +175,10 @@ def _write_arrow(path: Path, columns: dict[str, np.ndarray], main: str) -> None:
 
 Writer = Callable[[Path, "dict[str, np.ndarray]", str], None]
 
-WRITERS: dict[str, Writer] = {
-    ".npy": _write_npy,
-    ".csv": _write_csv,
-    ".tsv": _write_tsv,
-    ".parquet": _write_parquet,
-    ".arrow": _write_arrow,
-    ".feather": _write_arrow,
-    ".ipc": _write_arrow,
-}
+#: suffix -> writer, as the format registry names them (the save_* functions above)
+WRITERS: dict[str, Writer] = {suffix: registry.load(f.writer)
+                              for suffix, f in registry.writer_suffixes().items()
+                              if f.writer is not None}
 
 
 def check_output(path: str, suffixes: Iterable[str] | None = None) -> None:
@@ -284,8 +280,8 @@ def write_matrix(path: str, matrix: np.ndarray, prefix: str = "p",
     # C order: a class-major block from a table reader would otherwise be saved with
     # fortran_order, which readers other than numpy's may not handle
     matrix = np.ascontiguousarray(matrix)
-    if Path(path).suffix.lower() == ".npy":
-        _run(path, lambda tmp: _write_npy(tmp, {"m": matrix}, "m"), batch)
+    if not registry.writer_suffixes()[Path(path).suffix.lower()].table:
+        _run(path, lambda tmp: writer(tmp, {"m": matrix}, "m"), batch)  # the array as it is
         return
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)

@@ -743,7 +743,7 @@ def test_truncated_binary_files_always_fail(fuzz_dir):
 def test_batches_cut_into_slices(tmp_path, monkeypatch, kind):
     from ce_cli.readers import table
 
-    monkeypatch.setattr(table, "READ_ELEMENTS", 1)  # every record batch sliced row by row
+    monkeypatch.setattr(table, "BATCH_ELEMENTS", 1)  # every record batch sliced row by row
     suffix, write, _ = LOGIT_FILES[kind]
     source = open_source(write(tmp_path / f"x{suffix}"), role="logits")
     blocks = list(source.blocks(2))
@@ -865,7 +865,7 @@ def test_parquet_column_groups(tmp_path, monkeypatch, rows, row_groups):
     monkeypatch.setattr(parquet, "GROUP_COLUMNS", 3)
     if row_groups == "all columns in step":
         monkeypatch.setattr(parquet, "ROW_GROUP_BYTES", 0)
-    monkeypatch.setattr(table, "READ_ELEMENTS", 50)
+    monkeypatch.setattr(table, "BATCH_ELEMENTS", 50)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((300, 10)).astype(np.float32)
     cols = {f"logit_{j}": x[:, j] for j in range(10)}

@@ -4,54 +4,47 @@ Every reader raises :class:`~ce_cli.errors.InputFileError` naming the file (and 
 line and column where it makes sense) for anything it cannot read, so the command
 line can print one located line and exit 2.
 
-Formats are chosen by suffix (:data:`SUFFIXES`) or by name (``fmt``); ``-`` reads
-standard input, whose format is told by its first bytes. ``file.npz:name`` picks
-one array of an archive.
+Formats are listed in :mod:`.registry`, and chosen by suffix or by name (``fmt``);
+``-`` reads standard input, whose format is told by its first bytes. ``file.npz:name``
+picks one array of an archive. A format's module is imported when a file of it is read.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import InputFileError
-from . import arrow, npy, npz, parquet, shards, text
-from .base import Source, sniff_binary
+from . import registry
+from .registry import Format
 
-Reader = Callable[..., Source]
+if TYPE_CHECKING:
+    import numpy as np
 
-#: suffix -> format name
-SUFFIXES: dict[str, str] = {
-    ".npy": "npy",
-    ".npz": "npz",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-    ".arrow": "arrow",
-    ".feather": "arrow",
-    ".ipc": "arrow",
-}
+    from .base import Source
 
-#: format name -> reader(path, *, role, data=None, **options)
-READERS: dict[str, Reader] = {
-    "npy": npy.read_npy,
-    "npz": npz.read_npz,
-    "csv": text.read_csv,
-    "tsv": text.read_tsv,
-    "parquet": parquet.read_parquet,
-    "arrow": arrow.read_arrow,
-}
+#: name -> (its module, the name in it; None: the module itself), imported on first use
+#: so that importing the registry (for a list of formats, say) imports no NumPy
+_LAZY = {"Source": (".base", "Source"), "base": (".base", None), "shards": (".shards", None)}
 
-#: formats that hold named columns, so one file can hold logits and targets
-TABLE_FORMATS = ("csv", "tsv", "parquet", "arrow")
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    return module if attribute is None else getattr(module, attribute)
+
+
+#: suffix -> format name (from the registry)
+SUFFIXES: dict[str, str] = registry.suffixes()
 
 
 def format_names() -> list[str]:
-    return sorted(READERS)
+    return registry.names()
 
 
 def is_stdin(path: str | None) -> bool:
@@ -63,12 +56,13 @@ def split_member(path: str) -> tuple[str, str | None]:
     """``'a.npz:logits'`` -> ``('a.npz', 'logits')``, ``'-:logits'`` -> ``('-',
     'logits')`` (an archive on stdin); other paths are returned whole. A member's name
     may hold ``/`` and ``:`` (``a.npz:enc/out``): the file is the first ``.npz`` prefix
-    that exists."""
+    (of a format taking members) that exists."""
     if path == "-" or ":" not in path or os.path.exists(path):
         return path, None
     if path.startswith("-:"):
         return ("-", path[2:]) if len(path) > 2 else (path, None)
-    cuts = [i for i, ch in enumerate(path) if ch == ":" and path[:i].lower().endswith(".npz")
+    ends = registry.member_suffixes()
+    cuts = [i for i, ch in enumerate(path) if ch == ":" and path[:i].lower().endswith(ends)
             and i + 1 < len(path)]
     for i in cuts:  # the first that exists; else the last, so errors name a missing file
         if os.path.isfile(path[:i]):
@@ -80,18 +74,22 @@ def split_member(path: str) -> tuple[str, str | None]:
 
 def detect_format(path: str, fmt: str | None = None) -> str:
     """The format to read ``path`` with: ``fmt`` if given, else by suffix."""
+    return _format(path, fmt).name
+
+
+def _format(path: str, fmt: str | None) -> Format:
     if fmt is not None:
-        name = fmt.lower().lstrip(".")
-        name = SUFFIXES.get("." + name, name)
-        if name not in READERS:
+        found = registry.named(fmt)
+        if found is None:
             raise InputFileError(path, f"unknown format {fmt!r}",
                                  hint=f"use one of {', '.join(format_names())}")
-        return name
+        return found
     file, _ = split_member(path)
     suffix = Path(file).suffix.lower()
-    if suffix in SUFFIXES:
-        return SUFFIXES[suffix]
-    known = ", ".join(sorted(SUFFIXES))
+    found = registry.by_suffix(suffix)
+    if found is not None:
+        return found
+    known = ", ".join(sorted(registry.suffixes()))
     raise InputFileError(
         path, f"cannot tell the format from the suffix {suffix or '(none)'!r}",
         hint=f"name the file with one of {known}, or pass the format",
@@ -106,8 +104,7 @@ def check_path(path: str) -> None:
     p = Path(file)
     if not p.exists():
         if member is None and ":" in path and Path(path.rpartition(":")[0]).exists():
-            raise InputFileError(path, "no such file",
-                                 hint="only .npz archives take ':NAME' to pick an array")
+            raise InputFileError(path, "no such file", hint=registry.member_hint())
         raise InputFileError(file, "no such file")
     if p.is_dir():
         raise InputFileError(file, "is a directory, not a file")
@@ -131,30 +128,33 @@ def read_stdin() -> bytes:
 
 
 def stdin_format(data: bytes) -> str:
-    """NPY, NPZ, Parquet and Arrow by their magic bytes; anything else is CSV text."""
-    kind = sniff_binary(data[:4096])
+    """The format of standard input: told by magic bytes; anything else is CSV text."""
+    kind = registry.sniff_binary(data[:4096])
     if kind is None:
-        return "csv"
+        return registry.STDIN_TEXT
     if kind == "binary":
         raise InputFileError("-", "standard input holds binary data of no known format",
-                             hint="pipe .npy, .npz, .parquet, .arrow or CSV text")
+                             hint=f"pipe {registry.stdin_advice()}")
     return kind
 
 
-def _resolve(path: str, fmt: str | None) -> tuple[str, str, dict[str, object]]:
+def _resolve(path: str, fmt: str | None) -> tuple[str, Format, dict[str, object]]:
     """(file, format, reader options) for ``path``; stdin is read here, once."""
     file, member = split_member(path)
     if file == "-":
         data = read_stdin()
-        name = detect_format(file, fmt) if fmt is not None else stdin_format(data)
-        if member is not None and name != "npz":
-            raise InputFileError(path, f"standard input holds {name.upper()} data, not a "
-                                 ".npz archive", hint="only .npz archives take ':NAME' to "
-                                 "pick an array; pass - alone")
-        return file, name, {"data": data, **({"member": member} if member else {})}
+        found = _format(file, fmt) if fmt is not None else registry.get(stdin_format(data))
+        if not found.stdin:
+            raise InputFileError(path, f"cannot read {found.label} data from standard input",
+                                 hint=f"save it to a {found.suffix} file and pass its path")
+        if member is not None and not found.members:
+            raise InputFileError(path, f"standard input holds {found.label} data, not "
+                                 f"{registry.member_files()}", hint=f"{registry.member_hint()}; "
+                                 "pass - alone")
+        return file, found, {"data": data, **({"member": member} if member else {})}
     check_path(path)
-    name = detect_format(path, fmt)
-    return file, name, ({"member": member} if member is not None else {})
+    found = _format(path, fmt)
+    return file, found, ({"member": member} if member is not None else {})
 
 
 def open_source(path: str, *, role: str, fmt: str | None = None, **options: object) -> Source:
@@ -164,12 +164,14 @@ def open_source(path: str, *, role: str, fmt: str | None = None, **options: obje
     ``header`` (CSV: True, False or None to detect), ``logits_columns`` and
     ``target_column`` (tables). ``path`` may be ``-`` (stdin) or ``file.npz:name``.
     """
+    from . import shards
+
     if shards.is_sharded(path):  # a folder or glob of shards, read one after another
-        files = shards.expand(path, SUFFIXES)
+        files = shards.expand(path)
         return shards.concat(path, role, files,
                              lambda f: open_source(f, role=role, fmt=fmt, **options))
-    file, name, extra = _resolve(path, fmt)
-    return READERS[name](file, role=role, **extra, **options)
+    file, found, extra = _resolve(path, fmt)
+    return registry.load(found.reader)(file, role=role, **extra, **options)
 
 
 def read_array(path: str, *, role: str, fmt: str | None = None, **options: object) -> np.ndarray:
@@ -187,8 +189,10 @@ def open_table_pair(path: str, *, target_column: str, logits_columns: str | None
     other numeric columns (a pandas index column, text columns and integer id columns
     beside float ones are left out, with a note in ``Source.notes``).
     """
+    from . import shards
+
     if shards.is_sharded(path):
-        files = shards.expand(path, SUFFIXES)
+        files = shards.expand(path)
         pairs = {}
 
         def side(i: int) -> Callable[[str], Source]:
@@ -202,27 +206,15 @@ def open_table_pair(path: str, *, target_column: str, logits_columns: str | None
 
         return (shards.concat(path, "logits", files, side(0)),
                 shards.concat(path, "targets", files, side(1)))
-    file, name, extra = _resolve(path, fmt)
-    data = extra.get("data")
-    assert data is None or isinstance(data, bytes)
-    table: object
-    if name in ("csv", "tsv"):
-        table = text.CsvTable(file, data=data, header=header,
-                              delimiter="\t" if name == "tsv" else None)
-    elif name == "parquet":
-        table = parquet.ParquetTable(file, data=data)
-    elif name == "arrow":
-        table = arrow.ArrowTable(file, data=data)
-    else:
-        raise InputFileError(path, f"a .{name} file holds one array, not a table with a "
-                             f"{target_column!r} column",
+    file, found, extra = _resolve(path, fmt)
+    if found.pair is None:
+        raise InputFileError(path, f"a {found.suffix} file holds one array, not a table with "
+                             f"a {target_column!r} column",
                              hint="pass the targets as a second file, or save a table "
-                                  "(.parquet, .arrow or .csv)")
-    from .table import Table, table_pair
-
-    assert isinstance(table, Table)
-    return table_pair(table, target_column=target_column, logits_columns=logits_columns)
+                                  f"({registry.table_advice()})")
+    return registry.load(found.pair)(file, target_column=target_column,
+                                     logits_columns=logits_columns, header=header, **extra)
 
 
-__all__ = ["READERS", "SUFFIXES", "Source", "check_path", "detect_format", "format_names",
+__all__ = ["SUFFIXES", "Source", "check_path", "detect_format", "format_names", "is_stdin",
            "open_source", "open_table_pair", "read_array", "split_member"]

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InputFileError
-from .base import Source, sniff_binary
-from .parquet import _read_head, arrow_errors
-from .table import Field, Table, pandas_index_columns, table_source
+from . import registry
+from .arrowio import arrow_errors, pandas_index_columns, read_head
+from .base import Source
+from .table import Field, Table, table_pair, table_source
 
 
 def read_arrow(path: str, *, role: str, data: bytes | None = None,
@@ -26,20 +27,28 @@ def read_arrow(path: str, *, role: str, data: bytes | None = None,
                         target_column=target_column)
 
 
+def read_arrow_pair(path: str, *, target_column: str, logits_columns: str | None = None,
+                    data: bytes | None = None, **_: object) -> tuple[Source, Source]:
+    """Logits and targets from one Arrow IPC file or stream (see :func:`.table.table_pair`)."""
+    return table_pair(ArrowTable(path, data=data), target_column=target_column,
+                      logits_columns=logits_columns)
+
+
 class ArrowTable(Table):
     def __init__(self, path: str, *, data: bytes | None = None) -> None:
         self.path = path
         self.data = data
-        head = data[:8] if data is not None else _read_head(path, 8)
+        head = data[:8] if data is not None else read_head(path, 8)
         if head.startswith(b"ARROW1"):
             self.kind = "file"
         elif head.startswith(b"FEA1"):
             self.kind = "feather1"
         else:
-            other = sniff_binary(head)
+            other = registry.sniff_binary(head)
             if other is not None and other not in ("arrow", "binary"):
                 raise InputFileError(path, f"not an Arrow file (it holds {other} data)",
-                                     hint=f"name it with .{other}, or pass the format")
+                                     hint=f"name it with {registry.get(other).suffix}, or "
+                                          "pass the format")
             self.kind = "stream"
         try:
             reader = self._reader()

@@ -17,9 +17,6 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from ..errors import InputFileError
-from ..names import INT64_MAX
-
 T = TypeVar("T")
 
 
@@ -165,90 +162,3 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
 
 
 _ITEM, _ERROR, _END = 0, 1, 2
-
-
-#: what a dtype kind is, in words, for "holds X, not numbers" messages
-KIND_NAMES = {"O": "Python objects", "U": "text", "S": "bytes", "c": "complex numbers",
-              "V": "records", "M": "dates", "m": "time deltas"}
-
-
-def check_numeric(path: str, role: str, dtype: np.dtype, what: str = "") -> None:
-    """Refuse arrays torch could never take: objects, text, complex, records, dates."""
-    dtype = np.dtype(dtype)
-    if dtype.kind in "biuf" and dtype.fields is None:
-        return
-    kind = KIND_NAMES.get(dtype.kind, dtype.kind)
-    hint = "save int64 class indices" if role == "targets" else "save a float32 or float64 array"
-    raise InputFileError(path, f"{what or 'the ' + role} hold {kind} ({dtype.str}), "
-                         "not real numbers", hint=hint)
-
-
-#: the hint of every "not a class index" error
-INDEX_HINT = "class indices are whole numbers such as 2 (or 2.0)"
-
-
-def index_problem(a: np.ndarray) -> tuple[int, str] | None:
-    """The first value of ``a`` (its flat index) that cannot be an int64 class index, and
-    why: floats that are not finite, not whole or beyond int64, uint64 beyond int64.
-    Other integer arrays always fit (None, as for good values)."""
-    flat = a.reshape(-1)
-    if a.dtype.kind == "f":
-        with np.errstate(invalid="ignore", over="ignore"):  # 2**63 overflows float16
-            finite = np.isfinite(flat)
-            good = finite & (flat == np.floor(flat)) & \
-                (np.abs(flat.astype(np.float64, copy=False)) < 2.0 ** 63)
-        if good.all():
-            return None
-        i = int(np.flatnonzero(~good)[0])
-        why = "is not a class index (not a finite number)" if not finite[i] \
-            else "is not a whole number" if flat[i] != np.floor(flat[i]) \
-            else "is too large for a class index"
-        return i, why
-    if a.dtype.kind == "u" and a.dtype.itemsize == 8 and flat.size and flat.max() > INT64_MAX:
-        return int(np.argmax(flat > INT64_MAX)), "is too large for a class index"
-    return None
-
-
-def check_class_indices(t: np.ndarray, path: str, offset: int = 0,
-                        line_of: Callable[[int], int | None] | None = None) -> None:
-    """Refuse a block of class-index targets that int64 cannot hold exactly, naming the
-    file and the row (the line, for text), before anything casts them: a cast would wrap
-    ``2**63 + 5`` to a negative index and turn ``1e30`` into a NumPy warning.
-    ``offset`` is the file row of ``t[0]``."""
-    found = index_problem(t)
-    if found is None:
-        return
-    i, why = found
-    per_row = int(np.prod(t.shape[1:])) if t.ndim > 1 else 1
-    row = offset + i // per_row
-    value = t.reshape(-1)[i]
-    shown = repr(float(value)) if t.dtype.kind == "f" else str(int(value))
-    line = line_of(row) if line_of is not None else None
-    if line is not None:
-        raise InputFileError(path, f"target {shown} {why}", line=line, hint=INDEX_HINT)
-    where = f"row index {row}"
-    if t.ndim > 1:
-        pos = (row, *(int(k) for k in np.unravel_index(i % per_row, t.shape[1:])))
-        where += f", target at {pos}"
-    raise InputFileError(path, f"{where} ({shown}) {why}", hint=INDEX_HINT)
-
-
-#: leading bytes of the binary formats, for stdin and for a binary file named .csv
-MAGICS = (
-    (b"\x93NUMPY", "npy"),
-    (b"PK\x03\x04", "npz"),
-    (b"PAR1", "parquet"),
-    (b"ARROW1", "arrow"),
-    (b"FEA1", "arrow"),
-    (b"\xff\xff\xff\xff", "arrow"),  # an Arrow IPC stream's first continuation marker
-)
-
-
-def sniff_binary(head: bytes) -> str | None:
-    """The binary format ``head`` starts with, "binary" for other binary data, else None."""
-    for magic, name in MAGICS:
-        if head.startswith(magic):
-            return name
-    if b"\x00" in head[:4096]:
-        return "binary"
-    return None

@@ -17,9 +17,11 @@ from typing import IO
 import numpy as np
 
 from ..errors import InputFileError
-from .base import Source, array_source, check_numeric
+from . import registry
+from .base import Source, array_source
+from .validate import check_numeric
 
-MAGIC = b"\x93NUMPY"
+MAGIC = registry.get("npy").magics[0].data
 
 #: NPY format version -> (header length field, header encoding), as numpy writes them
 VERSIONS = {1: ("<H", "latin1"), 2: ("<I", "latin1"), 3: ("<I", "utf8")}

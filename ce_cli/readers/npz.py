@@ -16,9 +16,12 @@ from typing import IO
 import numpy as np
 
 from ..errors import InputFileError
-from .base import Source, array_source, check_numeric
+from .base import Source, array_source
 from .npy import array_of, map_array, npy_error, read_header
+from .validate import check_numeric
 
+#: the signature of every entry's local header (zip's structure; the format's magic is
+#: in the registry)
 ZIP_MAGIC = b"PK\x03\x04"
 
 

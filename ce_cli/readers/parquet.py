@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InputFileError
-from .base import Source, prefetched, sniff_binary
-from .table import Field, Table, pandas_index_columns, table_source
-
-MAGIC = b"PAR1"
+from .arrowio import arrow_errors, pandas_index_columns, read_head
+from .base import Source, prefetched
+from .registry import sniff_binary
+from .table import Field, Table, table_pair, table_source
 
 #: columns decoded together, and the largest row group (bytes, as float64) read that
 #: way; see ParquetTable.batches
@@ -32,22 +32,20 @@ def read_parquet(path: str, *, role: str, data: bytes | None = None,
                         target_column=target_column)
 
 
-def arrow_errors() -> tuple[type[BaseException], ...]:
-    """What pyarrow raises on damaged input: its ArrowException family (ArrowInvalid is
-    also a ValueError, ArrowIOError an OSError), and MemoryError or OverflowError when a
-    damaged length asks for an impossible allocation."""
-    import pyarrow as pa
-
-    return (pa.ArrowException, OSError, ValueError, EOFError, MemoryError, OverflowError)
+def read_parquet_pair(path: str, *, target_column: str, logits_columns: str | None = None,
+                      data: bytes | None = None, **_: object) -> tuple[Source, Source]:
+    """Logits and targets from one Parquet file (see :func:`.table.table_pair`)."""
+    return table_pair(ParquetTable(path, data=data), target_column=target_column,
+                      logits_columns=logits_columns)
 
 
 class ParquetTable(Table):
     def __init__(self, path: str, *, data: bytes | None = None) -> None:
         self.path = path
         self.data = data
-        head = data[:8] if data is not None else _read_head(path, 8)
-        if head[:4] != MAGIC:
-            kind = sniff_binary(head)
+        head = data[:8] if data is not None else read_head(path, 8)
+        kind = sniff_binary(head)
+        if kind != "parquet":
             found = f" (it holds {kind} data)" if kind and kind != "binary" else ""
             raise InputFileError(path, f"not a Parquet file{found}: it does not start with "
                                  "the PAR1 magic", hint="write it with pyarrow.parquet."
@@ -129,11 +127,3 @@ def _damaged(path: str, exc: BaseException) -> InputFileError:
                               "missing)", hint="copy or write the file again")
     return InputFileError(path, f"the Parquet file is damaged ({text[:200]})",
                           hint="copy or write the file again")
-
-
-def _read_head(path: str, n: int) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(n)
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read the file ({exc.strerror or exc})") from None

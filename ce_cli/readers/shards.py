@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..errors import InputFileError
+from . import registry
 from .base import Source
 
 GLOB_CHARS = "*?["
@@ -25,9 +26,11 @@ def is_sharded(path: str) -> bool:
     return path != "-" and (os.path.isdir(path) or any(c in path for c in GLOB_CHARS))
 
 
-def expand(path: str, suffixes: dict[str, str]) -> list[str]:
-    """The shard files of a directory (those with a known suffix) or a glob, sorted."""
+def expand(path: str, suffixes: Iterable[str] | None = None) -> list[str]:
+    """The shard files of a directory (those with a suffix of ``suffixes``, by default
+    every suffix read) or a glob, sorted."""
     if os.path.isdir(path):
+        suffixes = set(registry.suffixes() if suffixes is None else suffixes)
         files = sorted(str(p) for p in Path(path).iterdir()
                        if p.is_file() and p.suffix.lower() in suffixes
                        and not p.name.startswith("."))

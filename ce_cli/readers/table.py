@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import json
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,12 +27,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError
-from .base import INDEX_HINT, Source, index_problem, prefetched, rechunk
+from .base import Source, prefetched, rechunk
+from .validate import INDEX_HINT, index_problem
 
 TARGET_NAMES = ("target", "label", "targets", "labels")
 
-#: values per record batch read from a file (~16 MB of float64)
-READ_ELEMENTS = 1 << 21
+#: values per record batch asked of a table format (~16 MB of float64): bounds what one
+#: pyarrow read decodes at once. (``pipeline.READ_ELEMENTS`` bounds the blocks a command
+#: asks for; a batch holds a whole number of them, cut out as views.)
+BATCH_ELEMENTS = 1 << 21
 
 
 @dataclass
@@ -125,18 +127,6 @@ class Table:
         names = [f.name for f in self.fields]
         shown = ", ".join(repr(n) for n in names[:20])
         return shown + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-
-
-def pandas_index_columns(schema: Any) -> set[str]:
-    """The index columns named in pandas' schema metadata (``df.to_parquet``)."""
-    try:
-        meta = (schema.metadata or {}).get(b"pandas")
-        if not meta:
-            return set()
-        cols = json.loads(meta).get("index_columns", [])
-        return {c for c in cols if isinstance(c, str)}
-    except (ValueError, AttributeError, TypeError):
-        return set()
 
 
 def _show(value: Any) -> str:
@@ -499,10 +489,10 @@ def make_source(table: Table, role: str, sel: Selection, shared: SharedBatches |
 
     def arrays(rows: int) -> Iterator[np.ndarray]:
         start = 0
-        # read batches of about READ_ELEMENTS values (small batches cost a lot of
+        # read batches of about BATCH_ELEMENTS values (small batches cost a lot of
         # per-column overhead in Parquet), a whole number of the blocks asked for, so
         # cutting them into blocks takes views, not copies
-        step = rows * max(1, READ_ELEMENTS // width // rows)
+        step = rows * max(1, BATCH_ELEMENTS // width // rows)
         read = table.batches(sel.fields, step) if shared is None else shared.batches(side, step)
         for batch in read:
             # an IPC file may hold one huge batch: convert it a zero-copy slice at a time

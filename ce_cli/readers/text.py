@@ -29,8 +29,9 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from ..errors import InputFileError
-from .base import Source, sniff_binary
-from .table import Field, Table, table_source
+from . import registry
+from .base import Source
+from .table import Field, Table, table_pair, table_source
 
 #: what pyarrow's float parser accepts, after trimming spaces and tabs
 _NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)\Z",
@@ -68,6 +69,19 @@ def read_tsv(path: str, *, role: str, **options: Any) -> Source:
     return read_csv(path, role=role, **options)
 
 
+def read_csv_pair(path: str, *, target_column: str, logits_columns: str | None = None,
+                  data: bytes | None = None, header: bool | None = None,
+                  delimiter: str | None = None, **_: object) -> tuple[Source, Source]:
+    """Logits and targets from one CSV file (see :func:`.table.table_pair`)."""
+    table = CsvTable(path, data=data, header=header, delimiter=delimiter)
+    return table_pair(table, target_column=target_column, logits_columns=logits_columns)
+
+
+def read_tsv_pair(path: str, **options: Any) -> tuple[Source, Source]:
+    options.setdefault("delimiter", "\t")
+    return read_csv_pair(path, **options)
+
+
 class CsvTable(Table):
     text = True
 
@@ -78,9 +92,9 @@ class CsvTable(Table):
         self.n_rows = None
         self.notes: list[str] = []
         head, complete = self._head()
-        kind = sniff_binary(head)
+        kind = registry.sniff_binary(head)
         if kind is not None:
-            fmt = f"{kind.upper()} data" if kind != "binary" else "binary data"
+            fmt = f"{registry.get(kind).label} data" if kind != "binary" else "binary data"
             raise InputFileError(path, f"holds {fmt}, not CSV text",
                                  hint=_binary_hint(kind))
         # the line end: LF (or CRLF), or a lone CR (old Mac files, some exporters), which
@@ -410,7 +424,8 @@ def _sniff_delimiter(line: str) -> str:
 
 
 def _binary_hint(kind: str) -> str:
-    suffix = {"npy": ".npy", "npz": ".npz", "parquet": ".parquet", "arrow": ".arrow"}.get(kind)
-    if suffix:
+    """What to do about a text file holding ``kind`` data (a format's name, or "binary")."""
+    if kind != "binary":
+        suffix = registry.get(kind).suffix
         return f"name it with {suffix}, or pass the format (e.g. --logits-format {kind})"
-    return "save logits and labels as CSV text, .npy, .parquet or .arrow"
+    return f"save logits and labels as {registry.save_advice()}"
