@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-from . import checks, core, partial, pipeline, readers, report, sources, writers
+from . import core, partial, pipeline, readers, report, sources, writers
+from .audit.findings import Finding
 from .console import progress_bar, say
 from .errors import CeLossError, DTypeError, ExitCode, ShapeError, TargetError, UsageError
 from .options import AuditOptions, LossOptions, OutputOptions, ReadOptions
@@ -142,7 +143,7 @@ def merge(parts: tuple[str, ...], reduction: str | None, out: OutputOptions, *,
     return report.finish(summary, out, written=written, before=overlaps(loaded))
 
 
-def overlaps(parts: list[partial.Partial]) -> list[checks.Finding]:
+def overlaps(parts: list[partial.Partial]) -> list[Finding]:
     """Partials that record the same input (their ``sources``, as given on their command
     lines): a merged partial merged again with one of its own parts, say. A note, since
     equal relative names in two folders are two files."""
@@ -153,7 +154,7 @@ def overlaps(parts: list[partial.Partial]) -> list[checks.Finding]:
             if "-" in source.split(" ") or source.startswith("<"):  # stdin: no name to match
                 continue
             if source in seen and seen[source] != p.path:
-                out.append(checks.Finding("note", (
+                out.append(Finding("note", (
                     f"{seen[source]} and {p.path} both record the input {source!r}: if it is "
                     "the same file, its rows are counted twice; merge each shard's partial "
                     "once")))

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from . import checks, core, metrics
-from .checks import Finding
+from . import core, metrics
+from .audit.findings import Finding
+from .audit.scan import InputScan
 from .errors import InputFileError
 from .names import INPUT_KINDS, REDUCTIONS
 from .summary import Layout, Summary
@@ -124,7 +125,7 @@ class Partial:
         self.path = path
         self.spec_doc = doc["spec"]
         self.totals = core.LossTotals(**_decode(doc["totals"]))
-        self.scan = checks.InputScan(**_decode(doc["scan"]))
+        self.scan = InputScan(**_decode(doc["scan"]))
         self.labels = None if doc["labels"] is None else np.asarray(doc["labels"], np.int64)
         self.stats = None if doc["stats"] is None else _stats_from(_decode(doc["stats"]))
         self.reduction = doc["reduction"]
@@ -318,7 +319,7 @@ def _validate(doc: dict[str, Any]) -> None:
 
     scan = _section(doc, "scan")
     assert scan is not None
-    kinds = {f.name: f.default for f in fields(checks.InputScan)}
+    kinds = {f.name: f.default for f in fields(InputScan)}
     for key, v in scan.items():
         if key not in kinds:
             raise _Damaged(f"scan.{key}", v, "a field of a partial result (unknown)")
@@ -462,8 +463,8 @@ def _flag(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def _merge_scans(scans: list[checks.InputScan]) -> checks.InputScan:
-    return functools.reduce(checks.InputScan.merge, scans)
+def _merge_scans(scans: list[InputScan]) -> InputScan:
+    return functools.reduce(InputScan.merge, scans)
 
 
 def dumps(doc: dict[str, Any]) -> str:

@@ -14,8 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import checks, core, metrics
-from .checks import Finding
+from . import core, metrics
+from .audit.findings import Finding
+from .audit.scan import InputScan, label_counts
 from .errors import OptionError, ShapeError
 from .options import AuditOptions
 from .readers.base import Source, array_source
@@ -150,7 +151,7 @@ def run(
         spec = core.make_spec((xs.n_rows, *x_row), x_dtype, (ts.n_rows, *t_row), t_dtype,
                               weight, ignore_index, reduction, label_smoothing, input_kind)
     acc = core.LossAccumulator(spec, keep_losses=keep_losses)
-    scan = checks.InputScan(input_kind)
+    scan = InputScan(input_kind)
     # Softmax outputs passed as logits: the loss they mean (their log, no second softmax)
     # rides along while every row so far looks like probabilities, dropped at the first
     # block that does not, so the warning can name it without a second pass.
@@ -195,7 +196,7 @@ def run(
                 else:
                     as_probs = None
             if spec.target_kind == "index":
-                labels = checks.label_counts(labels, tbb, spec.n_classes, spec.ignore_index)
+                labels = label_counts(labels, tbb, spec.n_classes, spec.ignore_index)
             if stats is not None:
                 stats.update(xbb, tbb, losses, spec, offset=position)
             if spec.target_kind == "probs":

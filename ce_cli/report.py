@@ -13,14 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from . import checks, metrics, partial, render, writers
+from . import metrics, partial, render, writers
+from .audit import findings
+from .audit.findings import Finding
 from .console import say, silence_stdout
 from .errors import ExitCode, OutputFileError
 from .options import OutputOptions
 from .summary import Summary
 
 
-def findings(summary: Summary) -> list[checks.Finding]:
+def findings_of(summary: Summary) -> list[Finding]:
     """Everything said about ``summary``, in order: what reading found, the probabilities
     warning, then the diagnostics of the input and the result."""
     result = summary.result
@@ -29,10 +31,10 @@ def findings(summary: Summary) -> list[checks.Finding]:
     if spec.input_kind == "logits" and summary.scan.looks_like_probabilities(
             spec.input_dtype, spec.n_classes):
         probs = None if summary.probs_loss is None else _brief(summary.probs_loss)
-        said.append(checks.Finding("warning", checks.probabilities_as_logits_warning(
+        said.append(Finding("warning", findings.probabilities_as_logits_warning(
             summary.scan, _brief(result.loss), probs)))
     layout = summary.layout
-    said += checks.findings(
+    said += findings.findings(
         summary.scan, spec, result.totals, labels=summary.labels, loss=result.loss,
         reduction=result.reduction,
         x_row=layout.logits_row if layout else (), t_row=layout.targets_row if layout else (),
@@ -42,12 +44,12 @@ def findings(summary: Summary) -> list[checks.Finding]:
 
 
 def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = None,
-           before: list[checks.Finding] | None = None) -> ExitCode:
+           before: list[Finding] | None = None) -> ExitCode:
     """Say the findings, write every output file in full (or none), print the report;
     return the exit status (a failed ``--strict`` check is 1). ``written`` collects the
     output files as they land (for the message of an interrupted run); ``before``: findings
     about this run alone (said first, not kept in a partial result)."""
-    said = [*(before or []), *findings(summary)]
+    said = [*(before or []), *findings_of(summary)]
     if not out.quiet:
         for finding in said:
             say(finding.kind, finding.message)

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .checks import Finding, InputScan
+from .audit.findings import Finding
+from .audit.scan import InputScan
 from .core import LossResult, LossTotals
 from .metrics import AuditStats
 from .render import Preview

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from helpers import assert_one_error_line, run, torch_ce
 
-from ce_cli import checks
+from ce_cli.audit import scan as input_scan
 
 
 def save(tmp_path, x, t, xname="x.npy", tname="t.npy"):
@@ -422,11 +422,11 @@ def test_ignore_index_zero_as_pad_id_is_a_note(tmp_path):
     ([0.1, 0.7, 0.2], np.float64, 1),
     ([0.123, 0.877], np.float32, 3),
     ([0.0, 1.0], np.float64, 0),
-    ([1 / 3, 2 / 3], np.float64, checks.NOT_ROUNDED),
-    ([0.1234567, 0.8765433], np.float32, checks.NOT_ROUNDED),  # beyond float32's digits
+    ([1 / 3, 2 / 3], np.float64, input_scan.NOT_ROUNDED),
+    ([0.1234567, 0.8765433], np.float32, input_scan.NOT_ROUNDED),  # beyond float32's digits
 ])
 def test_decimals_of(values, dtype, want):
-    assert checks.decimals_of(np.array(values, dtype=dtype)) == want
+    assert input_scan.decimals_of(np.array(values, dtype=dtype)) == want
 
 
 def test_scan_merge_equals_one_scan():
@@ -436,7 +436,7 @@ def test_scan_merge_equals_one_scan():
     t = np.eye(6)[rng.integers(0, 6, 40)]
     t[:4] = 0
     t[10] = 1
-    whole, a, b = (checks.InputScan() for _ in range(3))
+    whole, a, b = (input_scan.InputScan() for _ in range(3))
     whole.update(p)
     whole.update_targets(t)
     a.update(p[:17])

@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from ce_cli.checks import Finding, InputScan, findings, label_counts
+from ce_cli.audit.findings import Finding, findings
+from ce_cli.audit.scan import InputScan, label_counts
 from ce_cli.core import LossTotals, make_spec
 
 
