@@ -15,7 +15,7 @@ from typing import Any
 import click
 import numpy as np
 
-from . import checks, core, metrics, partial, pipeline, readers, render, writers
+from . import checks, loss, metrics, partial, pipeline, readers, render, writers
 from .cli import _silence_stdout
 from .cli import say as _say
 from .errors import (
@@ -138,7 +138,7 @@ def compute(*, logits: str, targets: str | None, reduction: str, weight: str | N
         audit = dict(top_k=_parse_top_k(top_k), bins=bins, worst_k=worst)
     hooks = []
     if softmax_path:
-        hooks.append(lambda xb: probs_parts.append(core.softmax(xb, input_kind)))
+        hooks.append(lambda xb: probs_parts.append(loss.softmax(xb, input_kind)))
     progress = _progress_bar(xs)
     if progress is not None:
         hooks.append(progress.advance)

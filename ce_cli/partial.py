@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checks, core, metrics
+from . import checks, loss, metrics
 from .errors import InputFileError
 from .names import INPUT_KINDS, REDUCTIONS
 
@@ -32,7 +32,7 @@ _SPEC_KEYS = ("n_classes", "target_kind", "input_dtype", "dtype", "weight", "ign
               "label_smoothing", "input_kind")
 
 
-def to_document(spec: core.LossSpec, totals: core.LossTotals, scan: checks.InputScan,
+def to_document(spec: loss.LossSpec, totals: loss.LossTotals, scan: checks.InputScan,
                 labels: np.ndarray | None, stats: metrics.AuditStats | None,
                 reduction: str, sources: list[str]) -> dict[str, Any]:
     """The JSON-ready partial of one run."""
@@ -116,17 +116,17 @@ class Partial:
         self.doc = doc
         self.path = path
         self.spec_doc = doc["spec"]
-        self.totals = core.LossTotals(**_decode(doc["totals"]))
+        self.totals = loss.LossTotals(**_decode(doc["totals"]))
         self.scan = checks.InputScan(**_decode(doc["scan"]))
         self.labels = None if doc["labels"] is None else np.asarray(doc["labels"], np.int64)
         self.stats = None if doc["stats"] is None else _stats_from(_decode(doc["stats"]))
         self.reduction = doc["reduction"]
         self.sources = list(doc["sources"])
 
-    def spec(self) -> core.LossSpec:
+    def spec(self) -> loss.LossSpec:
         s = self.spec_doc
         dtype = np.dtype(s["dtype"])
-        return core.LossSpec(
+        return loss.LossSpec(
             n_classes=int(s["n_classes"]), target_kind=s["target_kind"],
             input_dtype=np.dtype(s["input_dtype"]), dtype=dtype,
             weight=None if s["weight"] is None
@@ -135,10 +135,8 @@ class Partial:
             input_kind=s["input_kind"],
         )
 
-    def finish(self, reduction: str) -> core.LossResult:
-        acc = core.LossAccumulator(self.spec())
-        acc.totals = self.totals
-        return acc.finalize(reduction)
+    def finish(self, reduction: str) -> loss.LossResult:
+        return loss.LossAccumulator.from_totals(self.spec(), self.totals).finalize(reduction)
 
 
 def load(path: str) -> Partial:
@@ -264,7 +262,7 @@ def _validate(doc: dict[str, Any]) -> None:
 
     totals = _section(doc, "totals")
     assert totals is not None
-    extra = set(totals) - {f.name for f in fields(core.LossTotals)}
+    extra = set(totals) - {f.name for f in fields(loss.LossTotals)}
     if extra:
         raise _Damaged(f"totals.{sorted(extra)[0]}", totals[sorted(extra)[0]],
                        "a field of a partial result (unknown)")
@@ -362,11 +360,11 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
                         p.path, f"computed with {flag} {_flag(mine)} but {first.path} with "
                         f"{flag} {_flag(theirs)}",
                         hint=f"recompute the partials with the same {flag}")
-    totals = core.LossTotals(**{
+    totals = loss.LossTotals(**{
         f.name: (math.fsum(getattr(p.totals, f.name) for p in parts)
                  if isinstance(getattr(first.totals, f.name), float)
                  else sum(getattr(p.totals, f.name) for p in parts))
-        for f in fields(core.LossTotals)})
+        for f in fields(loss.LossTotals)})
     scan = _merge_scans([p.scan for p in parts])
     labels = None
     if all(p.labels is not None for p in parts):
