@@ -174,10 +174,10 @@ class ExpFloor:
         self.bufs: dict[int, np.ndarray] = {}
 
     def run(self, x: np.ndarray, threads: int) -> None:
-        from ce_cli import core
+        from ce_cli.loss import blocks
 
         flat = x.reshape(-1)
-        step = core.KERNEL_ELEMENTS
+        step = blocks.KERNEL_ELEMENTS
 
         def work(k: int) -> None:
             buf = self.bufs.setdefault(k, np.empty(step, dtype=x.dtype))

@@ -18,7 +18,7 @@ __all__ = ["cross_entropy", "CeLossError", "__version__"]
 def __getattr__(name: str) -> Any:
     # NumPy loads on first use, so the command line's --help starts fast
     if name == "cross_entropy":
-        from .core import cross_entropy
+        from .loss import cross_entropy
 
         return cross_entropy
     raise AttributeError(f"module 'ce_cli' has no attribute {name!r}")

@@ -12,10 +12,11 @@ import os
 
 import numpy as np
 
-from . import core, partial, pipeline, readers, report, sources, writers
+from . import partial, pipeline, readers, report, sources, writers
 from .audit.findings import Finding
 from .console import progress_bar, say
 from .errors import CeLossError, DTypeError, ExitCode, ShapeError, TargetError, UsageError
+from .loss import softmax
 from .options import AuditOptions, LossOptions, OutputOptions, ReadOptions
 from .readers.validate import logits_dtype
 from .summary import Summary
@@ -64,7 +65,7 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
     probs_parts: list[np.ndarray] = []
     hooks = []
     if out.softmax:
-        hooks.append(lambda xb: probs_parts.append(core.softmax(xb, loss.input_kind)))
+        hooks.append(lambda xb: probs_parts.append(softmax(xb, loss.input_kind)))
     progress = progress_bar(xs.n_rows, tuple(xs.row_shape))
     if progress is not None:
         hooks.append(progress.advance)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import LossSpec
+from .loss import LossSpec, normalise
 
 #: Loss histogram edges: fixed, so histograms of different shards add up.
 LOSS_EDGES = np.concatenate([np.arange(0.0, 10.0, 0.25), [10.0, 15.0, 20.0, 50.0, np.inf]])
@@ -84,7 +84,7 @@ class AuditStats:
                 offset: int) -> None:
         c = spec.n_classes
         xf = x.astype(np.float64, copy=False)
-        logp = _log_probs(xf, spec.input_kind)
+        logp = normalise(xf, spec.input_kind).values
         if spec.target_kind == "index":
             t = target.astype(np.int64, copy=False)
             keep = t != spec.ignore_index
@@ -228,19 +228,10 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) or math.isinf(f) else f
 
 
-def _log_probs(x: np.ndarray, input_kind: str) -> np.ndarray:
-    if input_kind == "log-probs":
-        return x
-    if input_kind == "probs":
-        return np.log(x)
-    shifted = x - x.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
 def explain(result: Any, stats: AuditStats | None) -> dict[str, Any]:
     """Where torch's number comes from, and what other conventions give on the same data.
 
-    ``result`` is a :class:`~ce_cli.core.LossResult`. The numerator is the sum of the
+    ``result`` is a :class:`~ce_cli.loss.LossResult`. The numerator is the sum of the
     per-sample losses; the denominator is what torch's mean divides it by.
     """
     spec, tot = result.spec, result.totals

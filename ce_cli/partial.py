@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import core, metrics
+from . import loss, metrics
 from .audit.findings import Finding
 from .audit.scan import InputScan
 from .errors import InputFileError
@@ -124,7 +124,7 @@ class Partial:
         self.doc = doc
         self.path = path
         self.spec_doc = doc["spec"]
-        self.totals = core.LossTotals(**_decode(doc["totals"]))
+        self.totals = loss.LossTotals(**_decode(doc["totals"]))
         self.scan = InputScan(**_decode(doc["scan"]))
         self.labels = None if doc["labels"] is None else np.asarray(doc["labels"], np.int64)
         self.stats = None if doc["stats"] is None else _stats_from(_decode(doc["stats"]))
@@ -133,13 +133,13 @@ class Partial:
         layout = doc.get("layout")
         self.layout = None if layout is None else Layout.from_doc(layout)
         as_probs = doc.get("as_probs")
-        self.as_probs = None if as_probs is None else core.LossTotals(**_decode(as_probs))
+        self.as_probs = None if as_probs is None else loss.LossTotals(**_decode(as_probs))
         self.findings = [Finding(kind, message) for kind, message in doc.get("findings", [])]
 
-    def spec(self) -> core.LossSpec:
+    def spec(self) -> loss.LossSpec:
         s = self.spec_doc
         dtype = np.dtype(s["dtype"])
-        return core.LossSpec(
+        return loss.LossSpec(
             n_classes=int(s["n_classes"]), target_kind=s["target_kind"],
             input_dtype=np.dtype(s["input_dtype"]), dtype=dtype,
             weight=None if s["weight"] is None
@@ -148,8 +148,8 @@ class Partial:
             input_kind=s["input_kind"],
         )
 
-    def finish(self, reduction: str) -> core.LossResult:
-        return core.LossAccumulator.from_totals(self.spec(), self.totals).finalize(reduction)
+    def finish(self, reduction: str) -> loss.LossResult:
+        return loss.LossAccumulator.from_totals(self.spec(), self.totals).finalize(reduction)
 
     def summary(self, reduction: str | None = None, *, sources: dict[str, str] | None = None
                 ) -> Summary:
@@ -161,7 +161,7 @@ class Partial:
         probs_loss = None
         if self.as_probs is not None:
             probs_spec = replace(spec, input_kind="probs")
-            probs_loss = core.LossAccumulator.from_totals(probs_spec, self.as_probs
+            probs_loss = loss.LossAccumulator.from_totals(probs_spec, self.as_probs
                                                           ).finalize(reduction).loss
         loss_shape: tuple[int, ...] = ()
         if self.layout is not None and len(self.layout.logits_row) > 1:
@@ -297,7 +297,7 @@ def _validate(doc: dict[str, Any]) -> None:
 
     totals = _section(doc, "totals")
     assert totals is not None
-    extra = set(totals) - {f.name for f in fields(core.LossTotals)}
+    extra = set(totals) - {f.name for f in fields(loss.LossTotals)}
     if extra:
         raise _Damaged(f"totals.{sorted(extra)[0]}", totals[sorted(extra)[0]],
                        "a field of a partial result (unknown)")
@@ -384,7 +384,7 @@ def _validate_v3(doc: dict[str, Any], c: int) -> None:
     as_probs = doc.get("as_probs")
     if as_probs is not None:
         if not isinstance(as_probs, dict) or set(as_probs) != {
-                f.name for f in fields(core.LossTotals)}:
+                f.name for f in fields(loss.LossTotals)}:
             raise _Damaged("as_probs", as_probs, "null or the totals of a partial result")
         for key, v in as_probs.items():
             if not _is_number(v):
@@ -441,7 +441,7 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
     if all(p.as_probs is not None for p in parts):
         as_probs = _sum_totals([p.as_probs for p in parts])  # type: ignore[misc]
     summary = Summary(
-        core.LossResult(np.zeros((), first.spec().dtype), reduction or first.reduction,
+        loss.LossResult(np.zeros((), first.spec().dtype), reduction or first.reduction,
                         first.spec(), totals),
         scan, labels, stats, layout=layouts.pop() if len(layouts) == 1 else None,
         findings=list(dict.fromkeys(f for p in parts for f in p.findings)),
@@ -449,14 +449,14 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
     return Partial(json.loads(json.dumps(to_document(summary))), "<merged>")
 
 
-def _sum_totals(parts: list[core.LossTotals]) -> core.LossTotals:
+def _sum_totals(parts: list[loss.LossTotals]) -> loss.LossTotals:
     """Field by field; float sums exact (``math.fsum``), so any order gives the same."""
     first = parts[0]
-    return core.LossTotals(**{
+    return loss.LossTotals(**{
         f.name: (math.fsum(getattr(p, f.name) for p in parts)
                  if isinstance(getattr(first, f.name), float)
                  else sum(getattr(p, f.name) for p in parts))
-        for f in fields(core.LossTotals)})
+        for f in fields(loss.LossTotals)})
 
 
 def _flag(value: Any) -> str:

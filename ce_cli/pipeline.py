@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import core, metrics
+from . import loss, metrics
 from .audit.findings import Finding
 from .audit.scan import InputScan, label_counts
 from .errors import OptionError, ShapeError
@@ -24,7 +24,7 @@ from .readers.validate import coerce_targets, logits_dtype
 from .render import Preview
 from .summary import Layout, Summary, position_label
 
-#: values per block read from a source (see rows_per_read), cut further by core.iter_blocks
+#: values per block read from a source (see rows_per_read), cut further by loss.iter_blocks
 READ_ELEMENTS = 1 << 20
 
 
@@ -117,7 +117,7 @@ def run(
                 "(for one binary logit z per sample, stack [0, z] as two columns)")
         if t_all.dtype.kind in "iubf":  # torch's own refusals for 1-D input, first
             t_kind = t_all.dtype if t_all.shape == x_all.shape else np.dtype(np.int64)
-            core.make_spec(x_all.shape, x_dtype, t_all.shape, t_kind, weight, ignore_index,
+            loss.make_spec(x_all.shape, x_dtype, t_all.shape, t_kind, weight, ignore_index,
                            reduction, label_smoothing, input_kind)
         xs = array_source(xs.path, xs.role, x_all[None])
         one = t_all[None] if t_all.shape == x_all.shape else t_all.reshape(1)
@@ -138,7 +138,7 @@ def run(
     n_guess = n_x_known if n_x_known is not None else 1
     t_guess = n_t_known if (n_t_known is not None and n_x_known is not None) else n_guess
     try:
-        spec = core.make_spec((n_guess, *x_row), x_dtype, (t_guess, *t_row), t_dtype, weight,
+        spec = loss.make_spec((n_guess, *x_row), x_dtype, (t_guess, *t_row), t_dtype, weight,
                               ignore_index, reduction, label_smoothing, input_kind)
     except ShapeError:
         if n_x_known is not None and n_t_known is not None:
@@ -148,14 +148,14 @@ def run(
         for src in (xs, ts):
             if src.n_rows is None:
                 src.n_rows = sum(b.shape[0] for b in src.blocks(rows_per_read(src)))
-        spec = core.make_spec((xs.n_rows, *x_row), x_dtype, (ts.n_rows, *t_row), t_dtype,
+        spec = loss.make_spec((xs.n_rows, *x_row), x_dtype, (ts.n_rows, *t_row), t_dtype,
                               weight, ignore_index, reduction, label_smoothing, input_kind)
-    acc = core.LossAccumulator(spec, keep_losses=keep_losses)
+    acc = loss.LossAccumulator(spec, keep_losses=keep_losses)
     scan = InputScan(input_kind)
     # Softmax outputs passed as logits: the loss they mean (their log, no second softmax)
     # rides along while every row so far looks like probabilities, dropped at the first
     # block that does not, so the warning can name it without a second pass.
-    as_probs = core.LossAccumulator(replace(spec, input_kind="probs"),
+    as_probs = loss.LossAccumulator(replace(spec, input_kind="probs"),
                                     keep_losses=reduction == "none") \
         if input_kind == "logits" else None
     stats = None if audit is None else metrics.AuditStats(
@@ -181,7 +181,7 @@ def run(
                             line_of=ts.line_of)
         if keep_targets and spec.target_kind == "index":
             kept_targets.append(tb.reshape(-1))
-        for xbb, tbb in core.iter_blocks(xb, tb, spec.target_kind):
+        for xbb, tbb in loss.iter_blocks(xb, tb, spec.target_kind):
             scan.update(xbb)
             if preview_have < preview_rows:
                 take = min(preview_rows - preview_have, xbb.shape[0])
@@ -257,14 +257,14 @@ def class_axis_of(class_axis: int | None, ndim: int) -> int:
     return axis
 
 
-def _preview_from(xb: np.ndarray, tb: np.ndarray, spec: core.LossSpec, rows: int,
+def _preview_from(xb: np.ndarray, tb: np.ndarray, spec: loss.LossSpec, rows: int,
                   loss_shape: tuple[int, ...]) -> Preview:
     total = math.prod(loss_shape) if loss_shape else 1
     xb, tb = xb[:rows], tb[:rows]
     if rows == 0 or xb.shape[0] == 0:
         return Preview(total=total)
-    losses = core.LossAccumulator(spec).update(xb, tb)
-    probs = core.softmax(xb, spec.input_kind)
+    losses = loss.LossAccumulator(spec).update(xb, tb)
+    probs = loss.softmax(xb, spec.input_kind)
     if spec.target_kind == "index":
         targets: list[Any] = [int(v) for v in tb]
     else:

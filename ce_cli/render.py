@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .core import LossResult
+from .loss import LossResult
 from .names import FORMATS  # noqa: F401,E402  (re-exported)
 
 #: the table is drawn at least this wide (COLUMNS=0, a tiny terminal)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .audit.findings import Finding
 from .audit.scan import InputScan
-from .core import LossResult, LossTotals
+from .loss import LossResult, LossTotals
 from .metrics import AuditStats
 from .render import Preview
 

@@ -21,7 +21,8 @@ from helpers import assert_one_error_line, run, torch_ce
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ce_cli import core, metrics, pipeline
+from ce_cli import loss, metrics, pipeline
+from ce_cli.loss import blocks
 
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-9}
 
@@ -639,9 +640,7 @@ def test_metrics_on_probability_targets_use_their_argmax(tmp_path):
 def test_metrics_over_many_small_blocks(tmp_path, monkeypatch, read_elements):
     """A small input cut into many blocks gives the same audit as one pass (oracle)."""
     monkeypatch.setattr(pipeline, "READ_ELEMENTS", read_elements)
-    monkeypatch.setattr(core, "BLOCK_ELEMENTS", 7 * 5)
-    # core.iter_blocks binds BLOCK_ELEMENTS as a default argument, so patch that too
-    monkeypatch.setattr(core.iter_blocks, "__defaults__", (7 * 5,))
+    monkeypatch.setattr(blocks, "BLOCK_ELEMENTS", 7 * 5)  # iter_blocks reads it per call
     calls = []
     real_update = metrics.AuditStats.update
 
@@ -748,8 +747,8 @@ def test_merging_two_splits_equals_one_pass(data):
     audit = dict(top_k=tuple(data.draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))),
                  bins=data.draw(st.integers(1, 12)), worst_k=data.draw(st.integers(0, 6)))
     cut = data.draw(st.integers(0, n), label="cut")
-    spec = core.make_spec(x.shape, x.dtype, t.shape, t.dtype, w, -100, "mean", eps)
-    losses = core.LossAccumulator(spec).update(x, t)
+    spec = loss.make_spec(x.shape, x.dtype, t.shape, t.dtype, w, -100, "mean", eps)
+    losses = loss.LossAccumulator(spec).update(x, t)
     whole = _stats_for(x, t, spec, losses, 0, n, **audit)
     merged = _stats_for(x, t, spec, losses, 0, cut, **audit).merge(
         _stats_for(x, t, spec, losses, cut, n, **audit))

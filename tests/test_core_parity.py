@@ -494,7 +494,7 @@ def test_float16_sums_in_half_like_torch() -> None:
 
 def test_float16_blocks_match_one_call() -> None:
     """The half cascade carries its state from block to block (the command line's path)."""
-    from ce_cli.core import LossAccumulator, make_spec
+    from ce_cli.loss import LossAccumulator, make_spec
 
     rng = np.random.default_rng(9)
     x = rng.standard_normal((3000, 5)).astype(np.float16)

@@ -13,7 +13,7 @@ import pytest
 
 from ce_cli.audit.findings import Finding, findings
 from ce_cli.audit.scan import InputScan, label_counts
-from ce_cli.core import LossTotals, make_spec
+from ce_cli.loss import LossTotals, make_spec
 
 
 def _softmax(x):

@@ -1,4 +1,4 @@
-"""The blocked kernel of ce_cli.core against real torch: many chunks, several threads,
+"""The blocked kernel of ce_cli.loss against real torch: many chunks, several threads,
 every layout it reads in place, and the rows its fast path hands to torch's arithmetic.
 
 The fast path skips the max shift (``-lp[t] = log(sum_c exp(x_c) / exp(x_t))``) and
@@ -20,8 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ce_cli import core
+from ce_cli import loss
 from ce_cli.errors import CeLossError, OptionError
+from ce_cli.loss import blocks, threads
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -33,13 +34,13 @@ ACCURACY = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
 @contextlib.contextmanager
 def tiny_chunks(kernel: int, block: int | None = None) -> Iterator[None]:
     """Make the kernel's chunks (and iter_blocks' blocks) ``kernel``/``block`` elements."""
-    saved = core.KERNEL_ELEMENTS, core.BLOCK_ELEMENTS
-    core.KERNEL_ELEMENTS = kernel
-    core.BLOCK_ELEMENTS = block if block is not None else 4 * kernel
+    saved = blocks.KERNEL_ELEMENTS, blocks.BLOCK_ELEMENTS
+    blocks.KERNEL_ELEMENTS = kernel
+    blocks.BLOCK_ELEMENTS = block if block is not None else 4 * kernel
     try:
         yield
     finally:
-        core.KERNEL_ELEMENTS, core.BLOCK_ELEMENTS = saved
+        blocks.KERNEL_ELEMENTS, blocks.BLOCK_ELEMENTS = saved
 
 
 def torch_ce(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None, **kw: Any
@@ -143,21 +144,21 @@ def check(p: dict[str, Any], *, via_blocks: bool = False) -> None:
         except RuntimeError:
             if not via_blocks:
                 with pytest.raises(CeLossError):
-                    core.evaluate(x, t, w, reduction=p["reduction"], **kw)
+                    loss.evaluate(x, t, w, reduction=p["reduction"], **kw)
                 return
             t = t.astype(np.int64)  # the CLI feeds int64 targets
     want = torch_ce(x, t, w, reduction=p["reduction"], **kw)
     with tiny_chunks(p["kernel"]):
         if via_blocks:  # as the CLI feeds it: iter_blocks, update, finalize
-            spec = core.make_spec(x.shape, x.dtype, t.shape, t.dtype, w, reduction=p[
+            spec = loss.make_spec(x.shape, x.dtype, t.shape, t.dtype, w, reduction=p[
                 "reduction"], **kw)
-            acc = core.LossAccumulator(spec, keep_losses=True, threads=p["threads"])
-            for xb, tb in core.iter_blocks(x, t, spec.target_kind):
+            acc = loss.LossAccumulator(spec, keep_losses=True, threads=p["threads"])
+            for xb, tb in loss.iter_blocks(x, t, spec.target_kind):
                 acc.update(xb, tb)
             res = acc.finalize(p["reduction"])
             got = res.loss if p["reduction"] != "none" else res.loss.reshape(want.shape)
         else:
-            got = core.evaluate(x, t, w, reduction=p["reduction"], threads=p["threads"],
+            got = loss.evaluate(x, t, w, reduction=p["reduction"], threads=p["threads"],
                                 **kw).loss
     assert_accurate(got, want, x.dtype, what=str({k: v for k, v in p.items() if k not in "xtw"}))
 
@@ -220,7 +221,7 @@ def test_escape_rows_in_a_big_block(name: str, weighted: bool, eps: float, dtype
         want = torch_ce(x, t, w, reduction=reduction, label_smoothing=eps)
         with tiny_chunks(3 * 256):
             for threads in (1, 2):
-                got = core.evaluate(x, t, w, reduction=reduction, label_smoothing=eps,
+                got = loss.evaluate(x, t, w, reduction=reduction, label_smoothing=eps,
                                     threads=threads).loss
                 assert_accurate(got, want, dtype, f"{name} {reduction} threads={threads}")
 
@@ -234,9 +235,9 @@ def test_zero_weight_on_a_masked_class_is_nan_with_smoothing() -> None:
     w = np.array([1.0, 1.0, 0.0, 1.0], dtype=np.float32)
     for reduction in REDUCTIONS:
         want = torch_ce(x, t, w, reduction=reduction, label_smoothing=0.2)
-        got = core.evaluate(x, t, w, reduction=reduction, label_smoothing=0.2, threads=2).loss
+        got = loss.evaluate(x, t, w, reduction=reduction, label_smoothing=0.2, threads=2).loss
         assert_accurate(got, want, np.float32, reduction)
-    assert np.isnan(core.evaluate(x, t, w, reduction="none", label_smoothing=0.2).loss[123])
+    assert np.isnan(loss.evaluate(x, t, w, reduction="none", label_smoothing=0.2).loss[123])
 
 
 # -- real sizes --------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def test_real_blocks_with_scattered_escapes(shape: tuple[int, ...], dtype: Any,
         for reduction in ("none", "mean"):
             want = torch_ce(x, t, kw.get("weight"), reduction=reduction,
                             label_smoothing=kw.get("label_smoothing", 0.0))
-            got = core.evaluate(x, t, reduction=reduction, threads=2, **kw).loss
+            got = loss.evaluate(x, t, reduction=reduction, threads=2, **kw).loss
             assert_accurate(got, want, dtype, f"{shape} {reduction} {sorted(kw)}")
 
 
@@ -274,7 +275,7 @@ def test_result_does_not_depend_on_threads(rng: np.random.Generator) -> None:
     t = rng.integers(0, 30, 50_000)
     w = rng.random(30).astype(np.float32)
     with tiny_chunks(30 * 500):
-        results = [core.evaluate(x, t, w, label_smoothing=0.1, threads=n, keep_losses=True)
+        results = [loss.evaluate(x, t, w, label_smoothing=0.1, threads=n, keep_losses=True)
                    for n in (1, 2, 3)]
     for r in results[1:]:
         assert r.loss.tobytes() == results[0].loss.tobytes()
@@ -294,16 +295,16 @@ def test_layouts_read_in_place_or_copied(layout: str, rng: np.random.Generator) 
         x = np.ascontiguousarray(base.T).T
     t = rng.integers(0, 9, 5000)
     want = torch_ce(base, t, reduction="none", label_smoothing=0.3)
-    spec = core.make_spec(x.shape, x.dtype, t.shape, t.dtype, label_smoothing=0.3)
+    spec = loss.make_spec(x.shape, x.dtype, t.shape, t.dtype, label_smoothing=0.3)
     with tiny_chunks(9 * 300):
-        got = core.LossAccumulator(spec, threads=2).update(x, t)
+        got = loss.LossAccumulator(spec, threads=2).update(x, t)
     assert_accurate(got, want, np.float32, layout)
 
 
 def test_iter_blocks_yields_views_of_large_samples(rng: np.random.Generator) -> None:
     x = rng.standard_normal((2, 3, 40, 50)).astype(np.float32)
     t = rng.integers(0, 3, (2, 40, 50))
-    blocks = list(core.iter_blocks(x, t, "index", block_elements=600))
+    blocks = list(loss.iter_blocks(x, t, "index", block_elements=600))
     assert all(np.shares_memory(xb, x) for xb, _ in blocks)
     assert sum(xb.shape[0] for xb, _ in blocks) == 2 * 40 * 50
     got = np.concatenate([xb for xb, _ in blocks])
@@ -315,16 +316,16 @@ def test_iter_blocks_yields_views_of_large_samples(rng: np.random.Generator) -> 
 
 def test_threads_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CE_LOSS_THREADS", "3")
-    assert core.default_threads() == 3
-    spec = core.make_spec((4, 3), np.float32, (4,), np.int64)
-    assert core.LossAccumulator(spec).threads == 3
-    assert core.LossAccumulator(spec, threads=1).threads == 1
+    assert loss.default_threads() == 3
+    spec = loss.make_spec((4, 3), np.float32, (4,), np.int64)
+    assert loss.LossAccumulator(spec).threads == 3
+    assert loss.LossAccumulator(spec, threads=1).threads == 1
     monkeypatch.delenv("CE_LOSS_THREADS")
-    assert 1 <= core.default_threads() <= core.MAX_DEFAULT_THREADS
+    assert 1 <= loss.default_threads() <= loss.MAX_DEFAULT_THREADS
     for bad in ("0", "-2", "two", "1.5"):
         monkeypatch.setenv("CE_LOSS_THREADS", bad)
         with pytest.raises(OptionError, match="CE_LOSS_THREADS must be a positive integer"):
-            core.default_threads()
+            loss.default_threads()
 
 
 def test_a_worker_error_reaches_the_caller() -> None:
@@ -334,15 +335,15 @@ def test_a_worker_error_reaches_the_caller() -> None:
         return i
 
     with pytest.raises(ZeroDivisionError, match="chunk 5"):
-        core._run_parallel(40, work, 2)
-    assert core._run_parallel(40, lambda i: i * i, 3) == [i * i for i in range(40)]
+        threads._run_parallel(40, work, 2)
+    assert threads._run_parallel(40, lambda i: i * i, 3) == [i * i for i in range(40)]
 
 
-def test_importing_core_starts_no_threads() -> None:
+def test_importing_loss_starts_no_threads() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, threading, ce_cli.core; "
+    code = ("import sys, threading, ce_cli.loss; "
             "assert threading.active_count() == 1; "
             "assert 'concurrent.futures' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,163 @@
+"""torch's scalar and float16 arithmetic: where half rounds, and in which order.
+
+torch computes half in float32 ("opmath") and rounds to half after each operation, and
+sums half losses through a cascade of half partial sums (:class:`HalfCascade`); these
+helpers repeat those roundings so float16 results match torch's to the bit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def _scaled(a: Any, factor: float) -> Any:
+    """``a * factor`` as torch multiplies a tensor by a Python scalar: in the tensor's
+    dtype, except that half is computed in float32 with the scalar unrounded (so a tiny
+    eps/C is not 0 and inf * eps/C stays inf)."""
+    dt = np.asarray(a).dtype
+    if dt == np.float16:
+        return (np.float32(factor) * np.asarray(a, np.float32)).astype(np.float16)
+    return a * dt.type(factor)
+
+
+
+def _per_class(eps: float, c: int) -> float:
+    """``eps / C`` as torch's C++ takes it: a double division, so C = 0 gives inf (and
+    the smoothing term of an empty class axis, 0 * inf, NaN)."""
+    return eps / c if c else math.copysign(math.inf, eps) if eps else math.nan
+
+
+def _smooth_target(q: np.ndarray, eps: float, c: int) -> np.ndarray:
+    """``q * (1 - eps) + eps / C`` as torch computes it, in the target's own dtype.
+
+    A float16 target is computed in float32 (torch's opmath) and rounded to half after
+    each operation; torch's ``mul`` takes the scalar ``1 - eps`` as given, its ``add``
+    takes ``eps / C`` rounded to half first.
+    """
+    if q.dtype == np.float16:
+        f32, f16 = np.float32, np.float16
+        q = (q.astype(f32) * f32(1.0 - eps)).astype(f16)
+        return (q.astype(f32) + f32(f16(_per_class(eps, c)))).astype(f16)
+    qt = q.dtype.type
+    return q * qt(1.0 - eps) + qt(_per_class(eps, c))
+
+
+def _half_lse(shifted: np.ndarray, class_last: bool) -> np.ndarray:
+    """``log(sum_c exp(shifted))`` per row for half input (``shifted`` is then float32),
+    as torch's half log_softmax takes it.
+
+    With the classes on the last axis (``class_last``), torch rounds the sum to half,
+    then its log to half (``log_softmax([0, -8])`` is exactly 0 there); on another class
+    axis it keeps both in float and sums class after class. A float32 sum within an ulp
+    of a half rounding boundary may still round the other way than torch's (its exp and
+    order differ): about 1 row in 20,000.
+    """
+    if class_last:
+        s = np.exp(shifted).sum(axis=1).astype(np.float16).astype(shifted.dtype)
+        return np.log(s).astype(np.float16).astype(shifted.dtype)
+    return np.log(_class_sums(np.exp(shifted)))
+
+
+class HalfCascade:
+    """torch's float16 ``nll_loss`` sums, in its order and its roundings.
+
+    torch (LossNLL.cpp, LossNLL2d.cpp) sums half losses and weights in half, through 8
+    levels of partial sums: each counted position ``b`` (flat over N, d1..dk) is added to
+    level 0, then level ``j`` is added into ``j + 1`` and reset while ``b`` is a multiple
+    of ``16 ** (j + 1)``; an ignored position is skipped, flush included. The total is the
+    levels summed in order. Every addition rounds to half, so the result differs from a
+    float sum rounded once. Fed in order, block by block; the state is the position
+    count and the two sets of levels. (torch takes levels of 32 past 2**39 positions.)
+    """
+
+    LEVELS = 8
+    STEP = 16
+
+    def __init__(self) -> None:
+        self.positions = 0
+        self.loss = np.zeros(self.LEVELS, np.float16)
+        self.weight = np.zeros(self.LEVELS, np.float16)
+
+    def feed(self, loss: np.ndarray, weight: np.ndarray | None, counted: np.ndarray | None
+             ) -> None:
+        """Add the next positions: their half losses (``-lp[t] * w[t]``), weights
+        ``w[t]`` (None: unweighted) and which are counted (None: all)."""
+        m = loss.shape[0]
+        b = np.arange(self.positions, self.positions + m, dtype=np.int64)
+        self.positions += m
+        if counted is not None:
+            b, loss = b[counted], loss[counted]
+            weight = None if weight is None else weight[counted]
+        for values, levels in ((loss, self.loss), (weight, self.weight)):
+            if values is None:
+                continue
+            at = b
+            for j in range(self.LEVELS):
+                if j + 1 < self.LEVELS:
+                    ends = at % (self.STEP ** (j + 1)) == 0
+                else:
+                    ends = np.zeros(at.shape[0], np.bool_)
+                values, levels[j] = _half_runs(values.astype(np.float16), ends, levels[j])
+                at = at[ends]
+                if not values.size:
+                    break
+
+    def totals(self) -> tuple[np.float16, np.float16]:
+        """The loss and weight sums, as torch accumulates its levels."""
+        loss = weight = np.float16(0)
+        for a, w in zip(self.loss, self.weight):
+            loss = _half_add(loss, a)
+            weight = _half_add(weight, w)
+        return loss, weight
+
+
+def _class_sums(a: np.ndarray) -> np.ndarray:
+    """Row sums of ``(m, C)`` rows taken class after class, in ``a``'s dtype: the order
+    torch's kernels sum over a class axis that is not the input's last."""
+    return np.add.reduce(np.ascontiguousarray(a.T), axis=0)
+
+
+def _half_add(a: Any, b: Any) -> Any:
+    """``a + b`` as c10::Half adds: in float32, rounded to half."""
+    return (np.asarray(a, np.float32) + np.asarray(b, np.float32)).astype(np.float16)
+
+
+#: runs longer than this are summed one by one (numpy's accumulate), shorter ones together
+_LONG_RUN = 64
+
+
+def _half_runs(values: np.ndarray, ends: np.ndarray, carry: np.float16
+               ) -> tuple[np.ndarray, np.float16]:
+    """Sequential half sums of ``values`` cut into runs, a run ending after each value
+    whose ``ends`` is set; the first run starts from ``carry``. Returns the sums of the
+    ended runs in order, and the sum of the open run left at the end (the new carry).
+    Vectorised over runs: step ``k`` adds every run's ``k``-th value."""
+    n = values.shape[0]
+    if n == 0:
+        return values, carry
+    run = np.zeros(n, np.int64)
+    np.cumsum(ends[:-1], out=run[1:])
+    starts = np.flatnonzero(np.concatenate(([True], ends[:-1])))
+    lengths = np.diff(np.append(starts, n))
+    acc = np.zeros(starts.shape[0], np.float16)
+    acc[0] = carry
+    # long runs (every flush point ignored, say) one at a time: add.accumulate in half
+    # rounds after every addition, as a sequential half sum does
+    for r in np.flatnonzero(lengths > _LONG_RUN):
+        part = np.concatenate((acc[r:r + 1], values[starts[r]:starts[r] + lengths[r]]))
+        acc[r] = np.add.accumulate(part, dtype=np.float16)[-1]
+    short = np.flatnonzero(lengths[run] <= _LONG_RUN)
+    rank = np.arange(n)[short] - starts[run[short]]
+    order = short[np.argsort(rank, kind="stable")]
+    at = 0
+    for count in np.bincount(rank):
+        idx = order[at:at + count]
+        at += count
+        r = run[idx]
+        acc[r] = _half_add(acc[r], values[idx])
+    if ends[-1]:
+        return acc, np.float16(0)
+    return acc[:-1], acc[-1]
