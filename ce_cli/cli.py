@@ -1,4 +1,4 @@
-"""The ``ce-loss`` command line: Click parses, :mod:`ce_cli.commands` does the work.
+"""The ``ce-loss`` command line: Click parses, :mod:`ce_cli.run.commands` does the work.
 
 This module imports only Click, so ``ce-loss --help`` starts fast; it is also the only
 place where errors become exit codes.
@@ -268,8 +268,8 @@ def compute(**options: Any) -> int:
       ce-loss compute logits.csv labels.csv --reduction none -o losses.parquet
       loss=$(ce-loss compute logits.npy labels.npy --format plain)
     """
-    from . import commands
     from .options import AuditOptions, LossOptions, ReadOptions
+    from .run import commands
 
     o = options
     read = ReadOptions(o["logits"], o["targets"], target_column=o["target_column"],
@@ -302,7 +302,7 @@ def merge(**options: Any) -> int:
       done
       ce-loss merge parts/*.json
     """
-    from . import commands
+    from .run import commands
 
     out = _output_options(options)
     with _usage_errors():

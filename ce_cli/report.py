@@ -1,4 +1,4 @@
-"""The one report path: a :class:`~ce_cli.summary.Summary` becomes findings on stderr,
+"""The one report path: a :class:`~ce_cli.run.summary.Summary` becomes findings on stderr,
 output files, the report on stdout and an exit status, whichever engine made it.
 
 The default engine, shards, ``--engine dask`` and ``merge`` all end in :func:`finish`.
@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics, partial, render, writers
-from .audit import findings
+from . import render, writers
+from .audit import findings, metrics
 from .audit.findings import Finding
 from .console import say, silence_stdout
 from .errors import ExitCode, OutputFileError
 from .options import OutputOptions
-from .summary import Summary
+from .run import partial
+from .run.summary import Summary
 
 
 def findings_of(summary: Summary) -> list[Finding]:

@@ -21,8 +21,10 @@ from helpers import assert_one_error_line, run, torch_ce
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ce_cli import loss, metrics, pipeline
+from ce_cli import loss
+from ce_cli.audit import metrics
 from ce_cli.loss import blocks
+from ce_cli.run import pipeline
 
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-9}
 

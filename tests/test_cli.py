@@ -271,7 +271,7 @@ def test_bad_input_is_one_line_exit_2(arrays, tmp_path, case, fragments):
 
 def test_internal_error_is_one_line_exit_1(arrays, monkeypatch):
     _, _, xp, tp = arrays
-    from ce_cli import pipeline
+    from ce_cli.run import pipeline
 
     def boom(*a, **k):
         raise RuntimeError("kaboom")

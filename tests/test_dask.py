@@ -67,7 +67,7 @@ def _json(*args):
 
 def test_threads_equal_default_engine_and_torch(shards, monkeypatch):
     x, t, d = shards
-    from ce_cli import dask_engine
+    from ce_cli.run import dask_engine
 
     monkeypatch.setattr(dask_engine, "TASK_ELEMENTS", 7 * 64)  # a .npy in 15 row ranges
     opts = ["--weight", "1,2,3,1,1,0.5,2", "--label-smoothing", "0.1"]
@@ -109,7 +109,7 @@ def test_bad_shard_on_dask_is_a_located_error(shards):
 
 def test_without_the_extra_says_how_to_install(shards, monkeypatch):
     _, _, d = shards
-    from ce_cli import dask_engine
+    from ce_cli.run import dask_engine
 
     monkeypatch.setattr(dask_engine, "available", lambda: False)
     result = run("compute", d / "x.npy", d / "t.npy", "--engine", "dask", exit_code=2)
@@ -129,7 +129,7 @@ def test_a_port_that_is_not_a_scheduler_gives_up_in_time(shards, monkeypatch):
     import socket
     import time
 
-    from ce_cli import dask_engine
+    from ce_cli.run import dask_engine
 
     monkeypatch.setattr(dask_engine, "CONNECT_TIMEOUT", 1.0)
     _, _, d = shards

@@ -58,7 +58,7 @@ CASES = ["class axis", "probabilities as logits", "log-probabilities as logits",
 
 @pytest.mark.parametrize("name", CASES)
 def test_default_dask_and_merge_print_and_say_the_same(tmp_path, monkeypatch, name):
-    from ce_cli import dask_engine
+    from ce_cli.run import dask_engine
 
     x, t, options, fragment = _case(name)
     np.save(tmp_path / "x.npy", x)

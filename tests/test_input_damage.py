@@ -65,8 +65,8 @@ def test_big_endian_probability_targets_and_npz(files):
 
 
 def test_big_endian_large_file_is_swapped_block_by_block(files, monkeypatch):
-    from ce_cli import pipeline
     from ce_cli.readers import npy
+    from ce_cli.run import pipeline
 
     monkeypatch.setattr(npy, "BUFFERED_BYTES", 64)  # read through the reused buffers
     monkeypatch.setattr(pipeline, "READ_ELEMENTS", 6)  # two rows per block
@@ -351,15 +351,15 @@ def test_partials_of_mean_and_sum_do_not_merge_silently(files, part):
 
 
 def test_merge_with_a_reduction_given_merges_mean_and_sum():
-    from ce_cli import partial
+    from ce_cli.run import partial
 
     rng = np.random.default_rng(1)
     docs = []
     for reduction in ("mean", "sum"):
         x = rng.normal(size=(4, 3)).astype(np.float32)
         t = rng.integers(0, 3, size=4)
-        from ce_cli import pipeline
         from ce_cli.readers.base import array_source
+        from ce_cli.run import pipeline
 
         p = pipeline.run(array_source("x", "logits", x), array_source("t", "targets", t),
                          weight=None, ignore_index=-100, reduction=reduction,

@@ -11,9 +11,9 @@ from helpers import assert_one_error_line, run, torch_ce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ce_cli import partial, pipeline
 from ce_cli.options import AuditOptions
 from ce_cli.readers.base import array_source
+from ce_cli.run import partial, pipeline
 
 
 def _partial_of(x, t, **options):

@@ -9,8 +9,8 @@ from helpers import torch_ce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ce_cli import pipeline
 from ce_cli.readers.base import Source
+from ce_cli.run import pipeline
 
 
 def _chunked(array: np.ndarray, sizes: list[int], reuse: bool) -> Source:

@@ -880,8 +880,8 @@ def test_parquet_column_groups(tmp_path, monkeypatch, rows, row_groups):
 
 
 def test_a_csv_pair_is_parsed_once(tmp_path, monkeypatch):
-    from ce_cli.pipeline import aligned_blocks
     from ce_cli.readers import text
+    from ce_cli.run.pipeline import aligned_blocks
 
     calls = []
     real = text.CsvTable.batches
@@ -1036,8 +1036,8 @@ def test_parquet_reader_threads_stop_when_the_reading_stops(tmp_path, monkeypatc
 def test_a_csv_pair_block_spanning_many_parse_blocks_is_parsed_once(tmp_path, monkeypatch):
     """The logits side fills a whole block (many parse blocks) before the labels side
     asks: the labels must still join the same parse, not start a second one."""
-    from ce_cli.pipeline import aligned_blocks
     from ce_cli.readers import text
+    from ce_cli.run.pipeline import aligned_blocks
 
     calls = []
     real_batches = text.CsvTable.batches
@@ -1152,8 +1152,8 @@ def test_a_dense_csv_pair_is_parsed_once_at_the_default_sizes(tmp_path, monkeypa
     """Short cells make big batches (an 8 MB piece of '0,1,...' is 32 MB as float64):
     the labels side must still join the read the logits side started, with the command
     line's block size."""
-    from ce_cli.pipeline import READ_ELEMENTS, aligned_blocks
     from ce_cli.readers import text
+    from ce_cli.run.pipeline import READ_ELEMENTS, aligned_blocks
 
     calls = []
     real = text.CsvTable.batches

@@ -1,8 +1,8 @@
 """``--engine dask``: the same kernel, one task per chunk, reduced as a Dask tree.
 
 Each task opens its own rows (a shard, or a row range of a memory-mapped ``.npy``),
-runs :func:`ce_cli.pipeline.run` on them and returns a partial-result document; the
-documents are merged in a tree of :func:`ce_cli.partial.merge` calls. Tasks carry paths,
+runs :func:`ce_cli.run.pipeline.run` on them and returns a partial-result document; the
+documents are merged in a tree of :func:`ce_cli.run.partial.merge` calls. Tasks carry paths,
 not data, so workers on other machines read the files themselves (they must see the
 same paths). Runs on Dask's local threaded scheduler, or on a ``distributed`` cluster
 when a scheduler address is given.
@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from . import partial, pipeline, readers
-from .errors import CeLossError, DTypeError, OptionError, ShapeError, TargetError
-from .options import AuditOptions, LossOptions, ReadOptions
-from .readers import shards
+from .. import readers
+from ..errors import CeLossError, DTypeError, OptionError, ShapeError, TargetError
+from ..options import AuditOptions, LossOptions, ReadOptions
+from ..readers import shards
+from . import partial, pipeline
 
 #: elements of logits per task when a single .npy file is cut into row ranges
 TASK_ELEMENTS = 1 << 25

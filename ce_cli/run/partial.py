@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from . import loss, metrics
-from .audit.findings import Finding
-from .audit.scan import InputScan
-from .errors import InputFileError
-from .names import INPUT_KINDS, REDUCTIONS
+from .. import loss
+from ..audit import metrics
+from ..audit.findings import Finding
+from ..audit.scan import InputScan
+from ..errors import InputFileError
+from ..names import INPUT_KINDS, REDUCTIONS
 from .summary import Layout, Summary
 
 KIND = "ce-loss/partial"

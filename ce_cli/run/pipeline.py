@@ -14,14 +14,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import loss, metrics
-from .audit.findings import Finding
-from .audit.scan import InputScan, label_counts
-from .errors import OptionError, ShapeError
-from .options import AuditOptions
-from .readers.base import Source, array_source
-from .readers.validate import coerce_targets, logits_dtype
-from .render import Preview
+from .. import loss
+from ..audit import metrics
+from ..audit.findings import Finding
+from ..audit.scan import InputScan, label_counts
+from ..errors import OptionError, ShapeError
+from ..options import AuditOptions
+from ..readers.base import Source, array_source
+from ..readers.validate import coerce_targets, logits_dtype
+from ..render import Preview
 from .summary import Layout, Summary, position_label
 
 #: values per block read from a source (see rows_per_read), cut further by loss.iter_blocks

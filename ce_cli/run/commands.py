@@ -12,13 +12,14 @@ import os
 
 import numpy as np
 
-from . import partial, pipeline, readers, report, sources, writers
-from .audit.findings import Finding
-from .console import progress_bar, say
-from .errors import CeLossError, DTypeError, ExitCode, ShapeError, TargetError, UsageError
-from .loss import softmax
-from .options import AuditOptions, LossOptions, OutputOptions, ReadOptions
-from .readers.validate import logits_dtype
+from .. import readers, report, writers
+from ..audit.findings import Finding
+from ..console import progress_bar, say
+from ..errors import CeLossError, DTypeError, ExitCode, ShapeError, TargetError, UsageError
+from ..loss import softmax
+from ..options import AuditOptions, LossOptions, OutputOptions, ReadOptions
+from ..readers.validate import logits_dtype
+from . import partial, pipeline, sources
 from .summary import Summary
 
 

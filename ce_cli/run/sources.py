@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from . import readers
-from .console import say
-from .errors import CeLossError, InputFileError, TargetError, UsageError
-from .options import ReadOptions
+from .. import readers
+from ..console import say
+from ..errors import CeLossError, InputFileError, TargetError, UsageError
+from ..options import ReadOptions
 from .pipeline import class_axis_of
 
 

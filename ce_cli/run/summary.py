@@ -1,8 +1,8 @@
 """What a run found, whichever engine ran it: the one input of the report.
 
-The default engine builds a :class:`Summary` from one pass (:func:`ce_cli.pipeline.run`);
+The default engine builds a :class:`Summary` from one pass (:func:`ce_cli.run.pipeline.run`);
 shards, ``--engine dask`` and ``merge`` build it from merged partial results
-(:meth:`ce_cli.partial.Partial.summary`). Everything the findings and the report read
+(:meth:`ce_cli.run.partial.Partial.summary`). Everything the findings and the report read
 is here, so every engine reports the same input the same way.
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from .audit.findings import Finding
-from .audit.scan import InputScan
-from .loss import LossResult, LossTotals
-from .metrics import AuditStats
-from .render import Preview
+from ..audit.findings import Finding
+from ..audit.metrics import AuditStats
+from ..audit.scan import InputScan
+from ..loss import LossResult, LossTotals
+from ..render import Preview
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .loss import LossSpec, normalise
+from ..loss import LossSpec, normalise
 
 #: Loss histogram edges: fixed, so histograms of different shards add up.
 LOSS_EDGES = np.concatenate([np.arange(0.0, 10.0, 0.25), [10.0, 15.0, 20.0, 50.0, np.inf]])
