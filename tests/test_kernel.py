@@ -22,7 +22,7 @@ from hypothesis.extra.numpy import arrays
 
 from ce_cli import loss
 from ce_cli.errors import CeLossError, OptionError
-from ce_cli.loss import blocks, threads
+from ce_cli.loss import blocks
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -311,6 +311,30 @@ def test_iter_blocks_yields_views_of_large_samples(rng: np.random.Generator) -> 
     np.testing.assert_array_equal(got, np.moveaxis(x, 1, -1).reshape(-1, 3))
 
 
+@pytest.mark.parametrize("shape", [(5, 3), (0, 3), (7, 3, 4, 5), (2, 3, 40, 50), (3, 3, 0)])
+@pytest.mark.parametrize("planes", [False, True])
+def test_walk_covers_every_position_in_order(rng: np.random.Generator, shape: tuple[int, ...],
+                                            planes: bool) -> None:
+    """The one walker, both ways: blocks follow each other (offsets), nothing is left out,
+    and the kernel's chunks of K-dim input are views, never copies."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    t = rng.integers(0, 3, (shape[0],) + shape[2:])
+    pieces = list(blocks.walk(x, t, "index", 60, planes=planes))
+    at = 0
+    rows = []
+    for xb, tb, offset in pieces:
+        assert offset == at
+        m = blocks._chunk_rows((xb, tb, offset))
+        assert tb.size == m
+        at += m
+        rows.append(blocks._rows_view(xb))
+        if planes and xb.ndim == 3:
+            assert np.shares_memory(xb, x)
+    assert at == t.size
+    want = np.moveaxis(x, 1, -1).reshape(-1, 3)
+    np.testing.assert_array_equal(np.concatenate(rows) if rows else want, want)
+
+
 # -- threads ------------------------------------------------------------------------------------
 
 
@@ -335,8 +359,8 @@ def test_a_worker_error_reaches_the_caller() -> None:
         return i
 
     with pytest.raises(ZeroDivisionError, match="chunk 5"):
-        threads._run_parallel(40, work, 2)
-    assert threads._run_parallel(40, lambda i: i * i, 3) == [i * i for i in range(40)]
+        loss.threads._run_parallel(40, work, 2)
+    assert loss.threads._run_parallel(40, lambda i: i * i, 3) == [i * i for i in range(40)]
 
 
 def test_importing_loss_starts_no_threads() -> None:

@@ -88,7 +88,6 @@ class LossResult:
 _TOTAL_FIELDS = ("positions", "counted", "ignored", "nll", "smooth", "denominator", "nonfinite")
 
 
-
 class LossAccumulator:
     """Feed ``(m, C)`` blocks of logits with their targets; read torch's loss at the end.
 
@@ -114,8 +113,7 @@ class LossAccumulator:
         self._parts: list[np.ndarray] = []
         self._may_ignore = True  # whether a block's targets may hold ignore_index
         dt = spec.input_dtype
-        # torch computes half log_softmax in float (rounding some steps to half, see
-        # _half_lse).
+        # torch computes half log_softmax in float, rounding some steps to half (_half_lse)
         self._cdt = np.dtype(np.float32) if dt == np.float16 else dt
         self._lse = functools.partial(_half_lse, class_last=spec.class_last) \
             if dt == np.float16 else row_lse
