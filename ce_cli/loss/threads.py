@@ -43,6 +43,10 @@ def default_threads() -> int:
 
 _LOCAL = threading.local()
 
+#: Buffers up to this many elements are kept for the next call: four kernel chunks
+#: (blocks.KERNEL_ELEMENTS) of the default size; a giant single row is not kept.
+KEPT_ELEMENTS = 1 << 20
+
 
 def _buf(name: str, n: int, dtype: Any) -> np.ndarray:
     """A 1-D per-thread buffer of ``n`` elements, reused from call to call (contents are
@@ -55,10 +59,8 @@ def _buf(name: str, n: int, dtype: Any) -> np.ndarray:
     key = (name, dtype.char)
     b = bufs.get(key)
     if b is None or b.shape[0] < n:
-        from . import blocks  # the chunk size, read now: a patched value counts
-
         b = np.empty(max(n, 1), dtype)
-        if n <= 4 * max(blocks.KERNEL_ELEMENTS, 1 << 16):  # a giant single row is not kept
+        if n <= KEPT_ELEMENTS:
             bufs[key] = b
     return b[:n]
 
