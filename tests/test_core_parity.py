@@ -28,6 +28,7 @@ from conftest import (
     prob_targets,
     weights,
 )
+from helpers import torch_ce
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,18 +36,6 @@ from ce_cli import cross_entropy
 from ce_cli.errors import CeLossError
 
 torch = pytest.importorskip("torch")
-F = torch.nn.functional
-
-TORCH_TO_NUMPY = {
-    torch.float16: np.dtype(np.float16),
-    torch.float32: np.dtype(np.float32),
-    torch.float64: np.dtype(np.float64),
-}
-
-
-def _t(a: Any) -> Any:
-    return None if a is None else torch.from_numpy(np.array(a, copy=True))
-
 
 #: torch 2.13 refuses uint8 targets where its kernels want int64: every K-dim input
 #: (nll_loss2d: "expected scalar type Long but found Byte") and weight + smoothing + mean
@@ -54,17 +43,6 @@ def _t(a: Any) -> Any:
 #: here the values of uint8 targets are compared with torch's on the same int64 targets.
 UINT8_TORCH_BUGS = ("expected scalar type Long but found Byte",
                     "gather(): Expected dtype int32/int64 for index")
-
-
-def torch_ce(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None, *,
-             ignore_index: int = -100, reduction: str = "mean",
-             label_smoothing: float = 0.0) -> np.ndarray:
-    kwargs = {"ignore_index": ignore_index, "reduction": reduction,
-              "label_smoothing": label_smoothing}
-    out = F.cross_entropy(_t(x), _t(t), weight=_t(w), **kwargs)
-    want = out.numpy()
-    assert want.dtype == TORCH_TO_NUMPY[out.dtype]
-    return want
 
 
 def _strided(a: np.ndarray) -> np.ndarray:

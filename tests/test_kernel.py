@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import REDUCTIONS, ce_settings, loss_shape
+from helpers import torch_ce
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -23,8 +24,7 @@ from hypothesis.extra.numpy import arrays
 from ce_cli import core
 from ce_cli.errors import CeLossError, OptionError
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+pytest.importorskip("torch")
 
 #: the accuracy the kernel promises, relative to max(|torch|, 1)
 ACCURACY = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
@@ -33,22 +33,10 @@ ACCURACY = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
 @contextlib.contextmanager
 def tiny_chunks(kernel: int, block: int | None = None) -> Iterator[None]:
     """Make the kernel's chunks (and iter_blocks' blocks) ``kernel``/``block`` elements."""
-    saved = core.KERNEL_ELEMENTS, core.BLOCK_ELEMENTS
-    core.KERNEL_ELEMENTS = kernel
-    core.BLOCK_ELEMENTS = block if block is not None else 4 * kernel
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # hypothesis tests cannot take monkeypatch
+        mp.setattr(core, "KERNEL_ELEMENTS", kernel)
+        mp.setattr(core, "BLOCK_ELEMENTS", block if block is not None else 4 * kernel)
         yield
-    finally:
-        core.KERNEL_ELEMENTS, core.BLOCK_ELEMENTS = saved
-
-
-def torch_ce(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None, **kw: Any
-             ) -> np.ndarray:
-    if t.dtype == np.uint8:  # torch 2.13 refuses uint8 on some paths; same values as int64
-        t = t.astype(np.int64)
-    return F.cross_entropy(torch.from_numpy(np.ascontiguousarray(x)),
-                           torch.from_numpy(np.ascontiguousarray(t)),
-                           weight=None if w is None else torch.from_numpy(w), **kw).numpy()
 
 
 def assert_accurate(got: np.ndarray, want: np.ndarray, dtype: Any, what: str = "") -> None:
@@ -136,17 +124,16 @@ def check(p: dict[str, Any], *, via_blocks: bool = False) -> None:
     kw = {"ignore_index": p["ignore_index"], "label_smoothing": p["label_smoothing"]}
     if t.dtype == np.uint8:
         try:  # where torch 2.13 refuses uint8 targets, evaluate() must refuse too
-            F.cross_entropy(torch.from_numpy(np.ascontiguousarray(x)),
-                            torch.from_numpy(np.ascontiguousarray(t)),
-                            weight=None if w is None else torch.from_numpy(w),
-                            reduction=p["reduction"], **kw)
+            torch_ce(x, t, w, reduction=p["reduction"], **kw)
         except RuntimeError:
             if not via_blocks:
                 with pytest.raises(CeLossError):
                     core.evaluate(x, t, w, reduction=p["reduction"], **kw)
                 return
             t = t.astype(np.int64)  # the CLI feeds int64 targets
-    want = torch_ce(x, t, w, reduction=p["reduction"], **kw)
+    # torch's value on the same targets as int64 (uint8 ones where torch takes them)
+    want = torch_ce(x, t.astype(np.int64) if t.dtype == np.uint8 else t, w,
+                    reduction=p["reduction"], **kw)
     with tiny_chunks(p["kernel"]):
         if via_blocks:  # as the CLI feeds it: iter_blocks, update, finalize
             spec = core.make_spec(x.shape, x.dtype, t.shape, t.dtype, w, reduction=p[
