@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_one_error_line, run, torch_ce
+from helpers import assert_one_error_line, run, save, torch_ce
 
 from ce_cli import __version__
 
@@ -28,9 +28,7 @@ def arrays(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(7, 4)) * 3
     t = np.array([0, 3, 1, -100, 2, 2, 0])
-    xp, tp = tmp_path / "x.npy", tmp_path / "t.npy"
-    np.save(xp, x)
-    np.save(tp, t)
+    xp, tp = save(tmp_path, x, t)
     return x, t, xp, tp
 
 

@@ -9,13 +9,12 @@ import os
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import assert_one_error_line, run, torch_ce
+from helpers import assert_one_error_line, leftovers, run, save, torch_ce
 
 from ce_cli import writers
 from ce_cli.errors import OutputFileError
@@ -29,14 +28,7 @@ def data(tmp_path):
     rng = np.random.default_rng(7)
     x = rng.normal(size=(6, 3)).astype(np.float32)
     t = np.array([0, 2, 1, 1, 0, 2])
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "t.npy", t)
-    return x, t, tmp_path / "x.npy", tmp_path / "t.npy"
-
-
-def leftovers(folder):
-    """Temp files the writers may have left behind."""
-    return sorted(p.name for p in Path(folder).rglob(".*.tmp"))
+    return (x, t, *save(tmp_path, x, t))
 
 
 def shell(command, **kw):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import assert_one_error_line, run, torch_ce
+from helpers import assert_one_error_line, json_run, run, save, torch_ce
 
 pytest.importorskip("dask")
 pytestmark = pytest.mark.filterwarnings("ignore")  # distributed's own deprecations
@@ -56,13 +54,8 @@ def shards(tmp_path):
         cols = {f"l{c}": x[a:a + 100, c] for c in range(7)}
         cols["label"] = t[a:a + 100]
         pq.write_table(pa.table(cols), tmp_path / "pq" / f"s{i:02d}.parquet")
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "t.npy", t)
+    save(tmp_path, x, t)
     return x, t, tmp_path
-
-
-def _json(*args):
-    return json.loads(run(*args, "--format", "json").stdout)
 
 
 def test_threads_equal_default_engine_and_torch(shards, monkeypatch):
@@ -75,8 +68,8 @@ def test_threads_equal_default_engine_and_torch(shards, monkeypatch):
     want = float(torch_ce(x, t, weight=w, label_smoothing=0.1))
     for args in (["compute", d / "pq", "--target-column", "label"],
                  ["compute", d / "x.npy", d / "t.npy"]):
-        default = _json(*args, *opts)
-        dask = _json(*args, *opts, "--engine", "dask")
+        default = json_run(*args, *opts)[0]
+        dask = json_run(*args, *opts, "--engine", "dask")[0]
         assert dask["loss"] == pytest.approx(default["loss"], rel=1e-6)
         assert dask["loss"] == pytest.approx(want, rel=2e-5)
         assert dask["counted"] == default["counted"] == int((t != -100).sum())
@@ -88,12 +81,12 @@ def test_distributed_local_cluster_with_two_workers(shards):
     x, t, d = shards
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        got = _json("compute", d / "pq", "--target-column", "label", "--engine", "dask",
-                    "--scheduler", cluster.scheduler_address)
+        got = json_run("compute", d / "pq", "--target-column", "label", "--engine", "dask",
+                       "--scheduler", cluster.scheduler_address)[0]
         with distributed.Client(cluster) as client:
             workers = client.run(lambda: 1)
     assert len(workers) == 2
-    default = _json("compute", d / "pq", "--target-column", "label")
+    default = json_run("compute", d / "pq", "--target-column", "label")[0]
     assert got["loss"] == pytest.approx(default["loss"], rel=1e-6)
     assert got["loss"] == pytest.approx(float(torch_ce(x, t)), rel=2e-5)
     assert got["positions"] == 900

@@ -22,6 +22,7 @@ import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
+from helpers import npy_bytes, npz_bytes, parquet_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -527,28 +528,10 @@ def test_import_does_not_load_pyarrow():
 # -- malformed files: one located error ---------------------------------------------------------
 
 
-def _npy_bytes(a: np.ndarray) -> bytes:
-    b = io.BytesIO()
-    np.save(b, a)
-    return b.getvalue()
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    b = io.BytesIO()
-    pq.write_table(table, b)
-    return b.getvalue()
-
-
 def _ipc_bytes(table: pa.Table) -> bytes:
     b = io.BytesIO()
     with ipc.new_file(b, table.schema) as w:
         w.write_table(table)
-    return b.getvalue()
-
-
-def _npz_bytes(**arrays: np.ndarray) -> bytes:
-    b = io.BytesIO()
-    np.savez(b, **arrays)
     return b.getvalue()
 
 
@@ -572,38 +555,38 @@ MALFORMED = [
     ("x.csv", "id,a\nimg1,2\n", "logits", {}, ["columns that are not numbers: 'id'",
                                                "--logits-columns"]),
     ("x.tsv", "1\t2\n3\t1_000\n", "logits", {}, ["line 2, column 2: '1_000' is not a number"]),
-    ("x.csv", _npy_bytes(X), "logits", {}, ["holds NPY data, not CSV text", "npy"]),
+    ("x.csv", npy_bytes(X), "logits", {}, ["holds NPY data, not CSV text", "npy"]),
     ("x.npy", b"hello world", "logits", {}, ["x.npy: not a .npy file"]),
-    ("x.npy", _npy_bytes(X)[:-7], "logits", {}, ["x.npy: the .npy file is truncated"]),
-    ("x.npy", _npy_bytes(np.array(["a", "b"])), "logits", {}, ["hold text", "not real numbers"]),
-    ("x.npy", _npy_bytes(np.array([1j, 2j])), "logits", {}, ["complex numbers"]),
-    ("x.npy", _npy_bytes(np.array([{}, 1], dtype=object)), "logits", {}, ["object array"]),
-    ("x.npy", _npy_bytes(np.zeros(2, [("a", "f4"), ("b", "i4")])), "logits", {}, ["records"]),
-    ("x.npz", _npz_bytes(a=X, b=T), "logits", {}, ["holds 2 arrays (a, b)", "x.npz:a"]),
-    ("x.npz", _npz_bytes(a=X)[:-30], "logits", {}, ["x.npz: not a .npz file"]),
-    ("x.npz", _npz_bytes(a=np.array(["s"])), "logits", {}, ["hold text"]),
+    ("x.npy", npy_bytes(X)[:-7], "logits", {}, ["x.npy: the .npy file is truncated"]),
+    ("x.npy", npy_bytes(np.array(["a", "b"])), "logits", {}, ["hold text", "not real numbers"]),
+    ("x.npy", npy_bytes(np.array([1j, 2j])), "logits", {}, ["complex numbers"]),
+    ("x.npy", npy_bytes(np.array([{}, 1], dtype=object)), "logits", {}, ["object array"]),
+    ("x.npy", npy_bytes(np.zeros(2, [("a", "f4"), ("b", "i4")])), "logits", {}, ["records"]),
+    ("x.npz", npz_bytes(a=X, b=T), "logits", {}, ["holds 2 arrays (a, b)", "x.npz:a"]),
+    ("x.npz", npz_bytes(a=X)[:-30], "logits", {}, ["x.npz: not a .npz file"]),
+    ("x.npz", npz_bytes(a=np.array(["s"])), "logits", {}, ["hold text"]),
     ("x.parquet", b"PAR1 not really", "logits", {}, ["x.parquet: the Parquet file is"]),
-    ("x.parquet", _parquet_bytes(logit_table())[:-9], "logits", {}, ["Parquet file is truncated"]),
-    ("x.parquet", _npy_bytes(X), "logits", {}, ["not a Parquet file (it holds npy data)"]),
-    ("x.parquet", _parquet_bytes(pa.table({"a": [1.0, None, 2.0], "b": [1.0, 2.0, 3.0]})),
+    ("x.parquet", parquet_bytes(logit_table())[:-9], "logits", {}, ["Parquet file is truncated"]),
+    ("x.parquet", npy_bytes(X), "logits", {}, ["not a Parquet file (it holds npy data)"]),
+    ("x.parquet", parquet_bytes(pa.table({"a": [1.0, None, 2.0], "b": [1.0, 2.0, 3.0]})),
      "logits", {}, ["column 'a': row index 1 is missing (null)"]),
-    ("x.parquet", _parquet_bytes(pa.table({"a": [1.0, 2.0], "s": ["u", "v"]})), "logits", {},
+    ("x.parquet", parquet_bytes(pa.table({"a": [1.0, 2.0], "s": ["u", "v"]})), "logits", {},
      ["columns that are not numbers: 's' (string)"]),
-    ("x.parquet", _parquet_bytes(pa.table({"label": [0.0, 1.5]})), "targets", {},
+    ("x.parquet", parquet_bytes(pa.table({"label": [0.0, 1.5]})), "targets", {},
      ["column 'label': row index 1 (1.5) is not a whole number"]),
-    ("x.parquet", _parquet_bytes(pa.table({"label": [0, None]})), "targets", {},
+    ("x.parquet", parquet_bytes(pa.table({"label": [0, None]})), "targets", {},
      ["row index 1 is missing"]),
-    ("x.parquet", _parquet_bytes(pa.table({"a": [1.0], "b": [2.0]})), "targets", {
+    ("x.parquet", parquet_bytes(pa.table({"a": [1.0], "b": [2.0]})), "targets", {
         "target_column": "y"}, ["has no column 'y'", "'a', 'b'"]),
-    ("x.parquet", _parquet_bytes(pa.table({"l": pa.array([[1.0, 2.0], [3.0]])})), "logits", {},
+    ("x.parquet", parquet_bytes(pa.table({"l": pa.array([[1.0, 2.0], [3.0]])})), "logits", {},
      ["column 'l': row index 1 holds 1 values but the first row holds 2"]),
-    ("x.parquet", _parquet_bytes(pa.table({"l": pa.array([[1.0, 2.0], [3.0, None]])})),
+    ("x.parquet", parquet_bytes(pa.table({"l": pa.array([[1.0, 2.0], [3.0, None]])})),
      "logits", {}, ["column 'l': row index 1 holds a missing (null) value"]),
-    ("x.parquet", _parquet_bytes(logit_table()), "logits", {"logits_columns": "z*"},
+    ("x.parquet", parquet_bytes(logit_table()), "logits", {"logits_columns": "z*"},
      ["no column matches 'z*'", "'logit_0'"]),
-    ("x.parquet", _parquet_bytes(logit_table(label=T)), "logits", {"logits_columns": None},
+    ("x.parquet", parquet_bytes(logit_table(label=T)), "logits", {"logits_columns": None},
      []),  # fine: the integer label column is left out with a note
-    ("x.parquet", _parquet_bytes(logit_table(label=T.astype(float))), "logits", {},
+    ("x.parquet", parquet_bytes(logit_table(label=T.astype(float))), "logits", {},
      ["has a column named 'label' among the logits", "--target-column label"]),
     ("x.arrow", b"just some text", "logits", {}, ["x.arrow: not an Arrow IPC file or stream"]),
     ("x.arrow", _ipc_bytes(logit_table())[:-20], "logits", {}, ["Arrow IPC file is truncated"]),
@@ -665,7 +648,7 @@ def test_check_path_splits_npz_member(tmp_path):
 
 def _valid_files() -> dict[str, bytes]:
     table = logit_table(label=T, lst=pa.array(list(X), pa.list_(pa.float32())))
-    files = {"x.npy": _npy_bytes(X), "x.npz": _npz_bytes(a=X), "x.parquet": _parquet_bytes(table),
+    files = {"x.npy": npy_bytes(X), "x.npz": npz_bytes(a=X), "x.parquet": parquet_bytes(table),
              "x.arrow": _ipc_bytes(table)}
     b = io.BytesIO()
     feather.write_feather(table, b)  # compressed
