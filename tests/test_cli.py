@@ -394,6 +394,7 @@ def test_main_is_callable_from_python():
 def test_interrupted_message_names_the_files_written(monkeypatch):
     from ce_cli import cli, writers
 
+    monkeypatch.setattr(writers, "WRITTEN", [])  # whatever runs before this one wrote
     assert cli._outputs_note() == "no output file was written"
     monkeypatch.setattr(writers, "WRITTEN", ["losses.npy", "p.json"])
     assert cli._outputs_note() == "losses.npy, p.json were written in full"

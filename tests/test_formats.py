@@ -10,16 +10,17 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import npy_bytes, run, torch_ce
 
-RNG = np.random.default_rng(42)
 N, C = 23, 5
 
 
 def _arrays(dtype, kind):
-    x = (RNG.normal(size=(N, C)) * 3).astype(dtype)
+    """The same arrays for every test, whichever ran before it (no module-wide generator)."""
+    rng = np.random.default_rng(42)
+    x = (rng.normal(size=(N, C)) * 3).astype(dtype)
     if kind == "index":
-        t = RNG.integers(0, C, size=N)
+        t = rng.integers(0, C, size=N)
     else:
-        t = RNG.random((N, C)).astype(dtype)
+        t = rng.random((N, C)).astype(dtype)
         t /= t.sum(axis=1, keepdims=True)
     return x, t
 

@@ -11,7 +11,6 @@ import io
 import os
 import subprocess
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from helpers import npy_bytes, npz_bytes, parquet_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import ce_cli
 from ce_cli import readers
 from ce_cli.errors import InputFileError
 from ce_cli.readers import open_source, open_table_pair, read_array
@@ -217,8 +217,8 @@ def test_row_count_unknown_for_text_and_streams(tmp_path, kind):
     assert open_source(write(tmp_path / f"x{suffix}"), role="logits").n_rows is None
 
 
-def test_kdim_npy_keeps_its_shape(tmp_path):
-    x = RNG.standard_normal((3, C, 2, 5))
+def test_kdim_npy_keeps_its_shape(tmp_path, rng):
+    x = rng.standard_normal((3, C, 2, 5))
     np.save(tmp_path / "k.npy", x)
     source = open_source(str(tmp_path / "k.npy"), role="logits")
     assert source.row_shape == (C, 2, 5) and source.n_rows == 3
@@ -237,8 +237,8 @@ def test_uncompressed_npz_member_is_memory_mapped(tmp_path):
     np.testing.assert_array_equal(got, T)
 
 
-def test_big_csv_streams_in_blocks(tmp_path):
-    x = RNG.standard_normal((20_000, 3))
+def test_big_csv_streams_in_blocks(tmp_path, rng):
+    x = rng.standard_normal((20_000, 3))
     pcsv.write_csv(pa.table({f"c{j}": x[:, j] for j in range(3)}), tmp_path / "big.csv")
     source = open_source(str(tmp_path / "big.csv"), role="logits")
     sizes = [b.shape[0] for b in source.blocks(4096)]
@@ -451,18 +451,16 @@ def feed(monkeypatch, data: bytes) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
 
 
-def _bytes(write, suffix):
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / f"f{suffix}"
-        path = write(p)
-        return Path(path.rpartition(":")[0] if path.endswith(":logits") else path).read_bytes()
+def _bytes(write, path):
+    path = write(path)
+    return Path(path.rpartition(":")[0] if path.endswith(":logits") else path).read_bytes()
 
 
 @pytest.mark.parametrize("kind", ["npy", "plain-csv", "savetxt-header", "parquet", "feather",
                                   "ipc-stream", "npz-only"])
-def test_stdin_by_magic(monkeypatch, kind):
+def test_stdin_by_magic(tmp_path, monkeypatch, kind):
     suffix, write, dtype = LOGIT_FILES[kind]
-    feed(monkeypatch, _bytes(write, suffix))
+    feed(monkeypatch, _bytes(write, tmp_path / f"f{suffix}"))
     source = open_source("-", role="logits")
     assert source.path == "-"
     np.testing.assert_array_equal(source.read().astype(np.float32), X)
@@ -789,11 +787,12 @@ def test_prefetched_stops_its_thread_when_closed():
             made.append(1)
             yield len(made)
 
+    before = set(threading.enumerate())  # reader threads of other tests are not this one's
     it = prefetched(endless())
     assert next(it) == 1
     it.close()
     deadline = time.monotonic() + 5
-    while any(t.name == "ce-loss-reader" for t in threading.enumerate()):
+    while any(t.name == "ce-loss-reader" for t in set(threading.enumerate()) - before):
         assert time.monotonic() < deadline, "the reader thread did not stop"
         time.sleep(0.01)
     assert len(made) <= 4  # one in hand, one queued, one waiting to be put
@@ -832,7 +831,9 @@ def test_reading_a_table_does_not_import_pandas(tmp_path):
     code = ("from ce_cli.readers import open_table_pair; "
             f"xs, ts = open_table_pair({str(path)!r}, target_column='label'); "
             "print(xs.read().sum(), ts.read().sum())")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake), os.getcwd()]))
+    # the ce_cli under test, wherever pytest runs from (not the cwd, not an installed one)
+    tree = str(Path(ce_cli.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake), tree]))
     subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                    check=True, env=env)
     assert not marker.exists()
@@ -1006,12 +1007,13 @@ def test_parquet_reader_threads_stop_when_the_reading_stops(tmp_path, monkeypatc
     cols["label"] = np.zeros(400, dtype=np.int64)
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table(cols), path, row_group_size=10)
+    before = set(threading.enumerate())  # reader threads of other tests are not this one's
     xs, _ = open_table_pair(str(path), target_column="label")
     blocks = xs.blocks(10)
     next(blocks)
     blocks.close()
     deadline = time.monotonic() + 5
-    while any(t.name == "ce-loss-reader" for t in threading.enumerate()):
+    while any(t.name == "ce-loss-reader" for t in set(threading.enumerate()) - before):
         assert time.monotonic() < deadline, "reader threads still running"
         time.sleep(0.01)
 
@@ -1079,24 +1081,21 @@ def csv_texts(draw):
     return body.encode(), x, ids != "none"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=csv_texts(), piece=st.integers(1, 120), stdin=st.booleans())
-def test_csv_read_in_pieces_of_any_size_gives_the_rows(case, piece, stdin):
+def test_csv_read_in_pieces_of_any_size_gives_the_rows(tmp_path, case, piece, stdin):
     from ce_cli.readers import text
     from ce_cli.readers.table import table_source
 
     data, x, has_ids = case
-    old = text.PIECE_BYTES
-    text.PIECE_BYTES = piece
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "x.csv"
-            path.write_bytes(data)
-            table = text.CsvTable("-" if stdin else str(path), data=data if stdin else None)
-            spec = ",".join(f"x{j}" for j in range(x.shape[1])) if has_ids else None
-            got = table_source(table, "logits", logits_columns=spec).read()
-    finally:
-        text.PIECE_BYTES = old
+    path = tmp_path / "x.csv"  # one file, rewritten by every example
+    path.write_bytes(data)
+    with pytest.MonkeyPatch.context() as mp:  # hypothesis tests cannot take monkeypatch
+        mp.setattr(text, "PIECE_BYTES", piece)
+        table = text.CsvTable("-" if stdin else str(path), data=data if stdin else None)
+        spec = ",".join(f"x{j}" for j in range(x.shape[1])) if has_ids else None
+        got = table_source(table, "logits", logits_columns=spec).read()
     np.testing.assert_array_equal(got.reshape(x.shape), x)
 
 
