@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,6 +46,18 @@ def nothing_left_behind():
 
 
 @pytest.fixture
+def environment_restored():
+    """The environment as it was before the test. A LocalCluster of worker processes sets
+    OMP_NUM_THREADS=1, PYTHONHASHSEED, MALLOC_TRIM_THRESHOLD_, ... in this process's
+    environment for the workers its nannies start, and leaves them there."""
+    saved = dict(os.environ)
+    yield
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    os.environ.update(saved)
+
+
+@pytest.fixture
 def shards(tmp_path):
     rng = np.random.default_rng(21)
     x = rng.normal(size=(900, 7)).astype(np.float32)
@@ -76,7 +90,7 @@ def test_threads_equal_default_engine_and_torch(shards, monkeypatch):
         assert dask["metrics"]["accuracy"] == default["metrics"]["accuracy"]
 
 
-def test_distributed_local_cluster_with_two_workers(shards):
+def test_distributed_local_cluster_with_two_workers(shards, environment_restored):
     distributed = pytest.importorskip("distributed")
     x, t, d = shards
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
