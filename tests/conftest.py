@@ -21,6 +21,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+#: torch's oracle runs on tiny tensors, for which its intra-op threads only cost: on a
+#: machine whose cores are busy they make the suite 3x slower. Set here, before any test
+#: module imports torch; a value given in the environment is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REDUCTIONS = ("mean", "sum", "none")
 
 #: (rtol, atol) by the dtype the logits are computed in. float16: torch rounds

@@ -655,6 +655,7 @@ def test_metrics_over_many_small_blocks(tmp_path, monkeypatch, read_elements):
     assert res.stderr == ""
 
 
+@pytest.mark.slow
 def test_metrics_on_a_large_input(tmp_path):
     """N=300_000 x C=7 float32: spans several read blocks and many kernel blocks."""
     rng = np.random.default_rng(34)
@@ -714,6 +715,7 @@ def _assert_summaries_equal(a, b, *, worst_indices):
             _same(a[key], b[key], 1e-9)
 
 
+@pytest.mark.slow
 @ce_settings(80)
 @given(data=st.data())
 def test_merging_two_splits_equals_one_pass(data):

@@ -155,6 +155,7 @@ def test_batch_moves_all_or_none(tmp_path, monkeypatch):
 
 # -- 3, 4. stdout: a full disk is an error, a reader that has gone is not ---------------------
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("fmt", ["plain", "json", "csv", "table"])
 def test_stdout_on_a_full_disk_is_one_line_and_replaces_no_file(data, tmp_path, fmt):
@@ -168,6 +169,7 @@ def test_stdout_on_a_full_disk_is_one_line_and_replaces_no_file(data, tmp_path, 
     assert out.read_bytes() == b"precious" and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("fmt", ["plain", "table"])
 def test_merge_stdout_on_a_full_disk(data, tmp_path, fmt):
@@ -179,6 +181,7 @@ def test_merge_stdout_on_a_full_disk(data, tmp_path, fmt):
     assert done.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reader", ["head -c1 >/dev/null", "true"])  # true: gone at once
 @pytest.mark.parametrize("command", ["compute {x} {t} --reduction none --rows 3000",
                                      "merge {p}"])

@@ -147,12 +147,14 @@ def cases(draw: Any, dtype: Any, *, max_n: int = 6) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 @ce_settings(500)
 @given(case=st.sampled_from([np.float32, np.float64]).flatmap(cases))
 def test_matches_torch(case: dict[str, Any]) -> None:
     check(case.pop("x"), case.pop("t"), case.pop("w"), **case)
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(case=cases(np.float16, max_n=4))
 def test_matches_torch_float16(case: dict[str, Any]) -> None:
@@ -182,6 +184,7 @@ def test_half_label_smoothing_rounds_like_torch(x, t, w, reduction):
     check(x16, np.array(t), w16, reduction=reduction, label_smoothing=0.1)
 
 
+@pytest.mark.slow
 @ce_settings(150)
 @given(data=st.data(), reduction=st.sampled_from(REDUCTIONS), eps=label_smoothings)
 def test_promoted_probability_target(data: Any, reduction: str, eps: float) -> None:
@@ -421,6 +424,7 @@ def _half_case(rng: np.random.Generator, shape: tuple[int, ...], kind: str
     return x, t, w
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["index", "prob"])
 @pytest.mark.parametrize("dims", ["1d", "2d", "kd"])
 def test_float16_bit_exact(kind: str, dims: str) -> None:
@@ -634,6 +638,7 @@ def _big(rng: np.random.Generator, n: int, c: int, dtype: Any, extremes: str
     return x, t
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extremes", ["none", "finite", "nonfinite"])
 @pytest.mark.parametrize("reduction, eps, weighted", [
     ("mean", 0.0, False), ("sum", 0.0, False), ("none", 0.0, False),
@@ -647,6 +652,7 @@ def test_many_blocks(rng: np.random.Generator, extremes: str, reduction: str, ep
     check(x, t, w, reduction=reduction, label_smoothing=eps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_many_blocks_probability_target(rng: np.random.Generator, reduction: str) -> None:
     x, _ = _big(rng, 200_000, 7, np.float64, "finite")
@@ -656,6 +662,7 @@ def test_many_blocks_probability_target(rng: np.random.Generator, reduction: str
           ignore_index=-100)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_many_blocks_float32(rng: np.random.Generator, reduction: str) -> None:
     x, t = _big(rng, 200_000, 7, np.float32, "finite")
@@ -663,6 +670,7 @@ def test_many_blocks_float32(rng: np.random.Generator, reduction: str) -> None:
           tol=(1e-4, 1e-5))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["index", "prob"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_many_blocks_kdim(rng: np.random.Generator, kind: str, reduction: str) -> None:

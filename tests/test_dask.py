@@ -90,6 +90,7 @@ def test_threads_equal_default_engine_and_torch(shards, monkeypatch):
         assert dask["metrics"]["accuracy"] == default["metrics"]["accuracy"]
 
 
+@pytest.mark.slow
 def test_distributed_local_cluster_with_two_workers(shards, environment_restored):
     distributed = pytest.importorskip("distributed")
     x, t, d = shards
@@ -130,6 +131,7 @@ def test_dask_refuses_per_sample_output(shards):
     assert_one_error_line(result, "--engine dask")
 
 
+@pytest.mark.slow
 def test_a_port_that_is_not_a_scheduler_gives_up_in_time(shards, monkeypatch):
     """Something listens but never speaks Dask: exit 2 within the connect timeout."""
     pytest.importorskip("distributed")
@@ -151,6 +153,7 @@ def test_a_port_that_is_not_a_scheduler_gives_up_in_time(shards, monkeypatch):
     assert_one_error_line(result, "cannot reach the Dask scheduler", address)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("address, why", [
     ("notaurl", "no port"), ("tcp://127.0.0.1", "no port"), ("foo://x:1", "unknown protocol"),
     ("tcp://127.0.0.1:1", "refused"), ("tcp://[::1", "no port"),

@@ -47,6 +47,7 @@ def test_readme_run_command_prints_torchs_number():
     assert float(proc.stdout) == pytest.approx(float(torch_ce(x, t)), rel=2e-6)
 
 
+@pytest.mark.slow
 def test_readme_transcripts_match_real_output():
     """Every ``$ ce-loss ...`` transcript shows what the command prints (stderr, then stdout).
 

@@ -149,12 +149,14 @@ def check(p: dict[str, Any], *, via_blocks: bool = False) -> None:
     assert_accurate(got, want, x.dtype, what=str({k: v for k, v in p.items() if k not in "xtw"}))
 
 
+@pytest.mark.slow
 @ce_settings(300)
 @given(p=problems(kdim=False))
 def test_many_chunks_match_torch(p: dict[str, Any]) -> None:
     check(p)
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(p=problems(kdim=True))
 def test_kdim_chunks_match_torch(p: dict[str, Any]) -> None:
@@ -162,6 +164,7 @@ def test_kdim_chunks_match_torch(p: dict[str, Any]) -> None:
     check(p)
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(p=problems(kdim=False) | problems(kdim=True))
 def test_update_blocks_match_torch(p: dict[str, Any]) -> None:
@@ -187,6 +190,7 @@ ROWS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
 @pytest.mark.parametrize("weighted", [False, True])
@@ -229,6 +233,7 @@ def test_zero_weight_on_a_masked_class_is_nan_with_smoothing() -> None:
 # -- real sizes --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(300_000, 10), (20_000, 100), (60, 7, 70, 80), (3, 50_000)])
 def test_real_blocks_with_scattered_escapes(shape: tuple[int, ...], dtype: Any,

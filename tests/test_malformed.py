@@ -104,6 +104,7 @@ VALID = {
 }
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
 @given(suffix=st.sampled_from(sorted(VALID)), data=st.data(),

@@ -687,6 +687,7 @@ def fuzz_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VALID)
 def test_corrupted_file_is_input_error_or_numbers(fuzz_dir, name):
     roles = ["targets"] if name == "t.csv" else ["logits", "targets"]
@@ -735,6 +736,7 @@ def test_batches_cut_into_slices(tmp_path, monkeypatch, kind):
 # -- the streaming machinery: rechunk, prefetched, to_numpy, Parquet column groups ----------
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(sizes=st.lists(st.integers(0, 9), max_size=12), rows=st.integers(1, 7))
 def test_rechunk_cuts_any_parts_into_blocks(sizes, rows):
@@ -940,6 +942,7 @@ def test_fanout_error_reaches_every_side_after_its_items():
     assert got_a == got_b == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_csv_pair_side_read_alone_keeps_no_copy_of_the_file(tmp_path, monkeypatch):
     """The CLI reads the labels alone to locate a bad one: the logits side must not
     buffer the whole file meanwhile, and still reads right afterwards."""
@@ -1081,6 +1084,7 @@ def csv_texts(draw):
     return body.encode(), x, ids != "none"
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=csv_texts(), piece=st.integers(1, 120), stdin=st.booleans())
@@ -1130,6 +1134,7 @@ def test_csv_bad_cell_in_a_later_piece_names_its_line(tmp_path, monkeypatch):
         open_source(str(path), role="logits").read()
 
 
+@pytest.mark.slow
 def test_a_dense_csv_pair_is_parsed_once_at_the_default_sizes(tmp_path, monkeypatch):
     """Short cells make big batches (an 8 MB piece of '0,1,...' is 32 MB as float64):
     the labels side must still join the read the logits side started, with the command
