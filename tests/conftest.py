@@ -1,4 +1,5 @@
-"""Shared hypothesis strategies and comparison helpers for the core tests.
+"""Shared hypothesis strategies and comparison helpers for the core tests, and a check
+that no test leaves process state behind.
 
 Nothing here imports torch: the relation tests must run without it. The test modules
 import these names with ``from conftest import ...`` (pytest puts ``tests/`` on
@@ -7,6 +8,10 @@ import these names with ``from conftest import ...`` (pytest puts ``tests/`` on
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,6 +19,11 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
+#: torch's oracle runs on tiny tensors, for which its intra-op threads only cost: on a
+#: machine whose cores are busy they make the suite 3x slower. Set here, before any test
+#: module imports torch; a value given in the environment is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -251,3 +261,43 @@ def denominator(target: np.ndarray, weight: np.ndarray | None, ignore_index: int
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20240613)
+
+
+# -- no test depends on, or leaves behind, process state ---------------------------------------
+
+#: what ce-loss reads from the environment that changes its output: a value exported in the
+#: shell that runs the tests must not change what they see
+CE_LOSS_ENVIRONMENT = ("CE_LOSS_FORMAT", "CE_LOSS_TRACEBACK", "DASK_SCHEDULER_ADDRESS")
+
+#: threads meant to live as long as the process: the kernel's pool (and ce-loss's reader
+#: threads, daemons that stop on their own), and distributed's one offload executor
+PROCESS_WIDE_THREADS = ("ce-loss", "Dask-Offload")
+
+
+def _new_threads(before: set[threading.Thread]) -> list[str]:
+    return [t.name for t in threading.enumerate() if t not in before and t.is_alive()
+            and not t.daemon and not t.name.startswith(PROCESS_WIDE_THREADS)]
+
+
+@pytest.fixture(autouse=True)
+def _no_state_left_behind() -> Iterator[None]:
+    """Each test starts without ce-loss's environment variables and must end with the
+    environment, working directory, NumPy error state and threads it started with (new
+    non-daemon threads get a few seconds to finish)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in CE_LOSS_ENVIRONMENT:
+            mp.delenv(name, raising=False)
+        env, cwd, errstate = dict(os.environ), os.getcwd(), np.geterr()
+        threads = set(threading.enumerate())
+        yield
+        changed = sorted(k for k in env.keys() | os.environ.keys()
+                         if env.get(k) != os.environ.get(k) and k != "PYTEST_CURRENT_TEST")
+        assert not changed, f"the test changed environment variables {changed}"
+        assert os.getcwd() == cwd, f"the test left the working directory at {os.getcwd()}"
+        assert np.geterr() == errstate, f"the test left np.seterr at {np.geterr()}"
+        left = _new_threads(threads)
+        deadline = time.monotonic() + 5
+        while left and time.monotonic() < deadline:
+            time.sleep(0.02)
+            left = _new_threads(threads)
+        assert not left, f"the test left threads running: {left}"

@@ -6,6 +6,7 @@ command prints now (stderr lines first, then stdout); ``test_docs`` checks they 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -18,9 +19,14 @@ BLOCK = re.compile(r"^([ \t]*)```console\n(.*?)^[ \t]*```", flags=re.S | re.M)
 
 
 def ce_loss(args: list[str]) -> subprocess.CompletedProcess:
+    """The installed ``ce-loss`` in a plain environment; PYTHONPATH is kept, so that it runs
+    the ce_cli the tests import (a checkout that is not the installed one, say)."""
     exe = Path(sys.executable).with_name("ce-loss")
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "80", "NO_COLOR": "1"}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return subprocess.run([str(exe), *args], cwd=ROOT, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "COLUMNS": "80", "NO_COLOR": "1"})
+                          env=env)
 
 
 def transcripts(text: str) -> list[tuple[str, list[str]]]:

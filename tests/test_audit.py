@@ -17,7 +17,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import ce_settings
-from helpers import assert_one_error_line, run, torch_ce
+from helpers import (
+    assert_one_error_line,
+    close,
+    json_run,
+    run,
+    said,
+    save,
+    softmax,
+    torch_ce,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -34,39 +43,12 @@ EDGES = np.array([0.25 * i for i in range(40)] + [10.0, 15.0, 20.0, 50.0, np.inf
 
 # -- helpers -----------------------------------------------------------------------------------
 
-def save(tmp_path, x, t, xname="x.npy", tname="t.npy"):
-    xp, tp = tmp_path / xname, tmp_path / tname
-    np.save(xp, x)
-    np.save(tp, t)
-    return xp, tp
-
-
 def rtol_of(x):
     return RTOL[np.asarray(x).dtype]
 
 
-def close(got, want, rtol, atol=0.0):
-    if want is None or (isinstance(want, float) and math.isnan(want)):
-        assert got is None or math.isnan(got), (got, want)
-        return
-    assert got is not None, (got, want)
-    assert math.isclose(got, float(want), rel_tol=rtol, abs_tol=atol), (got, want)
-
-
-def warnings_of(stderr, kind="warning"):
-    prefix = f"ce-loss: {kind}: "
-    return [line[len(prefix):] for line in stderr.splitlines() if line.startswith(prefix)]
-
-
-def json_run(*args, exit_code=0):
-    result = run(*args, "--format", "json", exit_code=exit_code)
-    return json.loads(result.stdout), result
-
-
 def softmax_probs(rng, n, c, scale=3.0, dtype=np.float64):
-    z = rng.normal(size=(n, c)) * scale
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return (e / e.sum(axis=1, keepdims=True)).astype(dtype)
+    return softmax(rng.normal(size=(n, c)) * scale).astype(dtype)
 
 
 def oracle(x, t, *, weight=None, ignore_index=-100, label_smoothing=0.0, top_k=(1, 5),
@@ -201,7 +183,7 @@ def test_probabilities_as_logits_warns_and_offers_the_probs_loss(tmp_path, dtype
     result = run("compute", xp, tp, "--format", "plain")
     want = float(torch_ce(p, t))
     close(float(result.stdout), want, rtol_of(p))
-    (w,) = warnings_of(result.stderr)
+    (w,) = said(result.stderr)
     assert "look like probabilities" in w and "all 40 rows" in w
     assert "pass --input-kind probs" in w
     offered = float(re.search(r"--input-kind probs, which gives (\S+)$", w).group(1))
@@ -234,8 +216,8 @@ def test_log_probabilities_as_logits_is_a_note(tmp_path):
     xp, tp = save(tmp_path, lp, t)
     result = run("compute", xp, tp, "--strict")  # a note is not a warning: exit 0
     close(float(result.stdout), float(torch_ce(lp, t)), 1e-9)
-    assert warnings_of(result.stderr) == []
-    (note,) = warnings_of(result.stderr, "note")
+    assert said(result.stderr) == []
+    (note,) = said(result.stderr, "note")
     assert "look like log-probabilities" in note and "--input-kind log-probs" in note
     # and --input-kind log-probs does give the same number, with no finding
     same = run("compute", xp, tp, "--input-kind", "log-probs")
@@ -253,7 +235,7 @@ def test_log_probs_kind_with_positive_values(tmp_path, fmt):
     want = float(F.nll_loss(torch.from_numpy(z), torch.from_numpy(t)))  # no softmax
     got = json.loads(result.stdout)["loss"] if fmt == "json" else float(result.stdout)
     close(got, want, 1e-9)
-    (w,) = warnings_of(result.stderr)
+    (w,) = said(result.stderr)
     assert "--input-kind log-probs, but some values are positive" in w
     assert f"largest {z.max():.4g}" in w
     assert "pass --input-kind logits" in w
@@ -268,7 +250,7 @@ def test_probs_kind_rows_not_summing_to_one(tmp_path):
     want = float(F.nll_loss(torch.log(torch.from_numpy(p)), torch.from_numpy(t)))
     close(float(result.stdout), want, 1e-9)
     close(want, -np.mean(np.log(p[np.arange(30), t])), 1e-12)
-    (w,) = warnings_of(result.stderr)
+    (w,) = said(result.stderr)
     assert "--input-kind probs, but the input has rows that do not sum to 1" in w
     assert "largest deviation 0.4" in w
     assert "pass --input-kind logits" in w
@@ -283,7 +265,7 @@ def test_probs_kind_says_why_the_loss_is_negative_or_zero(tmp_path, value, word)
     result = run("compute", xp, tp, "--input-kind", "probs")
     want = float(F.nll_loss(torch.log(torch.from_numpy(x)), torch.from_numpy(t)))
     close(float(result.stdout), want, 1e-12, 1e-300)
-    (w,) = warnings_of(result.stderr)
+    (w,) = said(result.stderr)
     assert f"which is why it is {word} ({want:.4g})" in w
     assert "--input-kind logits" in w
 
@@ -301,13 +283,13 @@ def test_one_hot_probability_targets_with_weight_warn(tmp_path, fmt):
     got = json.loads(result.stdout)["loss"] if fmt == "json" else float(result.stdout)
     close(got, want, 1e-9)
     assert not math.isclose(want, float(torch_ce(z, t, weight=w)), rel_tol=1e-3)
-    (msg,) = warnings_of(result.stderr)
+    (msg,) = said(result.stderr)
     assert "one-hot" in msg and "targets.argmax(axis=1)" in msg
     assert "class indices" in msg
     # without weight only a note: the loss equals that of the argmax indices
     plain = run("compute", xp, tp, "--strict")
     close(float(plain.stdout), float(torch_ce(z, t)), 1e-9)
-    assert warnings_of(plain.stderr) == []
+    assert said(plain.stderr) == []
     assert "one-hot" in plain.stderr and "--ignore-index does not apply" in plain.stderr
 
 
@@ -334,7 +316,7 @@ def test_one_based_labels_missing_class_zero_warn(tmp_path):
     xp, tp = save(tmp_path, z, t)
     result = run("compute", xp, tp, "--format", "json")
     close(json.loads(result.stdout)["loss"], float(torch_ce(z, t)), 1e-9)
-    (w,) = warnings_of(result.stderr)
+    (w,) = said(result.stderr)
     assert "1 of 4 classes never appear as a target (0) among 30 counted targets" in w
     assert "1-based" in w and "subtract 1" in w
 
@@ -363,7 +345,7 @@ def test_ignore_index_that_is_a_class_id(tmp_path):
     xp, tp = save(tmp_path, z, t)
     result = run("compute", xp, tp, "--ignore-index", "2")
     close(float(result.stdout), float(torch_ce(z, t, ignore_index=2)), 1e-9)
-    (w,) = warnings_of(result.stderr)
+    (w,) = said(result.stderr)
     assert "ignore_index 2 is also a class id (classes are 0..3)" in w
     assert "pad with -100" in w
 
@@ -377,8 +359,8 @@ def test_class_never_seen_needs_ten_per_class(tmp_path, n, noted):
     xp, tp = save(tmp_path, z, t)
     result = run("compute", xp, tp, "--strict")  # a note, not a warning
     close(float(result.stdout), float(torch_ce(z, t)), 1e-9)
-    assert warnings_of(result.stderr) == []
-    notes = warnings_of(result.stderr, "note")
+    assert said(result.stderr) == []
+    notes = said(result.stderr, "note")
     if noted:
         assert notes == [f"1 of 5 classes never appear as a target (2) among {n} counted "
                          "targets"]
@@ -435,8 +417,8 @@ def test_square_sequence_logits_are_ambiguous(tmp_path):
     close(float(result.stdout), float(torch_ce(x, t)), 1e-9)  # torch's reading: axis 1
     # random scores say nothing about the axis: a note (a warning would fail --strict
     # for every untrained model)
-    assert warnings_of(result.stderr) == []
-    (w,) = warnings_of(result.stderr, "note")
+    assert said(result.stderr) == []
+    (w,) = said(result.stderr, "note")
     assert "--class-axis -1" in w
     explicit = run("compute", xp, tp, "--class-axis", "-1")
     assert explicit.stderr == ""
@@ -454,7 +436,7 @@ def test_rows_with_nan_or_inf_logits_are_counted(tmp_path):
     result = run("compute", xp, tp, "--format", "plain")
     assert math.isnan(float(torch_ce(z, t)))
     assert result.stdout == "nan\n"
-    (w,) = warnings_of(result.stderr)
+    (w,) = said(result.stderr)
     assert w.startswith("3 of 20 rows of logits hold NaN or +inf")
     doc, _ = json_run("compute", xp, tp)
     assert doc["loss"] is None and doc["nonfinite"] == 3
@@ -477,7 +459,7 @@ def test_target_with_minus_inf_logit_is_infinite(tmp_path):
     result = run("compute", xp, tp)
     assert float(torch_ce(z, t)) == math.inf
     assert result.stdout == "inf\n"
-    (w,) = warnings_of(result.stderr)
+    (w,) = said(result.stderr)
     assert w.startswith("1 counted targets have probability 0") and "loss is inf" in w
     doc, _ = json_run("compute", xp, tp)
     assert doc["loss"] is None and "1 of 10 counted positions" in doc["loss_note"]
@@ -493,7 +475,7 @@ def test_all_ignored_batch_is_nan_and_explained(tmp_path, weighted):
     result = run("compute", xp, tp, *extra)
     assert math.isnan(float(torch_ce(z, t, weight=np.array([1.0, 2, 3]) if weighted else None)))
     assert result.stdout == "nan\n"
-    (w,) = warnings_of(result.stderr)
+    (w,) = said(result.stderr)
     assert "all 6 targets equal ignore_index -100" in w and "0/0 = NaN" in w
     assert "check --ignore-index" in w
     doc, _ = json_run("compute", xp, tp, "--explain", *extra)
@@ -511,7 +493,7 @@ def test_single_class_logits(tmp_path):
     xp, tp = save(tmp_path, z, t)
     result = run("compute", xp, tp)
     assert float(result.stdout) == float(torch_ce(z, t)) == 0.0
-    (w,) = warnings_of(result.stderr)
+    (w,) = said(result.stderr)
     assert "single class" in w and "[0, z]" in w
     doc, _ = json_run("compute", xp, tp)
     m = doc["metrics"]
@@ -674,6 +656,7 @@ def test_metrics_over_many_small_blocks(tmp_path, monkeypatch, read_elements):
     assert res.stderr == ""
 
 
+@pytest.mark.slow
 def test_metrics_on_a_large_input(tmp_path):
     """N=300_000 x C=7 float32: spans several read blocks and many kernel blocks."""
     rng = np.random.default_rng(34)
@@ -733,6 +716,7 @@ def _assert_summaries_equal(a, b, *, worst_indices):
             _same(a[key], b[key], 1e-9)
 
 
+@pytest.mark.slow
 @ce_settings(80)
 @given(data=st.data())
 def test_merging_two_splits_equals_one_pass(data):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_one_error_line, run, torch_ce
+from helpers import assert_one_error_line, run, save, torch_ce
 
 from ce_cli import __version__
 
@@ -28,9 +28,7 @@ def arrays(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(7, 4)) * 3
     t = np.array([0, 3, 1, -100, 2, 2, 0])
-    xp, tp = tmp_path / "x.npy", tmp_path / "t.npy"
-    np.save(xp, x)
-    np.save(tp, t)
+    xp, tp = save(tmp_path, x, t)
     return x, t, xp, tp
 
 
@@ -334,6 +332,7 @@ def test_python_dash_m_and_head_closing_the_pipe(tmp_path):
     assert pipe.stderr == ""
 
 
+@pytest.mark.slow
 def test_every_line_is_out_before_the_hard_exit(tmp_path):
     """The program leaves with os._exit (no interpreter teardown): what it printed must
     all be flushed first, far more than a pipe holds."""
@@ -359,6 +358,7 @@ def test_every_line_is_out_before_the_hard_exit(tmp_path):
     assert (left.returncode, left.stdout, left.stderr) == (3, "x" * 100, "y" * 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["plain", "csv", "json"])
 def test_a_reader_that_goes_away_is_not_an_error(tmp_path, fmt):
     np.save(tmp_path / "x.npy", np.random.default_rng(4).normal(size=(100000, 4)))
@@ -370,6 +370,7 @@ def test_a_reader_that_goes_away_is_not_an_error(tmp_path, fmt):
     assert pipe.stdout.strip() == "0" and pipe.stderr == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("closed", [">&-", "2>&-"])
 def test_closed_stdout_or_stderr(tmp_path, closed):
     np.save(tmp_path / "x.npy", np.random.default_rng(5).normal(size=(50, 3)))
@@ -435,6 +436,7 @@ def test_half_log_probs_smoothing_rounds_like_torch_on_logits(tmp_path):
         np.testing.assert_allclose(got, np.atleast_1d(want).astype(np.float64), rtol=1e-2)
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     import signal
     import time

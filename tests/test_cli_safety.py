@@ -9,13 +9,12 @@ import os
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import assert_one_error_line, run, torch_ce
+from helpers import assert_one_error_line, leftovers, run, save, torch_ce
 
 from ce_cli import writers
 from ce_cli.errors import OutputFileError
@@ -29,14 +28,7 @@ def data(tmp_path):
     rng = np.random.default_rng(7)
     x = rng.normal(size=(6, 3)).astype(np.float32)
     t = np.array([0, 2, 1, 1, 0, 2])
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "t.npy", t)
-    return x, t, tmp_path / "x.npy", tmp_path / "t.npy"
-
-
-def leftovers(folder):
-    """Temp files the writers may have left behind."""
-    return sorted(p.name for p in Path(folder).rglob(".*.tmp"))
+    return (x, t, *save(tmp_path, x, t))
 
 
 def shell(command, **kw):
@@ -163,6 +155,7 @@ def test_batch_moves_all_or_none(tmp_path, monkeypatch):
 
 # -- 3, 4. stdout: a full disk is an error, a reader that has gone is not ---------------------
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("fmt", ["plain", "json", "csv", "table"])
 def test_stdout_on_a_full_disk_is_one_line_and_replaces_no_file(data, tmp_path, fmt):
@@ -176,6 +169,7 @@ def test_stdout_on_a_full_disk_is_one_line_and_replaces_no_file(data, tmp_path, 
     assert out.read_bytes() == b"precious" and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("fmt", ["plain", "table"])
 def test_merge_stdout_on_a_full_disk(data, tmp_path, fmt):
@@ -187,6 +181,7 @@ def test_merge_stdout_on_a_full_disk(data, tmp_path, fmt):
     assert done.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reader", ["head -c1 >/dev/null", "true"])  # true: gone at once
 @pytest.mark.parametrize("command", ["compute {x} {t} --reduction none --rows 3000",
                                      "merge {p}"])

@@ -28,6 +28,7 @@ from conftest import (
     prob_targets,
     weights,
 )
+from helpers import torch_ce
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,18 +36,6 @@ from ce_cli import cross_entropy
 from ce_cli.errors import CeLossError
 
 torch = pytest.importorskip("torch")
-F = torch.nn.functional
-
-TORCH_TO_NUMPY = {
-    torch.float16: np.dtype(np.float16),
-    torch.float32: np.dtype(np.float32),
-    torch.float64: np.dtype(np.float64),
-}
-
-
-def _t(a: Any) -> Any:
-    return None if a is None else torch.from_numpy(np.array(a, copy=True))
-
 
 #: torch 2.13 refuses uint8 targets where its kernels want int64: every K-dim input
 #: (nll_loss2d: "expected scalar type Long but found Byte") and weight + smoothing + mean
@@ -54,17 +43,6 @@ def _t(a: Any) -> Any:
 #: here the values of uint8 targets are compared with torch's on the same int64 targets.
 UINT8_TORCH_BUGS = ("expected scalar type Long but found Byte",
                     "gather(): Expected dtype int32/int64 for index")
-
-
-def torch_ce(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None, *,
-             ignore_index: int = -100, reduction: str = "mean",
-             label_smoothing: float = 0.0) -> np.ndarray:
-    kwargs = {"ignore_index": ignore_index, "reduction": reduction,
-              "label_smoothing": label_smoothing}
-    out = F.cross_entropy(_t(x), _t(t), weight=_t(w), **kwargs)
-    want = out.numpy()
-    assert want.dtype == TORCH_TO_NUMPY[out.dtype]
-    return want
 
 
 def _strided(a: np.ndarray) -> np.ndarray:
@@ -169,12 +147,14 @@ def cases(draw: Any, dtype: Any, *, max_n: int = 6) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 @ce_settings(500)
 @given(case=st.sampled_from([np.float32, np.float64]).flatmap(cases))
 def test_matches_torch(case: dict[str, Any]) -> None:
     check(case.pop("x"), case.pop("t"), case.pop("w"), **case)
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(case=cases(np.float16, max_n=4))
 def test_matches_torch_float16(case: dict[str, Any]) -> None:
@@ -204,6 +184,7 @@ def test_half_label_smoothing_rounds_like_torch(x, t, w, reduction):
     check(x16, np.array(t), w16, reduction=reduction, label_smoothing=0.1)
 
 
+@pytest.mark.slow
 @ce_settings(150)
 @given(data=st.data(), reduction=st.sampled_from(REDUCTIONS), eps=label_smoothings)
 def test_promoted_probability_target(data: Any, reduction: str, eps: float) -> None:
@@ -443,6 +424,7 @@ def _half_case(rng: np.random.Generator, shape: tuple[int, ...], kind: str
     return x, t, w
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["index", "prob"])
 @pytest.mark.parametrize("dims", ["1d", "2d", "kd"])
 def test_float16_bit_exact(kind: str, dims: str) -> None:
@@ -656,6 +638,7 @@ def _big(rng: np.random.Generator, n: int, c: int, dtype: Any, extremes: str
     return x, t
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extremes", ["none", "finite", "nonfinite"])
 @pytest.mark.parametrize("reduction, eps, weighted", [
     ("mean", 0.0, False), ("sum", 0.0, False), ("none", 0.0, False),
@@ -669,6 +652,7 @@ def test_many_blocks(rng: np.random.Generator, extremes: str, reduction: str, ep
     check(x, t, w, reduction=reduction, label_smoothing=eps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_many_blocks_probability_target(rng: np.random.Generator, reduction: str) -> None:
     x, _ = _big(rng, 200_000, 7, np.float64, "finite")
@@ -678,6 +662,7 @@ def test_many_blocks_probability_target(rng: np.random.Generator, reduction: str
           ignore_index=-100)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_many_blocks_float32(rng: np.random.Generator, reduction: str) -> None:
     x, t = _big(rng, 200_000, 7, np.float32, "finite")
@@ -685,6 +670,7 @@ def test_many_blocks_float32(rng: np.random.Generator, reduction: str) -> None:
           tol=(1e-4, 1e-5))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["index", "prob"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_many_blocks_kdim(rng: np.random.Generator, kind: str, reduction: str) -> None:

@@ -12,12 +12,12 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import pytest
 from conftest import TOLERANCES, assert_close, assert_unchanged, frozen
+from helpers import torch_ce
 
 from ce_cli import cross_entropy
 from ce_cli.errors import CeLossError
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+pytest.importorskip("torch")
 
 X = np.array([[1.0, 2.0, 0.5], [0.3, -1.0, 2.0], [0.0, 0.0, 0.0], [1.5, 1.5, -2.0]])
 P = np.array([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3], [0.0, 1.0, 0.0]])
@@ -235,20 +235,10 @@ def torch_message(exc: BaseException) -> str:
     return text.removeprefix("cross_entropy: ")
 
 
-def _t(a: Any) -> Any:
-    return None if a is None else torch.from_numpy(np.array(a, copy=True))
-
-
-def call_torch(c: Case) -> Any:
-    kwargs = dict(c.kwargs)
-    kwargs["weight"] = _t(kwargs.get("weight"))
-    return F.cross_entropy(_t(c.x), _t(c.t), **kwargs)
-
-
 @pytest.mark.parametrize("c", REFUSALS)
 def test_refusal_matches_torch(c: Case) -> None:
     with pytest.raises(Exception) as torch_exc:
-        call_torch(c)
+        torch_ce(c.x, c.t, **c.kwargs)
     theirs = torch_message(torch_exc.value)
     if c.key is not None:
         assert c.key in theirs, f"torch now says {theirs!r}"
@@ -290,7 +280,7 @@ def test_uint8_target_255_out_of_bounds() -> None:
     """torch itself fails to format this one (UnicodeDecodeError); ours must be readable."""
     t = T(0, 255, 1, 2, dtype=np.uint8)
     with pytest.raises(Exception):  # noqa: B017 - torch's own formatting bug
-        F.cross_entropy(_t(X), _t(t))
+        torch_ce(X, t)
     with pytest.raises(CeLossError, match="Target 255 is out of bounds.") as exc:
         cross_entropy(X, t)
     assert isinstance(exc.value, IndexError)
@@ -366,8 +356,7 @@ ACCEPTED = [
 @pytest.mark.parametrize("c", ACCEPTED)
 def test_accepted_like_torch(c: Case, reduction: str) -> None:
     kwargs = {**c.kwargs, "reduction": reduction}
-    want_t = call_torch(c._replace(kwargs=kwargs))
-    want = want_t.numpy()
+    want = torch_ce(c.x, c.t, **kwargs)
     before = frozen(c.x, c.t, kwargs.get("weight"))
     got = cross_entropy(c.x, c.t, **kwargs)
     assert_unchanged(before, c.x, c.t, kwargs.get("weight"))
@@ -388,7 +377,7 @@ def test_elementwise_mean_is_mean_with_torchs_warning() -> None:
     with pytest.warns(UserWarning, match="elementwise_mean' is deprecated") as ours:
         got = cross_entropy(X, T(0, 2, 1, 1), reduction="elementwise_mean")
     with pytest.warns(UserWarning) as theirs:
-        want = F.cross_entropy(_t(X), _t(T(0, 2, 1, 1)), reduction="elementwise_mean")
+        want = torch_ce(X, T(0, 2, 1, 1), reduction="elementwise_mean")
     assert str(ours[0].message) == str(theirs[0].message)
     assert got == want.item() and got == cross_entropy(X, T(0, 2, 1, 1))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import (
     REDUCTIONS,
     ce_settings,
@@ -58,6 +59,7 @@ def ce(p: dict[str, Any], reduction: str, **changes: Any) -> np.ndarray:
                          label_smoothing=args["label_smoothing"])
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(p=problems(), data=st.data())
 def test_row_shift_invariance(p: dict[str, Any], data: Any) -> None:
@@ -77,6 +79,7 @@ def test_row_shift_invariance(p: dict[str, Any], data: Any) -> None:
     np.testing.assert_allclose(after, before, rtol=RTOL, atol=1e-13 * (1 + mass))
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(p=problems(kinds=("index",), ignored=False), data=st.data())
 def test_index_target_equals_one_hot_target(p: dict[str, Any], data: Any) -> None:
@@ -91,6 +94,7 @@ def test_index_target_equals_one_hot_target(p: dict[str, Any], data: Any) -> Non
     assert got.shape == want.shape == (loss_shape(shape) if reduction == "none" else ())
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(p=problems(shapes=input_shapes(kinds=("kd",))), reduction=st.sampled_from(REDUCTIONS))
 def test_kdim_equals_flattened(p: dict[str, Any], reduction: str) -> None:
@@ -109,6 +113,7 @@ def test_kdim_equals_flattened(p: dict[str, Any], reduction: str) -> None:
     assert got.shape == want.shape
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(p=problems(kinds=("index",), shapes=input_shapes(kinds=("2d",))), data=st.data(),
        reduction=st.sampled_from(["mean", "sum"]))
@@ -131,6 +136,7 @@ def test_ignoring_rows_equals_dropping_them(p: dict[str, Any], data: Any,
                                rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(p=problems(shapes=input_shapes(kinds=("2d", "kd"))), data=st.data())
 def test_row_permutation(p: dict[str, Any], data: Any) -> None:
@@ -145,6 +151,7 @@ def test_row_permutation(p: dict[str, Any], data: Any) -> None:
                                    atol=ATOL, equal_nan=True)
 
 
+@pytest.mark.slow
 @ce_settings(100)
 @given(p=problems(negative=True), reduction=st.sampled_from(REDUCTIONS),
        eps=st.sampled_from([0.0, -0.0, -0.5, -np.inf, np.nan]))
@@ -176,6 +183,7 @@ def test_single_class_is_zero(data: Any, kind: str, reduction: str, eps: float) 
         assert np.all(got == 0), got
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(p=problems())
 def test_sum_and_mean_from_none(p: dict[str, Any]) -> None:

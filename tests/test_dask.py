@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import os
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import assert_one_error_line, run, torch_ce
+from helpers import assert_one_error_line, json_run, run, save, torch_ce
 
 pytest.importorskip("dask")
 pytestmark = pytest.mark.filterwarnings("ignore")  # distributed's own deprecations
@@ -46,6 +46,18 @@ def nothing_left_behind():
 
 
 @pytest.fixture
+def environment_restored():
+    """The environment as it was before the test. A LocalCluster of worker processes sets
+    OMP_NUM_THREADS=1, PYTHONHASHSEED, MALLOC_TRIM_THRESHOLD_, ... in this process's
+    environment for the workers its nannies start, and leaves them there."""
+    saved = dict(os.environ)
+    yield
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    os.environ.update(saved)
+
+
+@pytest.fixture
 def shards(tmp_path):
     rng = np.random.default_rng(21)
     x = rng.normal(size=(900, 7)).astype(np.float32)
@@ -56,13 +68,8 @@ def shards(tmp_path):
         cols = {f"l{c}": x[a:a + 100, c] for c in range(7)}
         cols["label"] = t[a:a + 100]
         pq.write_table(pa.table(cols), tmp_path / "pq" / f"s{i:02d}.parquet")
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "t.npy", t)
+    save(tmp_path, x, t)
     return x, t, tmp_path
-
-
-def _json(*args):
-    return json.loads(run(*args, "--format", "json").stdout)
 
 
 def test_threads_equal_default_engine_and_torch(shards, monkeypatch):
@@ -75,25 +82,26 @@ def test_threads_equal_default_engine_and_torch(shards, monkeypatch):
     want = float(torch_ce(x, t, weight=w, label_smoothing=0.1))
     for args in (["compute", d / "pq", "--target-column", "label"],
                  ["compute", d / "x.npy", d / "t.npy"]):
-        default = _json(*args, *opts)
-        dask = _json(*args, *opts, "--engine", "dask")
+        default = json_run(*args, *opts)[0]
+        dask = json_run(*args, *opts, "--engine", "dask")[0]
         assert dask["loss"] == pytest.approx(default["loss"], rel=1e-6)
         assert dask["loss"] == pytest.approx(want, rel=2e-5)
         assert dask["counted"] == default["counted"] == int((t != -100).sum())
         assert dask["metrics"]["accuracy"] == default["metrics"]["accuracy"]
 
 
-def test_distributed_local_cluster_with_two_workers(shards):
+@pytest.mark.slow
+def test_distributed_local_cluster_with_two_workers(shards, environment_restored):
     distributed = pytest.importorskip("distributed")
     x, t, d = shards
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        got = _json("compute", d / "pq", "--target-column", "label", "--engine", "dask",
-                    "--scheduler", cluster.scheduler_address)
+        got = json_run("compute", d / "pq", "--target-column", "label", "--engine", "dask",
+                       "--scheduler", cluster.scheduler_address)[0]
         with distributed.Client(cluster) as client:
             workers = client.run(lambda: 1)
     assert len(workers) == 2
-    default = _json("compute", d / "pq", "--target-column", "label")
+    default = json_run("compute", d / "pq", "--target-column", "label")[0]
     assert got["loss"] == pytest.approx(default["loss"], rel=1e-6)
     assert got["loss"] == pytest.approx(float(torch_ce(x, t)), rel=2e-5)
     assert got["positions"] == 900
@@ -123,6 +131,7 @@ def test_dask_refuses_per_sample_output(shards):
     assert_one_error_line(result, "--engine dask")
 
 
+@pytest.mark.slow
 def test_a_port_that_is_not_a_scheduler_gives_up_in_time(shards, monkeypatch):
     """Something listens but never speaks Dask: exit 2 within the connect timeout."""
     pytest.importorskip("distributed")
@@ -144,6 +153,7 @@ def test_a_port_that_is_not_a_scheduler_gives_up_in_time(shards, monkeypatch):
     assert_one_error_line(result, "cannot reach the Dask scheduler", address)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("address, why", [
     ("notaurl", "no port"), ("tcp://127.0.0.1", "no port"), ("foo://x:1", "unknown protocol"),
     ("tcp://127.0.0.1:1", "refused"), ("tcp://[::1", "no port"),

@@ -15,24 +15,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_one_error_line, run, torch_ce
+from helpers import assert_one_error_line, close, run, said, save, softmax, torch_ce
 
 from ce_cli.audit import scan as input_scan
-
-
-def save(tmp_path, x, t, xname="x.npy", tname="t.npy"):
-    xp, tp = tmp_path / xname, tmp_path / tname
-    for path, a in ((xp, x), (tp, t)):
-        if str(path).endswith(".npy"):
-            np.save(path, a)
-        else:
-            np.savetxt(path, a, fmt="%d" if a.dtype.kind in "iu" else "%.17g", delimiter=",")
-    return xp, tp
-
-
-def said(stderr, kind="warning"):
-    prefix = f"ce-loss: {kind}: "
-    return [line[len(prefix):] for line in stderr.splitlines() if line.startswith(prefix)]
 
 
 def trained(rng, t, c, margin=8.0):
@@ -40,15 +25,6 @@ def trained(rng, t, c, margin=8.0):
     x = rng.normal(0, 2, (len(t), c)).astype(np.float32)
     x[np.arange(len(t)), t] += margin
     return x
-
-
-def softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def close(got, want, rtol):
-    assert math.isclose(float(got), float(want), rel_tol=rtol), (got, want)
 
 
 # == 1. 1-based labels only when class 0 missing is no chance ==================================

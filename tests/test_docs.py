@@ -39,19 +39,15 @@ def test_readme_has_two_setup_commands_a_run_and_the_test_command():
     assert ci.strip().splitlines()[-1] == lines[3]  # CI runs exactly the README's test command
 
 
-def _ce_loss(args: list[str]) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("ce-loss")
-    return subprocess.run([str(exe), *args], cwd=ROOT, capture_output=True, text=True)
-
-
 def test_readme_run_command_prints_torchs_number():
     args = shlex.split(_setup_block()[2])[1:]
-    proc = _ce_loss(args)
+    proc = readme_transcripts.ce_loss(args)
     assert proc.returncode == 0, proc.stderr
     x, t = np.load(ROOT / args[1]), np.load(ROOT / args[2])
     assert float(proc.stdout) == pytest.approx(float(torch_ce(x, t)), rel=2e-6)
 
 
+@pytest.mark.slow
 def test_readme_transcripts_match_real_output():
     """Every ``$ ce-loss ...`` transcript shows what the command prints (stderr, then stdout).
 

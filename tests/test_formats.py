@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
-from helpers import run, torch_ce
+from helpers import npy_bytes, run, torch_ce
 
-RNG = np.random.default_rng(42)
 N, C = 23, 5
 
 
 def _arrays(dtype, kind):
-    x = (RNG.normal(size=(N, C)) * 3).astype(dtype)
+    """The same arrays for every test, whichever ran before it (no module-wide generator)."""
+    rng = np.random.default_rng(42)
+    x = (rng.normal(size=(N, C)) * 3).astype(dtype)
     if kind == "index":
-        t = RNG.integers(0, C, size=N)
+        t = rng.integers(0, C, size=N)
     else:
-        t = RNG.random((N, C)).astype(dtype)
+        t = rng.random((N, C)).astype(dtype)
         t /= t.sum(axis=1, keepdims=True)
     return x, t
 
@@ -84,9 +83,7 @@ def test_stdin(tmp_path, fmt):
     x, t = _arrays(np.float32, "index")
     np.save(tmp_path / "t.npy", t)
     if fmt == "npy":
-        buf = io.BytesIO()
-        np.save(buf, x)
-        data, x_read = buf.getvalue(), x
+        data, x_read = npy_bytes(x), x
     else:
         data = "\n".join(",".join(repr(float(v)) for v in row) for row in x).encode()
         x_read = x.astype(np.float64)

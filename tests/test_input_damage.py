@@ -7,13 +7,12 @@ or with ``/`` in member names, ``--engine dask`` on damaged files, and damaged p
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 
 import numpy as np
 import pytest
-from helpers import assert_one_error_line, run, torch_ce
+from helpers import assert_one_error_line, npz_bytes, run, save, torch_ce
 
 X = np.array([[0.5, 1.0, -1.0], [2.0, 0.1, 0.3], [0.0, 0.0, 1.0], [1.5, -2.0, 0.25],
               [0.3, 0.3, 0.3]], dtype=np.float32)
@@ -22,8 +21,7 @@ T = np.array([0, 2, 1, 1, 0])
 
 @pytest.fixture
 def files(tmp_path):
-    np.save(tmp_path / "x.npy", X)
-    np.save(tmp_path / "t.npy", T)
+    save(tmp_path, X, T)
     return tmp_path
 
 
@@ -58,8 +56,8 @@ def test_big_endian_probability_targets_and_npz(files):
     np.save(files / "p.npy", p.astype(">f8"))
     want = float(torch_ce(X.astype(np.float64), p))
     assert _plain(run("compute", files / "x.npy", files / "p.npy")) == pytest.approx(want)
-    for save in (np.savez, np.savez_compressed):
-        save(files / "be.npz", logits=X.astype(">f4"), labels=T.astype(">i8"))
+    for savez in (np.savez, np.savez_compressed):
+        savez(files / "be.npz", logits=X.astype(">f4"), labels=T.astype(">i8"))
         got = run("compute", f"{files / 'be.npz'}:logits", f"{files / 'be.npz'}:labels")
         assert _plain(got) == pytest.approx(float(torch_ce(X, T)), rel=1e-6)
 
@@ -246,9 +244,7 @@ def test_mismatch_error_gives_the_row_counts_of_csv_inputs(files):
 
 
 def test_stdin_npz_member_can_be_named_as_the_hint_says(files):
-    buf = io.BytesIO()
-    np.savez(buf, logits=X, labels=T)
-    data = buf.getvalue()
+    data = npz_bytes(logits=X, labels=T)
     want = float(torch_ce(X, T))
     result = run("compute", "-", files / "t.npy", input=data, exit_code=2)
     assert_one_error_line(result, "<stdin>: the .npz archive holds 2 arrays",

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import REDUCTIONS, ce_settings, loss_shape
+from helpers import torch_ce
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -24,8 +25,7 @@ from ce_cli import loss
 from ce_cli.errors import CeLossError, OptionError
 from ce_cli.loss import blocks
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+pytest.importorskip("torch")
 
 #: the accuracy the kernel promises, relative to max(|torch|, 1)
 ACCURACY = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
@@ -34,22 +34,10 @@ ACCURACY = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
 @contextlib.contextmanager
 def tiny_chunks(kernel: int, block: int | None = None) -> Iterator[None]:
     """Make the kernel's chunks (and iter_blocks' blocks) ``kernel``/``block`` elements."""
-    saved = blocks.KERNEL_ELEMENTS, blocks.BLOCK_ELEMENTS
-    blocks.KERNEL_ELEMENTS = kernel
-    blocks.BLOCK_ELEMENTS = block if block is not None else 4 * kernel
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # hypothesis tests cannot take monkeypatch
+        mp.setattr(blocks, "KERNEL_ELEMENTS", kernel)
+        mp.setattr(blocks, "BLOCK_ELEMENTS", block if block is not None else 4 * kernel)
         yield
-    finally:
-        blocks.KERNEL_ELEMENTS, blocks.BLOCK_ELEMENTS = saved
-
-
-def torch_ce(x: np.ndarray, t: np.ndarray, w: np.ndarray | None = None, **kw: Any
-             ) -> np.ndarray:
-    if t.dtype == np.uint8:  # torch 2.13 refuses uint8 on some paths; same values as int64
-        t = t.astype(np.int64)
-    return F.cross_entropy(torch.from_numpy(np.ascontiguousarray(x)),
-                           torch.from_numpy(np.ascontiguousarray(t)),
-                           weight=None if w is None else torch.from_numpy(w), **kw).numpy()
 
 
 def assert_accurate(got: np.ndarray, want: np.ndarray, dtype: Any, what: str = "") -> None:
@@ -137,17 +125,16 @@ def check(p: dict[str, Any], *, via_blocks: bool = False) -> None:
     kw = {"ignore_index": p["ignore_index"], "label_smoothing": p["label_smoothing"]}
     if t.dtype == np.uint8:
         try:  # where torch 2.13 refuses uint8 targets, evaluate() must refuse too
-            F.cross_entropy(torch.from_numpy(np.ascontiguousarray(x)),
-                            torch.from_numpy(np.ascontiguousarray(t)),
-                            weight=None if w is None else torch.from_numpy(w),
-                            reduction=p["reduction"], **kw)
+            torch_ce(x, t, w, reduction=p["reduction"], **kw)
         except RuntimeError:
             if not via_blocks:
                 with pytest.raises(CeLossError):
                     loss.evaluate(x, t, w, reduction=p["reduction"], **kw)
                 return
             t = t.astype(np.int64)  # the CLI feeds int64 targets
-    want = torch_ce(x, t, w, reduction=p["reduction"], **kw)
+    # torch's value on the same targets as int64 (uint8 ones where torch takes them)
+    want = torch_ce(x, t.astype(np.int64) if t.dtype == np.uint8 else t, w,
+                    reduction=p["reduction"], **kw)
     with tiny_chunks(p["kernel"]):
         if via_blocks:  # as the CLI feeds it: iter_blocks, update, finalize
             spec = loss.make_spec(x.shape, x.dtype, t.shape, t.dtype, w, reduction=p[
@@ -163,12 +150,14 @@ def check(p: dict[str, Any], *, via_blocks: bool = False) -> None:
     assert_accurate(got, want, x.dtype, what=str({k: v for k, v in p.items() if k not in "xtw"}))
 
 
+@pytest.mark.slow
 @ce_settings(300)
 @given(p=problems(kdim=False))
 def test_many_chunks_match_torch(p: dict[str, Any]) -> None:
     check(p)
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(p=problems(kdim=True))
 def test_kdim_chunks_match_torch(p: dict[str, Any]) -> None:
@@ -176,6 +165,7 @@ def test_kdim_chunks_match_torch(p: dict[str, Any]) -> None:
     check(p)
 
 
+@pytest.mark.slow
 @ce_settings(200)
 @given(p=problems(kdim=False) | problems(kdim=True))
 def test_update_blocks_match_torch(p: dict[str, Any]) -> None:
@@ -201,6 +191,7 @@ ROWS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
 @pytest.mark.parametrize("weighted", [False, True])
@@ -243,6 +234,7 @@ def test_zero_weight_on_a_masked_class_is_nan_with_smoothing() -> None:
 # -- real sizes --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(300_000, 10), (20_000, 100), (60, 7, 70, 80), (3, 50_000)])
 def test_real_blocks_with_scattered_escapes(shape: tuple[int, ...], dtype: Any,

@@ -32,6 +32,7 @@ OPTIONS = st.fixed_dictionaries({
 })
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), n=st.integers(0, 40), options=OPTIONS,
        dtype=st.sampled_from([np.float32, np.float64]))

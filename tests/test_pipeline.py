@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import pytest
 from helpers import torch_ce
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,14 +58,11 @@ def test_streamed_loss_equals_torch(seed, n, sizes):
     x = rng.normal(size=(n, 5)) * 4
     t = rng.integers(0, 5, size=n)
     t[rng.random(n) < 0.1] = -100
-    original = pipeline.READ_ELEMENTS
-    pipeline.READ_ELEMENTS = 5 * 7  # 7 rows per read: many blocks
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # hypothesis tests cannot take monkeypatch
+        mp.setattr(pipeline, "READ_ELEMENTS", 5 * 7)  # 7 rows per read: many blocks
         run = pipeline.run(_chunked(x, sizes, True), _chunked(t, sizes[::-1], False),
                            weight=None, ignore_index=-100, reduction="mean",
                            label_smoothing=0.1, input_kind="logits", keep_losses=True)
-    finally:
-        pipeline.READ_ELEMENTS = original
     np.testing.assert_allclose(run.result.loss, torch_ce(x, t, label_smoothing=0.1),
                                rtol=1e-9, equal_nan=True)
     np.testing.assert_allclose(run.result.losses,

@@ -11,7 +11,6 @@ import io
 import os
 import subprocess
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,9 +21,11 @@ import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
+from helpers import npy_bytes, npz_bytes, parquet_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import ce_cli
 from ce_cli import readers
 from ce_cli.errors import InputFileError
 from ce_cli.readers import open_source, open_table_pair, read_array
@@ -216,8 +217,8 @@ def test_row_count_unknown_for_text_and_streams(tmp_path, kind):
     assert open_source(write(tmp_path / f"x{suffix}"), role="logits").n_rows is None
 
 
-def test_kdim_npy_keeps_its_shape(tmp_path):
-    x = RNG.standard_normal((3, C, 2, 5))
+def test_kdim_npy_keeps_its_shape(tmp_path, rng):
+    x = rng.standard_normal((3, C, 2, 5))
     np.save(tmp_path / "k.npy", x)
     source = open_source(str(tmp_path / "k.npy"), role="logits")
     assert source.row_shape == (C, 2, 5) and source.n_rows == 3
@@ -236,8 +237,8 @@ def test_uncompressed_npz_member_is_memory_mapped(tmp_path):
     np.testing.assert_array_equal(got, T)
 
 
-def test_big_csv_streams_in_blocks(tmp_path):
-    x = RNG.standard_normal((20_000, 3))
+def test_big_csv_streams_in_blocks(tmp_path, rng):
+    x = rng.standard_normal((20_000, 3))
     pcsv.write_csv(pa.table({f"c{j}": x[:, j] for j in range(3)}), tmp_path / "big.csv")
     source = open_source(str(tmp_path / "big.csv"), role="logits")
     sizes = [b.shape[0] for b in source.blocks(4096)]
@@ -450,18 +451,16 @@ def feed(monkeypatch, data: bytes) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
 
 
-def _bytes(write, suffix):
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / f"f{suffix}"
-        path = write(p)
-        return Path(path.rpartition(":")[0] if path.endswith(":logits") else path).read_bytes()
+def _bytes(write, path):
+    path = write(path)
+    return Path(path.rpartition(":")[0] if path.endswith(":logits") else path).read_bytes()
 
 
 @pytest.mark.parametrize("kind", ["npy", "plain-csv", "savetxt-header", "parquet", "feather",
                                   "ipc-stream", "npz-only"])
-def test_stdin_by_magic(monkeypatch, kind):
+def test_stdin_by_magic(tmp_path, monkeypatch, kind):
     suffix, write, dtype = LOGIT_FILES[kind]
-    feed(monkeypatch, _bytes(write, suffix))
+    feed(monkeypatch, _bytes(write, tmp_path / f"f{suffix}"))
     source = open_source("-", role="logits")
     assert source.path == "-"
     np.testing.assert_array_equal(source.read().astype(np.float32), X)
@@ -527,28 +526,10 @@ def test_import_does_not_load_pyarrow():
 # -- malformed files: one located error ---------------------------------------------------------
 
 
-def _npy_bytes(a: np.ndarray) -> bytes:
-    b = io.BytesIO()
-    np.save(b, a)
-    return b.getvalue()
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    b = io.BytesIO()
-    pq.write_table(table, b)
-    return b.getvalue()
-
-
 def _ipc_bytes(table: pa.Table) -> bytes:
     b = io.BytesIO()
     with ipc.new_file(b, table.schema) as w:
         w.write_table(table)
-    return b.getvalue()
-
-
-def _npz_bytes(**arrays: np.ndarray) -> bytes:
-    b = io.BytesIO()
-    np.savez(b, **arrays)
     return b.getvalue()
 
 
@@ -572,38 +553,38 @@ MALFORMED = [
     ("x.csv", "id,a\nimg1,2\n", "logits", {}, ["columns that are not numbers: 'id'",
                                                "--logits-columns"]),
     ("x.tsv", "1\t2\n3\t1_000\n", "logits", {}, ["line 2, column 2: '1_000' is not a number"]),
-    ("x.csv", _npy_bytes(X), "logits", {}, ["holds NPY data, not CSV text", "npy"]),
+    ("x.csv", npy_bytes(X), "logits", {}, ["holds NPY data, not CSV text", "npy"]),
     ("x.npy", b"hello world", "logits", {}, ["x.npy: not a .npy file"]),
-    ("x.npy", _npy_bytes(X)[:-7], "logits", {}, ["x.npy: the .npy file is truncated"]),
-    ("x.npy", _npy_bytes(np.array(["a", "b"])), "logits", {}, ["hold text", "not real numbers"]),
-    ("x.npy", _npy_bytes(np.array([1j, 2j])), "logits", {}, ["complex numbers"]),
-    ("x.npy", _npy_bytes(np.array([{}, 1], dtype=object)), "logits", {}, ["object array"]),
-    ("x.npy", _npy_bytes(np.zeros(2, [("a", "f4"), ("b", "i4")])), "logits", {}, ["records"]),
-    ("x.npz", _npz_bytes(a=X, b=T), "logits", {}, ["holds 2 arrays (a, b)", "x.npz:a"]),
-    ("x.npz", _npz_bytes(a=X)[:-30], "logits", {}, ["x.npz: not a .npz file"]),
-    ("x.npz", _npz_bytes(a=np.array(["s"])), "logits", {}, ["hold text"]),
+    ("x.npy", npy_bytes(X)[:-7], "logits", {}, ["x.npy: the .npy file is truncated"]),
+    ("x.npy", npy_bytes(np.array(["a", "b"])), "logits", {}, ["hold text", "not real numbers"]),
+    ("x.npy", npy_bytes(np.array([1j, 2j])), "logits", {}, ["complex numbers"]),
+    ("x.npy", npy_bytes(np.array([{}, 1], dtype=object)), "logits", {}, ["object array"]),
+    ("x.npy", npy_bytes(np.zeros(2, [("a", "f4"), ("b", "i4")])), "logits", {}, ["records"]),
+    ("x.npz", npz_bytes(a=X, b=T), "logits", {}, ["holds 2 arrays (a, b)", "x.npz:a"]),
+    ("x.npz", npz_bytes(a=X)[:-30], "logits", {}, ["x.npz: not a .npz file"]),
+    ("x.npz", npz_bytes(a=np.array(["s"])), "logits", {}, ["hold text"]),
     ("x.parquet", b"PAR1 not really", "logits", {}, ["x.parquet: the Parquet file is"]),
-    ("x.parquet", _parquet_bytes(logit_table())[:-9], "logits", {}, ["Parquet file is truncated"]),
-    ("x.parquet", _npy_bytes(X), "logits", {}, ["not a Parquet file (it holds npy data)"]),
-    ("x.parquet", _parquet_bytes(pa.table({"a": [1.0, None, 2.0], "b": [1.0, 2.0, 3.0]})),
+    ("x.parquet", parquet_bytes(logit_table())[:-9], "logits", {}, ["Parquet file is truncated"]),
+    ("x.parquet", npy_bytes(X), "logits", {}, ["not a Parquet file (it holds npy data)"]),
+    ("x.parquet", parquet_bytes(pa.table({"a": [1.0, None, 2.0], "b": [1.0, 2.0, 3.0]})),
      "logits", {}, ["column 'a': row index 1 is missing (null)"]),
-    ("x.parquet", _parquet_bytes(pa.table({"a": [1.0, 2.0], "s": ["u", "v"]})), "logits", {},
+    ("x.parquet", parquet_bytes(pa.table({"a": [1.0, 2.0], "s": ["u", "v"]})), "logits", {},
      ["columns that are not numbers: 's' (string)"]),
-    ("x.parquet", _parquet_bytes(pa.table({"label": [0.0, 1.5]})), "targets", {},
+    ("x.parquet", parquet_bytes(pa.table({"label": [0.0, 1.5]})), "targets", {},
      ["column 'label': row index 1 (1.5) is not a whole number"]),
-    ("x.parquet", _parquet_bytes(pa.table({"label": [0, None]})), "targets", {},
+    ("x.parquet", parquet_bytes(pa.table({"label": [0, None]})), "targets", {},
      ["row index 1 is missing"]),
-    ("x.parquet", _parquet_bytes(pa.table({"a": [1.0], "b": [2.0]})), "targets", {
+    ("x.parquet", parquet_bytes(pa.table({"a": [1.0], "b": [2.0]})), "targets", {
         "target_column": "y"}, ["has no column 'y'", "'a', 'b'"]),
-    ("x.parquet", _parquet_bytes(pa.table({"l": pa.array([[1.0, 2.0], [3.0]])})), "logits", {},
+    ("x.parquet", parquet_bytes(pa.table({"l": pa.array([[1.0, 2.0], [3.0]])})), "logits", {},
      ["column 'l': row index 1 holds 1 values but the first row holds 2"]),
-    ("x.parquet", _parquet_bytes(pa.table({"l": pa.array([[1.0, 2.0], [3.0, None]])})),
+    ("x.parquet", parquet_bytes(pa.table({"l": pa.array([[1.0, 2.0], [3.0, None]])})),
      "logits", {}, ["column 'l': row index 1 holds a missing (null) value"]),
-    ("x.parquet", _parquet_bytes(logit_table()), "logits", {"logits_columns": "z*"},
+    ("x.parquet", parquet_bytes(logit_table()), "logits", {"logits_columns": "z*"},
      ["no column matches 'z*'", "'logit_0'"]),
-    ("x.parquet", _parquet_bytes(logit_table(label=T)), "logits", {"logits_columns": None},
+    ("x.parquet", parquet_bytes(logit_table(label=T)), "logits", {"logits_columns": None},
      []),  # fine: the integer label column is left out with a note
-    ("x.parquet", _parquet_bytes(logit_table(label=T.astype(float))), "logits", {},
+    ("x.parquet", parquet_bytes(logit_table(label=T.astype(float))), "logits", {},
      ["has a column named 'label' among the logits", "--target-column label"]),
     ("x.arrow", b"just some text", "logits", {}, ["x.arrow: not an Arrow IPC file or stream"]),
     ("x.arrow", _ipc_bytes(logit_table())[:-20], "logits", {}, ["Arrow IPC file is truncated"]),
@@ -665,7 +646,7 @@ def test_check_path_splits_npz_member(tmp_path):
 
 def _valid_files() -> dict[str, bytes]:
     table = logit_table(label=T, lst=pa.array(list(X), pa.list_(pa.float32())))
-    files = {"x.npy": _npy_bytes(X), "x.npz": _npz_bytes(a=X), "x.parquet": _parquet_bytes(table),
+    files = {"x.npy": npy_bytes(X), "x.npz": npz_bytes(a=X), "x.parquet": parquet_bytes(table),
              "x.arrow": _ipc_bytes(table)}
     b = io.BytesIO()
     feather.write_feather(table, b)  # compressed
@@ -706,6 +687,7 @@ def fuzz_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VALID)
 def test_corrupted_file_is_input_error_or_numbers(fuzz_dir, name):
     roles = ["targets"] if name == "t.csv" else ["logits", "targets"]
@@ -754,6 +736,7 @@ def test_batches_cut_into_slices(tmp_path, monkeypatch, kind):
 # -- the streaming machinery: rechunk, prefetched, to_numpy, Parquet column groups ----------
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(sizes=st.lists(st.integers(0, 9), max_size=12), rows=st.integers(1, 7))
 def test_rechunk_cuts_any_parts_into_blocks(sizes, rows):
@@ -806,11 +789,12 @@ def test_prefetched_stops_its_thread_when_closed():
             made.append(1)
             yield len(made)
 
+    before = set(threading.enumerate())  # reader threads of other tests are not this one's
     it = prefetched(endless())
     assert next(it) == 1
     it.close()
     deadline = time.monotonic() + 5
-    while any(t.name == "ce-loss-reader" for t in threading.enumerate()):
+    while any(t.name == "ce-loss-reader" for t in set(threading.enumerate()) - before):
         assert time.monotonic() < deadline, "the reader thread did not stop"
         time.sleep(0.01)
     assert len(made) <= 4  # one in hand, one queued, one waiting to be put
@@ -849,7 +833,9 @@ def test_reading_a_table_does_not_import_pandas(tmp_path):
     code = ("from ce_cli.readers import open_table_pair; "
             f"xs, ts = open_table_pair({str(path)!r}, target_column='label'); "
             "print(xs.read().sum(), ts.read().sum())")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake), os.getcwd()]))
+    # the ce_cli under test, wherever pytest runs from (not the cwd, not an installed one)
+    tree = str(Path(ce_cli.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake), tree]))
     subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                    check=True, env=env)
     assert not marker.exists()
@@ -956,6 +942,7 @@ def test_fanout_error_reaches_every_side_after_its_items():
     assert got_a == got_b == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_csv_pair_side_read_alone_keeps_no_copy_of_the_file(tmp_path, monkeypatch):
     """The CLI reads the labels alone to locate a bad one: the logits side must not
     buffer the whole file meanwhile, and still reads right afterwards."""
@@ -1023,12 +1010,13 @@ def test_parquet_reader_threads_stop_when_the_reading_stops(tmp_path, monkeypatc
     cols["label"] = np.zeros(400, dtype=np.int64)
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table(cols), path, row_group_size=10)
+    before = set(threading.enumerate())  # reader threads of other tests are not this one's
     xs, _ = open_table_pair(str(path), target_column="label")
     blocks = xs.blocks(10)
     next(blocks)
     blocks.close()
     deadline = time.monotonic() + 5
-    while any(t.name == "ce-loss-reader" for t in threading.enumerate()):
+    while any(t.name == "ce-loss-reader" for t in set(threading.enumerate()) - before):
         assert time.monotonic() < deadline, "reader threads still running"
         time.sleep(0.01)
 
@@ -1096,24 +1084,22 @@ def csv_texts(draw):
     return body.encode(), x, ids != "none"
 
 
-@settings(max_examples=150, deadline=None)
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=csv_texts(), piece=st.integers(1, 120), stdin=st.booleans())
-def test_csv_read_in_pieces_of_any_size_gives_the_rows(case, piece, stdin):
+def test_csv_read_in_pieces_of_any_size_gives_the_rows(tmp_path, case, piece, stdin):
     from ce_cli.readers import text
     from ce_cli.readers.table import table_source
 
     data, x, has_ids = case
-    old = text.PIECE_BYTES
-    text.PIECE_BYTES = piece
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "x.csv"
-            path.write_bytes(data)
-            table = text.CsvTable("-" if stdin else str(path), data=data if stdin else None)
-            spec = ",".join(f"x{j}" for j in range(x.shape[1])) if has_ids else None
-            got = table_source(table, "logits", logits_columns=spec).read()
-    finally:
-        text.PIECE_BYTES = old
+    path = tmp_path / "x.csv"  # one file, rewritten by every example
+    path.write_bytes(data)
+    with pytest.MonkeyPatch.context() as mp:  # hypothesis tests cannot take monkeypatch
+        mp.setattr(text, "PIECE_BYTES", piece)
+        table = text.CsvTable("-" if stdin else str(path), data=data if stdin else None)
+        spec = ",".join(f"x{j}" for j in range(x.shape[1])) if has_ids else None
+        got = table_source(table, "logits", logits_columns=spec).read()
     np.testing.assert_array_equal(got.reshape(x.shape), x)
 
 
@@ -1148,6 +1134,7 @@ def test_csv_bad_cell_in_a_later_piece_names_its_line(tmp_path, monkeypatch):
         open_source(str(path), role="logits").read()
 
 
+@pytest.mark.slow
 def test_a_dense_csv_pair_is_parsed_once_at_the_default_sizes(tmp_path, monkeypatch):
     """Short cells make big batches (an 8 MB piece of '0,1,...' is 32 MB as float64):
     the labels side must still join the read the logits side started, with the command

@@ -10,6 +10,7 @@ import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
+from helpers import leftovers
 
 from ce_cli import writers
 from ce_cli.errors import OutputFileError
@@ -35,10 +36,6 @@ def read_table(path):
         with ipc.open_file(str(path)) as reader:  # the IPC *file* format
             table = reader.read_all()
     return {name: table.column(name).to_numpy() for name in table.column_names}
-
-
-def leftovers(folder):
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
 
 def test_npy_holds_the_main_column(tmp_path):
