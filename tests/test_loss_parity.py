@@ -39,7 +39,7 @@ torch = pytest.importorskip("torch")
 
 #: torch 2.13 refuses uint8 targets where its kernels want int64: every K-dim input
 #: (nll_loss2d: "expected scalar type Long but found Byte") and weight + smoothing + mean
-#: ("gather(): Expected dtype int32/int64 for index"). test_core_refusals.py pins those;
+#: ("gather(): Expected dtype int32/int64 for index"). test_loss_refusals.py pins those;
 #: here the values of uint8 targets are compared with torch's on the same int64 targets.
 UINT8_TORCH_BUGS = ("expected scalar type Long but found Byte",
                     "gather(): Expected dtype int32/int64 for index")
