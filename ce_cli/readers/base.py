@@ -43,6 +43,9 @@ class Source:
     notes: list[str] = field(default_factory=list)
     #: for sharded sources, (shard path, its row count) in order
     parts: list[tuple[str, int | None]] | None = None
+    #: the file's own dtype where NumPy has none: "bfloat16" (its blocks are float32, which
+    #: holds every bfloat16 value exactly); None when ``dtype`` is the file's dtype
+    stored_dtype: str | None = None
 
     def blocks(self, rows: int) -> Iterator[np.ndarray]:
         return self._blocks(max(1, int(rows)))
