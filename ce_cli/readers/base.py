@@ -165,3 +165,10 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
 
 
 _ITEM, _ERROR, _END = 0, 1, 2
+
+
+def bfloat16_to_float32(raw: np.ndarray) -> np.ndarray:
+    """bfloat16 values, given as their raw 16 bits (``uint16``, native order), as float32:
+    a bfloat16 is the top half of a float32, so every value (NaN and inf included) is
+    exact."""
+    return (raw.astype(np.uint32) << 16).view(np.float32)

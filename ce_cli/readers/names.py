@@ -1,0 +1,44 @@
+"""Which arrays of a file are the logits and which the targets, by the names people give
+them, for files that hold both (``torch.save({"logits": x, "labels": y})``, an ``.npz``
+of two arrays, a safetensors or HDF5 file, a table with a ``label`` column).
+"""
+
+from __future__ import annotations
+
+#: names of the logits, most specific first (compared without case)
+LOGITS_NAMES = ("logits", "logit", "scores", "score", "outputs", "output", "predictions",
+                "prediction", "preds", "pred", "y_pred", "probs", "probabilities",
+                "log_probs", "x", "input", "inputs")
+#: names of the targets, most specific first
+TARGET_NAMES = ("labels", "label", "targets", "target", "y_true", "y", "classes",
+                "class", "gold", "truth")
+
+
+def _leaf(name: str) -> str:
+    """The last part of a nested name: ``outputs/logits`` -> ``logits``."""
+    return name.replace(".", "/").rsplit("/", 1)[-1].lower()
+
+
+def pick(names: list[str], wanted: tuple[str, ...]) -> str | None:
+    """The one of ``names`` that ``wanted`` ranks first (by its last part, without case);
+    None when none matches or two match equally well."""
+    for want in wanted:
+        found = [n for n in names if _leaf(n) == want]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            return None
+    return None
+
+
+def pick_pair(names: list[str]) -> tuple[str, str] | None:
+    """``(logits name, targets name)`` among ``names`` by convention, or None when it
+    cannot be told (then the caller lists the names and shows ``FILE:NAME``)."""
+    targets = pick(names, TARGET_NAMES)
+    rest = [n for n in names if n != targets]
+    logits = pick(rest, LOGITS_NAMES)
+    if logits is None and targets is not None and len(rest) == 1:
+        logits = rest[0]  # two arrays, one of them the targets: the other is the logits
+    if logits is None or targets is None:
+        return None
+    return logits, targets
