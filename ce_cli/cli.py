@@ -216,6 +216,10 @@ def cli() -> None:
               show_default=True,
               help="What LOGITS hold: logits (torch's default), probabilities (the loss "
                    "takes their log, no softmax) or log-probabilities.")
+@click.option("--dtype", type=click.Choice(("float32", "float64")), default=None,
+              help="Cast the logits to this dtype first, as F.cross_entropy(logits.to(dtype), "
+                   "...) (Hugging Face upcasts to float32). Default: as saved; bfloat16 and "
+                   "float16 logits then give torch's half-precision result.")
 @click.option("--target-column", metavar="NAME",
               help="The targets' column in a table; without TARGETS, LOGITS is one table "
                    "holding both and the logits are its other numeric columns.")
@@ -277,7 +281,8 @@ def compute(**options: Any) -> int:
                        logits_format=o["logits_format"], targets_format=o["targets_format"])
     loss = LossOptions(reduction=o["reduction"], weight=o["weight"],
                        ignore_index=o["ignore_index"], label_smoothing=o["label_smoothing"],
-                       input_kind=o["input_kind"], class_axis=o["class_axis"])
+                       input_kind=o["input_kind"], class_axis=o["class_axis"],
+                       dtype=o["dtype"])
     audit = AuditOptions(top_k=o["top_k"], bins=o["bins"], worst=o["worst"], rows=o["rows"])
     out = _output_options(o, output=o["output"], softmax=o["softmax_path"])
     with _usage_errors():

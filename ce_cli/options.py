@@ -23,6 +23,8 @@ class LossOptions:
     input_kind: str = "logits"
     #: the logits axis holding the classes (None: torch's axis 1)
     class_axis: int | None = None
+    #: cast the logits first, as ``F.cross_entropy(logits.to(dtype), ...)`` (None: as saved)
+    dtype: str | None = None
 
 
 @dataclass(frozen=True)

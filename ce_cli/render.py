@@ -40,6 +40,17 @@ class Report:
     stats: dict[str, Any] | None = None  # metrics.AuditStats.summary()
     explain: dict[str, Any] | None = None  # metrics.explain()
     plots: bool = True
+    #: the result's dtype where NumPy has none ("bfloat16": the loss holds bfloat16 values
+    #: in float32 and is printed as its exact decimal value)
+    dtype: str | None = None
+
+    @property
+    def dtype_name(self) -> str:
+        return self.dtype or self.result.spec.dtype.name
+
+    def text(self, value: Any) -> str:
+        """A loss as text: exact for bfloat16, else :func:`scalar_text`."""
+        return exact_text(value) if self.dtype == "bfloat16" else scalar_text(value)
 
 
 def scalar_text(value: Any) -> str:
@@ -58,11 +69,23 @@ def scalar_text(value: Any) -> str:
     return str(v)
 
 
-def _json_number(value: Any) -> float | None:
+def exact_text(value: Any) -> str:
+    """The exact decimal value of a float (a bfloat16 result: ``14.796875``); nan/inf as
+    Python."""
+    f = float(np.asarray(value)[()])
+    if not math.isfinite(f):
+        return scalar_text(np.float64(f))
+    from decimal import Decimal
+
+    text = format(Decimal(f), "f")
+    return text if "." in text else text + ".0"
+
+
+def _json_number(value: Any, report: Report | None = None) -> float | None:
     f = float(value)
     if math.isnan(f) or math.isinf(f):
         return None
-    text = scalar_text(value)
+    text = report.text(value) if report is not None else scalar_text(value)
     return float(text)
 
 
@@ -72,9 +95,9 @@ def write_plain(report: Report, out: IO[str]) -> None:
     """One number for mean/sum; one loss per line for none (C order for K-dim)."""
     loss = report.result.loss
     if report.result.reduction == "none":
-        out.write("".join(scalar_text(v) + "\n" for v in np.asarray(loss).reshape(-1)))
+        out.write("".join(report.text(v) + "\n" for v in np.asarray(loss).reshape(-1)))
     else:
-        out.write(scalar_text(loss) + "\n")
+        out.write(report.text(loss) + "\n")
 
 
 # -- json -----------------------------------------------------------------------------------
@@ -111,14 +134,14 @@ def as_dict(report: Report) -> dict[str, Any]:
     if result.reduction == "none":
         loss: Any = _nested(np.asarray(result.loss))
     else:
-        loss = _json_number(result.loss)
+        loss = _json_number(result.loss, report)
     doc: dict[str, Any] = {"loss": loss}
     note = loss_note(result)
     if note:
         doc["loss_note"] = note
     doc.update({
         "reduction": result.reduction,
-        "dtype": spec.dtype.name,
+        "dtype": report.dtype_name,
         "n_classes": spec.n_classes,
         "target_kind": spec.target_kind,
         "input_kind": report.input_kind,
@@ -138,7 +161,7 @@ def as_dict(report: Report) -> dict[str, Any]:
         doc["explain"] = dict(report.explain)
         conventions = dict(report.explain["conventions"])
         if result.reduction != "none":  # the same digits as "loss"
-            conventions["torch"] = _json_number(result.loss)
+            conventions["torch"] = _json_number(result.loss, report)
         doc["explain"]["conventions"] = conventions
     if report.stats is not None:
         stats = dict(report.stats)
@@ -193,11 +216,11 @@ def write_csv(report: Report, out: IO[str], targets: np.ndarray | None = None) -
         out.write("index,target,loss\n" if flat_t is not None else "index,loss\n")
         for i, v in enumerate(losses):
             mid = f"{int(flat_t[i])}," if flat_t is not None else ""
-            out.write(f"{i},{mid}{scalar_text(v)}\n")
+            out.write(f"{i},{mid}{report.text(v)}\n")
         return
     tot = result.totals
     names = ["loss", "reduction", "dtype", "n_classes", "positions", "counted", "ignored"]
-    values = [scalar_text(result.loss), result.reduction, result.spec.dtype.name,
+    values = [report.text(result.loss), result.reduction, report.dtype_name,
               str(result.spec.n_classes), str(tot.positions), str(tot.counted),
               str(tot.ignored)]
     if report.stats is not None:
@@ -225,8 +248,8 @@ def write_table(report: Report, console: Any) -> None:
         head.append("per-sample losses", style="bold")
     else:
         head.append(f"{result.reduction} loss  ", style="bold")
-        head.append(scalar_text(result.loss), style="bold cyan")
-    head.append(f"   {spec.dtype.name}, {spec.n_classes} classes, "
+        head.append(report.text(result.loss), style="bold cyan")
+    head.append(f"   {report.dtype_name}, {spec.n_classes} classes, "
                 f"{tot.counted} of {tot.positions} targets counted")
     if tot.ignored:
         head.append(f", {tot.ignored} ignored (ignore_index {spec.ignore_index})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from .audit import findings, metrics
 from .audit.findings import Finding
 from .console import say, silence_stdout
 from .errors import ExitCode, OutputFileError
+from .loss import round_bfloat16
 from .options import OutputOptions
 from .run import partial
 from .run.summary import Summary
@@ -55,6 +57,10 @@ def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = 
         for finding in said:
             say(finding.kind, finding.message)
     result = summary.result
+    if summary.result_dtype == "bfloat16":  # torch's result is bfloat16: round it once
+        losses = None if result.losses is None else round_bfloat16(result.losses)
+        result = replace(result, loss=round_bfloat16(result.loss), losses=losses)
+        summary = replace(summary, result=result)
     with writers.Batch(written) as batch:  # every output in full, or none replaced
         if out.output is not None and result.losses is not None:
             _write_losses(out.output, summary, batch)
@@ -69,7 +75,7 @@ def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = 
             result=result, input_kind=result.spec.input_kind, preview=summary.preview,
             sources=summary.sources, stats=summary.stats_summary(),
             explain=metrics.explain(result, summary.stats) if out.explain else None,
-            plots=out.plots)
+            plots=out.plots, dtype=summary.result_dtype)
         emit(report, out.fmt, targets=summary.targets, batch=batch)
     if out.strict and any(f.kind == "warning" for f in said):
         return ExitCode.INTERNAL

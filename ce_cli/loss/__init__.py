@@ -31,6 +31,7 @@ there, not here.
 
 from .api import cross_entropy, evaluate, loss_shape, softmax
 from .blocks import BLOCK_ELEMENTS, KERNEL_ELEMENTS, iter_blocks, walk
+from .half import round_bfloat16
 from .kernel import LossAccumulator, LossResult, LossTotals
 from .kinds import Normalised, normalise
 from .spec import FLOAT_DTYPES, LossSpec, make_spec, validate_options
@@ -40,5 +41,5 @@ __all__ = [
     "BLOCK_ELEMENTS", "FLOAT_DTYPES", "KERNEL_ELEMENTS", "MAX_DEFAULT_THREADS",
     "LossAccumulator", "LossResult", "LossSpec", "LossTotals", "Normalised",
     "cross_entropy", "default_threads", "evaluate", "iter_blocks", "loss_shape",
-    "make_spec", "normalise", "softmax", "validate_options", "walk",
+    "make_spec", "normalise", "round_bfloat16", "softmax", "validate_options", "walk",
 ]

@@ -161,3 +161,14 @@ def _half_runs(values: np.ndarray, ends: np.ndarray, carry: np.float16
     if ends[-1]:
         return acc, np.float16(0)
     return acc[:-1], acc[-1]
+
+
+def round_bfloat16(a: Any) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (ties to even), kept as float32:
+    a bfloat16 is the top 16 bits of a float32. NaN stays NaN; past the largest
+    bfloat16, inf."""
+    x = np.asarray(a, dtype=np.float32)
+    bits = x.view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    out = bits.astype(np.uint32).view(np.float32).reshape(x.shape)
+    return np.where(np.isnan(x), x, out)

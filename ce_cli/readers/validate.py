@@ -37,10 +37,14 @@ def check_numeric(path: str, role: str, dtype: np.dtype, what: str = "") -> None
                          "not real numbers", hint=hint)
 
 
-def logits_dtype(dtype: np.dtype, path: str) -> tuple[np.dtype, str | None]:
-    """The dtype the logits are computed in: floats as they are, integers widened to
-    float64 (with a note to say so); anything else is refused (naming ``path``)."""
+def logits_dtype(dtype: np.dtype, path: str, cast: str | None = None
+                 ) -> tuple[np.dtype, str | None]:
+    """The dtype the logits are computed in: ``cast`` when given (``--dtype``, as
+    ``logits.to(dtype)``), else floats as they are, integers widened to float64 (with a
+    note to say so); anything else is refused (naming ``path``)."""
     dtype = np.dtype(dtype)
+    if cast is not None and dtype.kind in "iubf":
+        return np.dtype(cast), None
     if dtype.kind == "f":
         return dtype, None
     if dtype.kind in "iub":  # (no file named: every shard of a run says it alike)

@@ -59,7 +59,8 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
     if not out.quiet:
         for note in dict.fromkeys([*xs.notes, *ts.notes]):  # a shared table notes once
             say("note", note)
-    x_dtype, _ = logits_dtype(xs.dtype, xs.path)  # its finding comes with the summary
+    # the dtype's finding comes with the summary
+    x_dtype, _ = logits_dtype(xs.dtype, xs.path, loss.dtype)
     w = sources.parse_weight(loss.weight, sources.n_classes(xs, loss.class_axis), x_dtype,
                              quiet=out.quiet)
     per_sample = out.output is not None or (out.fmt == "csv" and loss.reduction == "none")
@@ -75,7 +76,7 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
             summary = pipeline.run(
                 xs, ts, weight=w, ignore_index=loss.ignore_index, reduction=loss.reduction,
                 label_smoothing=loss.label_smoothing, class_axis=loss.class_axis,
-                input_kind=loss.input_kind,
+                input_kind=loss.input_kind, dtype=loss.dtype,
                 keep_losses=loss.reduction == "none" or per_sample, keep_targets=per_sample,
                 preview_rows=audit.rows if out.fmt in ("table", "json") else 0,
                 audit=audit if out.wants_audit else None,
@@ -111,7 +112,7 @@ def _compute_on_dask(read: ReadOptions, loss: LossOptions, audit: AuditOptions,
     weight = None
     if loss.weight is not None:  # parsed once, against the first task's logits
         xs0, _ = sources.open_sources(read.with_paths(tasks[0].logits, tasks[0].targets))
-        x_dtype, _ = logits_dtype(xs0.dtype, xs0.path)
+        x_dtype, _ = logits_dtype(xs0.dtype, xs0.path, loss.dtype)
         weight = sources.parse_weight(loss.weight, sources.n_classes(xs0, loss.class_axis),
                                       x_dtype, quiet=out.quiet)
     notes = dask_engine.check(tasks, read)

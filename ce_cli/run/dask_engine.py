@@ -130,7 +130,8 @@ def run_task(task: Task, job: Job) -> dict[str, Any]:
         summary = pipeline.run(
             xs, ts, weight=job.weight, ignore_index=loss.ignore_index,
             reduction=loss.reduction, label_smoothing=loss.label_smoothing,
-            input_kind=loss.input_kind, class_axis=loss.class_axis, keep_losses=False,
+            input_kind=loss.input_kind, class_axis=loss.class_axis, dtype=loss.dtype,
+            keep_losses=False,
             audit=job.audit, inputs=[f"{task.logits}[{task.start}:{task.stop or ''}]"])
     except TargetError as exc:  # torch's message, with the file it is about
         raise TargetError(f"{ts.path}: {exc}", exc.n_classes) from None

@@ -65,6 +65,7 @@ def to_document(summary: Summary, inputs: list[str] | None = None) -> dict[str, 
         "layout": None if layout is None else layout.to_doc(),
         "as_probs": None if as_probs is None else _encode(asdict(as_probs)),
         "findings": [[f.kind, f.message] for f in summary.findings],
+        "result_dtype": summary.result_dtype,
     }
 
 
@@ -136,6 +137,7 @@ class Partial:
         as_probs = doc.get("as_probs")
         self.as_probs = None if as_probs is None else loss.LossTotals(**_decode(as_probs))
         self.findings = [Finding(kind, message) for kind, message in doc.get("findings", [])]
+        self.result_dtype = doc.get("result_dtype")
 
     def spec(self) -> loss.LossSpec:
         s = self.spec_doc
@@ -172,7 +174,8 @@ class Partial:
         return Summary(result, self.scan, self.labels, self.stats, self.layout,
                        findings=list(self.findings), as_probs=self.as_probs,
                        probs_loss=probs_loss, sources=dict(sources or {}),
-                       inputs=list(self.sources), loss_shape=loss_shape)
+                       inputs=list(self.sources), loss_shape=loss_shape,
+                       result_dtype=self.result_dtype)
 
 
 def load(path: str) -> Partial:
@@ -390,6 +393,8 @@ def _validate_v3(doc: dict[str, Any], c: int) -> None:
         for key, v in as_probs.items():
             if not _is_number(v):
                 raise _Damaged(f"as_probs.{key}", v, "a number")
+    if doc.get("result_dtype") not in (None, "bfloat16"):
+        raise _Damaged("result_dtype", doc["result_dtype"], "null or \"bfloat16\"")
     said = doc.get("findings", [])
     if not isinstance(said, list) or not all(
             isinstance(f, list) and len(f) == 2 and f[0] in ("warning", "note")
@@ -412,6 +417,12 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
                     p.path, f"{key} is {p.spec_doc[key]!r} but {first.path} has "
                     f"{first.spec_doc[key]!r}",
                     hint="merge only partials computed with the same options and classes")
+        if p.result_dtype != first.result_dtype:
+            raise InputFileError(
+                p.path, f"its result is {p.result_dtype or p.spec_doc['dtype']} but "
+                f"{first.path}'s is {first.result_dtype or first.spec_doc['dtype']}",
+                hint="merge only partials computed from logits of one dtype (or with one "
+                     "--dtype)")
         if reduction is None and p.reduction != first.reduction:
             raise InputFileError(
                 p.path, f"computed with --reduction {p.reduction} but {first.path} with "
@@ -446,7 +457,8 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
                         first.spec(), totals),
         scan, labels, stats, layout=layouts.pop() if len(layouts) == 1 else None,
         findings=list(dict.fromkeys(f for p in parts for f in p.findings)),
-        as_probs=as_probs, inputs=[s for p in parts for s in p.sources])
+        as_probs=as_probs, inputs=[s for p in parts for s in p.sources],
+        result_dtype=first.result_dtype)
     return Partial(json.loads(json.dumps(to_document(summary))), "<merged>")
 
 

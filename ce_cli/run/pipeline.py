@@ -94,6 +94,7 @@ def run(
     audit: AuditOptions | None = None,
     on_rows: Callable[[np.ndarray], None] | None = None,
     inputs: list[str] | None = None,
+    dtype: str | None = None,
 ) -> Summary:
     """Compute torch's loss of ``xs`` against ``ts`` in one streaming pass.
 
@@ -101,9 +102,13 @@ def run(
     ``(B, L, V)`` sequence outputs read with ``class_axis=-1`` give torch's loss of
     ``x.movedim(-1, 1)``. ``audit`` gathers the audit statistics in the same pass.
     ``inputs`` names the input pair in a partial result (default: the two paths).
+    ``dtype`` casts the logits first (``F.cross_entropy(logits.to(dtype), ...)``); without
+    it, bfloat16 logits give torch's bfloat16 result (computed in float32, whose result
+    the report rounds to bfloat16).
     """
     target_dtype = ts.dtype.name
-    x_dtype, dtype_note = logits_dtype(xs.dtype, xs.path)
+    x_dtype, dtype_note = logits_dtype(xs.dtype, xs.path, dtype)
+    result_dtype = "bfloat16" if xs.stored_dtype == "bfloat16" and dtype is None else None
     x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
     unbatched = xs.n_rows is not None and len(x_row) == 0  # a 1-D logits array: (C,)
     if unbatched:  # torch treats (C,) as one sample; so do we, and report a 0-d shape
@@ -227,7 +232,8 @@ def run(
                    as_probs=as_probs_totals, probs_loss=probs_loss,
                    sources={"logits": xs.path, "targets": ts.path},
                    inputs=inputs if inputs is not None else [f"{xs.path} {ts.path}"],
-                   loss_shape=loss_shape, preview=preview, targets=targets)
+                   loss_shape=loss_shape, preview=preview, targets=targets,
+                   result_dtype=result_dtype)
 
 
 def row_count_mismatch(n_x: int, n_t: int, x_path: str, t_path: str) -> ShapeError:

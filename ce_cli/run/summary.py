@@ -65,6 +65,9 @@ class Summary:
     inputs: list[str] = field(default_factory=list)
     #: torch's reduction='none' shape of the losses
     loss_shape: tuple[int, ...] = ()
+    #: the dtype torch's result has where NumPy has none: "bfloat16" (the loss was
+    #: computed in float32 and is rounded to bfloat16 when reported)
+    result_dtype: str | None = None
     # per-sample parts, from a single pass only
     preview: Preview | None = None
     targets: np.ndarray | None = None  # flat class-index targets, for per-sample output

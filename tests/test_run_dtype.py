@@ -1,0 +1,112 @@
+"""``--dtype`` (torch's ``F.cross_entropy(logits.to(dtype), ...)``) and bfloat16 logits,
+whose result torch gives in bfloat16."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import run
+
+from ce_cli import report
+from ce_cli.loss import round_bfloat16
+from ce_cli.options import OutputOptions
+from ce_cli.readers.base import array_source
+from ce_cli.run import partial, pipeline
+
+
+@pytest.fixture
+def half(tmp_path):
+    rng = np.random.default_rng(7)
+    x = (rng.normal(size=(300, 12)) * 4).astype(np.float16)
+    t = rng.integers(0, 12, 300)
+    t[::17] = -100
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    return x, t, tmp_path
+
+
+@pytest.mark.parametrize("dtype, torch_dtype, rtol", [
+    ("float32", torch.float32, 1e-6), ("float64", torch.float64, 1e-12)])
+def test_dtype_casts_the_logits_first(half, dtype, torch_dtype, rtol):
+    x, t, d = half
+    want = F.cross_entropy(torch.from_numpy(x).to(torch_dtype), torch.from_numpy(t)).item()
+    got = json.loads(run("compute", d / "x.npy", d / "t.npy", "--dtype", dtype,
+                         "--format", "json").stdout)
+    assert got["dtype"] == dtype
+    assert got["loss"] == pytest.approx(want, rel=rtol)
+    # without it: torch's float16 result (printed as the shortest text of that float16)
+    plain = np.float16(run("compute", d / "x.npy", d / "t.npy").stdout)
+    assert plain == np.float16(F.cross_entropy(torch.from_numpy(x), torch.from_numpy(t)).item())
+
+
+def test_dtype_on_integer_logits_says_nothing(tmp_path):
+    np.save(tmp_path / "x.npy", np.array([[1, 5, 2], [0, 0, 3]], dtype=np.int32))
+    np.save(tmp_path / "t.npy", np.array([1, 2]))
+    done = run("compute", tmp_path / "x.npy", tmp_path / "t.npy", "--dtype", "float32")
+    want = F.cross_entropy(torch.tensor([[1, 5, 2], [0, 0, 3]]).float(), torch.tensor([1, 2]))
+    assert float(done.stdout) == pytest.approx(want.item(), rel=1e-6)
+    assert done.stderr == ""
+
+
+def test_round_bfloat16_is_torchs_rounding():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(size=5000) * 10.0 ** rng.integers(-30, 30, 5000),
+                        [0.0, -0.0, np.inf, -np.inf, 3.4e38, 1e-40]]).astype(np.float32)
+    want = torch.from_numpy(x).to(torch.bfloat16).float().numpy()
+    np.testing.assert_array_equal(round_bfloat16(x), want)
+    assert np.isnan(round_bfloat16(np.float32(np.nan)))
+
+
+def _bf16_summary(x, t, **kw):
+    """A pass over bfloat16 logits as a reader yields them: float32, stored_dtype set."""
+    xs = array_source("x.pt", "logits", x.float().numpy())
+    xs.stored_dtype = "bfloat16"
+    return pipeline.run(xs, array_source("t.pt", "targets", t.numpy()), weight=None,
+                        ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                        input_kind="logits", keep_losses=False, **kw)
+
+
+def test_bfloat16_logits_give_a_bfloat16_result_printed_exactly(capsys):
+    rng = np.random.default_rng(11)
+    x = torch.from_numpy(rng.normal(size=(500, 20)).astype(np.float32) * 3).bfloat16()
+    t = torch.from_numpy(rng.integers(0, 20, 500))
+    want = F.cross_entropy(x, t)  # torch's bfloat16 result
+    summary = _bf16_summary(x, t)
+    assert summary.result_dtype == "bfloat16"
+    assert report.finish(summary, OutputOptions(fmt="plain")) == 0
+    text = capsys.readouterr().out.strip()
+    got = float(text)
+    assert got == float(np.float32(got))  # exactly a bfloat16 value
+    assert round_bfloat16(np.float32(got)) == np.float32(got)
+    ulp = 2.0 ** (np.floor(np.log2(abs(want.item()))) - 7)
+    assert abs(got - want.item()) <= ulp  # within one bfloat16 ulp of torch
+    from decimal import Decimal
+    assert Decimal(text) == Decimal(got)  # the exact decimal value, not a shortest repr
+    # --dtype float32: F.cross_entropy(x.float(), t)
+    summary32 = _bf16_summary(x, t, dtype="float32")
+    assert summary32.result_dtype is None
+    assert float(summary32.result.loss) == pytest.approx(
+        F.cross_entropy(x.float(), t).item(), rel=1e-6)
+
+
+def test_a_bfloat16_partial_keeps_its_result_dtype(capsys):
+    rng = np.random.default_rng(12)
+    x = torch.from_numpy(rng.normal(size=(40, 5)).astype(np.float32)).bfloat16()
+    t = torch.from_numpy(rng.integers(0, 5, 40))
+    docs = [partial.Partial(json.loads(partial.dumps(partial.to_document(
+        _bf16_summary(x[a:b], t[a:b])))), f"p{a}") for a, b in ((0, 15), (15, 40))]
+    merged = partial.merge(docs)
+    summary = merged.summary()
+    assert summary.result_dtype == "bfloat16"
+    report.finish(summary, OutputOptions(fmt="json"))
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dtype"] == "bfloat16"
+    assert doc["loss"] == float(round_bfloat16(np.float32(doc["loss"])))
+    plain32 = partial.Partial(json.loads(partial.dumps(partial.to_document(
+        _bf16_summary(x, t, dtype="float32")))), "p32")
+    with pytest.raises(Exception, match="one dtype"):
+        partial.merge([docs[0], plain32])
