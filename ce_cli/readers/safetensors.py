@@ -127,6 +127,8 @@ def _parse(raw: bytes, path: str) -> dict:
 
     try:
         header = json.loads(text, object_pairs_hook=no_duplicates)
+    except InputFileError:  # a name given twice
+        raise
     except json.JSONDecodeError as exc:
         raise _damaged(path, f"it is not JSON ({exc.msg} at character {exc.pos}): {shown}") \
             from None
@@ -323,8 +325,8 @@ def _cannot_tell(path: str, names: list[str]) -> InputFileError:
         held = f"one tensor ({names[0]!r})" if names else "no tensors"
         return InputFileError(path, f"the {WHAT} holds {held}, not both logits and targets",
                               hint="pass the targets as a second file")
-    x = _example(names, "logits")
-    t = _example([n for n in names if n != x], "targets")
+    x = _example(sorted(names), "logits")
+    t = _example(sorted(n for n in names if n != x), "targets")
     if path == "-":
         example = f"ce-loss compute [OPTIONS] -- -:{x} TARGETS"
     else:
