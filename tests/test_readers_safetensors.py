@@ -329,6 +329,13 @@ def test_stdin(tmp_path):
     result = run("compute", "--format", "plain", "--", "-:logits", f"{path}:labels",
                  input=data)
     close(result.stdout, torch_ce(x, t), 2e-5)
+    bf = str(tmp_path / "bf.safetensors")
+    xb = torch.from_numpy(x).bfloat16()
+    safetensors_torch.save_file({"x": xb}, bf)
+    result = run("compute", "--format", "plain", "-", f"{path}:labels",
+                 input=Path(bf).read_bytes())
+    close(result.stdout, torch.nn.functional.cross_entropy(xb.float(), torch.from_numpy(t)),
+          1e-6)
     result = run("compute", "--", "-", f"{path}:labels", input=data, exit_code=2)
     assert_one_error_line(result, "<stdin>: the .safetensors file holds 2 tensors (labels, "
                           "logits); name the one to read as -:NAME after '--'")
@@ -425,6 +432,21 @@ def test_a_header_padded_with_spaces_and_a_gap_between_tensors_read(tmp_path):
     path = craft(tmp_path / "x.safetensors", json.dumps(header) + "   ",
                  b"\xee" * 8 + x.tobytes())
     np.testing.assert_array_equal(readers.read_array(path, role="logits"), x)
+
+
+def test_unaligned_tensors_read_by_map_and_by_buffer(tmp_path, monkeypatch):
+    x, t = _arrays()
+    x = x.astype(np.float64)
+    header = {"x": {"dtype": "F64", "shape": [N, C], "data_offsets": [1, 1 + x.nbytes]}}
+    path = craft(tmp_path / "odd.safetensors", header, b"\x00" + x.tobytes())
+    np.save(tmp_path / "t.npy", t)
+    want = torch_ce(x, t)
+    close(plain(path, tmp_path / "t.npy"), want, 1e-12)
+    monkeypatch.setattr(npy, "BUFFERED_BYTES", 100)
+    src = readers.open_source(path, role="logits")
+    # (buffers are reused: a block is intact until the one after next)
+    np.testing.assert_array_equal(np.concatenate([b.copy() for b in src.blocks(4)]), x)
+    close(plain(path, tmp_path / "t.npy"), want, 1e-12)
 
 
 # -- large files ----------------------------------------------------------------------------------
