@@ -90,6 +90,11 @@ FORMATS: tuple[Format, ...] = (
            # continuation marker
            magics=(Magic(b"ARROW1"), Magic(b"FEA1"), Magic(b"\xff\xff\xff\xff")),
            table=True, pair=_R + "arrow:read_arrow_pair", writer=_W + "save_arrow"),
+    Format("safetensors", "SAFETENSORS", (".safetensors",), _R + "safetensors:read_safetensors",
+           # an 8-byte little-endian header length (under 2**32: four zero bytes), then
+           # the JSON header's "{"; text holds no NUL byte, so CSV or JSON is never taken
+           magics=(Magic(b"\x00\x00\x00\x00{", offset=4),), members=True,
+           noun="file", pair=_R + "safetensors:read_safetensors_pair"),
 )
 
 #: what standard input holding no known magic and no NUL byte is read as
