@@ -63,10 +63,10 @@ def test_big_endian_probability_targets_and_npz(files):
 
 
 def test_big_endian_large_file_is_swapped_block_by_block(files, monkeypatch):
-    from ce_cli.readers import npy
+    from ce_cli.readers import base
     from ce_cli.run import pipeline
 
-    monkeypatch.setattr(npy, "BUFFERED_BYTES", 64)  # read through the reused buffers
+    monkeypatch.setattr(base, "BUFFERED_BYTES", 64)  # read through the reused buffers
     monkeypatch.setattr(pipeline, "READ_ELEMENTS", 6)  # two rows per block
     x = np.random.default_rng(3).normal(size=(41, 3))
     t = np.arange(41) % 3

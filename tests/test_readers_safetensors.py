@@ -21,7 +21,7 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 
 from ce_cli import readers  # noqa: E402
 from ce_cli.errors import InputFileError  # noqa: E402
-from ce_cli.readers import npy, registry  # noqa: E402
+from ce_cli.readers import base, registry  # noqa: E402
 
 N, C = 23, 5
 
@@ -175,16 +175,24 @@ def test_bf16_blocks_are_the_floats_torch_widens_them_to(tmp_path):
     np.testing.assert_array_equal(src.read().view(np.uint32), want.view(np.uint32))
 
 
-def test_bf16_logits_give_torchs_loss_on_the_widened_floats(tmp_path):
+def _bf16_ulp(v: float) -> float:
+    return 2.0 ** (np.floor(np.log2(abs(v))) - 7)
+
+
+def test_bf16_logits_give_torchs_bf16_loss_and_dtype_float32_the_widened_one(tmp_path):
     x, t = _arrays(5)
     xb = torch.from_numpy(x).bfloat16()
     path = str(tmp_path / "bf.safetensors")
     safetensors_torch.save_file({"logits": xb, "labels": torch.from_numpy(t)}, path)
     for reduction in ("mean", "sum"):
+        theirs = torch.nn.functional.cross_entropy(xb, torch.from_numpy(t),
+                                                   reduction=reduction).item()
+        got = float(plain(f"{path}:logits", f"{path}:labels", "--reduction", reduction))
+        assert abs(got - theirs) <= _bf16_ulp(theirs), (got, theirs)  # torch's bf16 result
         want = torch.nn.functional.cross_entropy(xb.float(), torch.from_numpy(t),
                                                  reduction=reduction).item()
-        close(plain(f"{path}:logits", f"{path}:labels", "--reduction", reduction), want,
-              1e-6)
+        close(plain(f"{path}:logits", f"{path}:labels", "--reduction", reduction,
+                    "--dtype", "float32"), want, 1e-6)
 
 
 def test_bf16_kdim_and_bf16_targets(tmp_path):
@@ -194,8 +202,11 @@ def test_bf16_kdim_and_bf16_targets(tmp_path):
     path = str(tmp_path / "bf.safetensors")
     safetensors_torch.save_file({"logits": x, "labels": t, "bf_labels": t.bfloat16()}, path)
     want = torch.nn.functional.cross_entropy(x.float(), t).item()
-    close(plain(f"{path}:logits", f"{path}:labels"), want, 1e-6)
-    close(plain(f"{path}:logits", f"{path}:bf_labels"), want, 1e-6)
+    close(plain(f"{path}:logits", f"{path}:labels", "--dtype", "float32"), want, 1e-6)
+    close(plain(f"{path}:logits", f"{path}:bf_labels", "--dtype", "float32"), want, 1e-6)
+    theirs = torch.nn.functional.cross_entropy(x, t).item()
+    got = float(plain(f"{path}:logits", f"{path}:labels"))
+    assert abs(got - theirs) <= _bf16_ulp(theirs), (got, theirs)
 
 
 # -- shapes, members ------------------------------------------------------------------------------
@@ -332,7 +343,7 @@ def test_stdin(tmp_path):
     bf = str(tmp_path / "bf.safetensors")
     xb = torch.from_numpy(x).bfloat16()
     safetensors_torch.save_file({"x": xb}, bf)
-    result = run("compute", "--format", "plain", "-", f"{path}:labels",
+    result = run("compute", "--format", "plain", "--dtype", "float32", "-", f"{path}:labels",
                  input=Path(bf).read_bytes())
     close(result.stdout, torch.nn.functional.cross_entropy(xb.float(), torch.from_numpy(t)),
           1e-6)
@@ -442,7 +453,7 @@ def test_unaligned_tensors_read_by_map_and_by_buffer(tmp_path, monkeypatch):
     np.save(tmp_path / "t.npy", t)
     want = torch_ce(x, t)
     close(plain(path, tmp_path / "t.npy"), want, 1e-12)
-    monkeypatch.setattr(npy, "BUFFERED_BYTES", 100)
+    monkeypatch.setattr(base, "BUFFERED_BYTES", 100)
     src = readers.open_source(path, role="logits")
     # (buffers are reused: a block is intact until the one after next)
     np.testing.assert_array_equal(np.concatenate([b.copy() for b in src.blocks(4)]), x)
@@ -461,7 +472,7 @@ def test_a_large_tensor_is_read_block_by_block(tmp_path):
     del x
     src = readers.open_source(f"{path}:logits", role="logits")
     assert isinstance(src.array, np.memmap)  # the file is mapped, not loaded
-    assert src.array.nbytes > npy.BUFFERED_BYTES  # so its blocks come through buffers
+    assert src.array.nbytes > base.BUFFERED_BYTES  # so its blocks come through buffers
     tracemalloc.start()
     try:
         rows = sum(b.shape[0] for b in src.blocks(10_000))
@@ -477,7 +488,7 @@ def test_large_bf16_is_widened_block_by_block(tmp_path, monkeypatch):
     xb = torch.randn(5000, 10).bfloat16()
     path = str(tmp_path / "bf.safetensors")
     safetensors_torch.save_file({"x": xb}, path)
-    monkeypatch.setattr(npy, "BUFFERED_BYTES", 1000)  # the buffered path, on a small file
+    monkeypatch.setattr(base, "BUFFERED_BYTES", 1000)  # the buffered path, on a small file
     src = readers.open_source(path, role="logits")
     blocks = list(src.blocks(1000))
     assert len(blocks) == 5 and all(b.dtype == np.float32 for b in blocks)

@@ -17,6 +17,8 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
+from ..errors import InputFileError
+
 T = TypeVar("T")
 
 
@@ -172,3 +174,47 @@ def bfloat16_to_float32(raw: np.ndarray) -> np.ndarray:
     a bfloat16 is the top half of a float32, so every value (NaN and inf included) is
     exact."""
     return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+#: files larger than this are read through reused buffers instead of the memory map
+BUFFERED_BYTES = 4 << 20
+
+
+def buffered_blocks(path: str, array: np.memmap, what: str = ".npy file"
+                    ) -> Callable[[int], Iterator[np.ndarray]]:
+    """Row blocks read with ``readinto`` into two reused buffers, taking turns.
+
+    Pages of a memory map stay in the process's resident set once touched, so a 10 GB
+    file would count as 10 GB; reading into a buffer keeps the resident set at two
+    blocks. Two buffers, so the block before the current one is still intact for a
+    consumer that holds on to it for one more step.
+    """
+    offset = array.offset
+    row_shape = array.shape[1:]
+    swap = not array.dtype.isnative  # big-endian data: swapped in the buffer, in place
+    row_bytes = array.itemsize * int(np.prod(row_shape, dtype=np.int64))
+    n = array.shape[0]
+
+    def blocks(rows: int) -> Iterator[np.ndarray]:
+        rows = max(1, min(rows, n))
+        buffers = [np.empty((rows, *row_shape), dtype=array.dtype) for _ in range(2)]
+        with open(path, "rb", buffering=0) as fh:
+            fh.seek(offset)
+            turn = 0
+            for start in range(0, n, rows):
+                m = min(rows, n - start)
+                buf = buffers[turn][:m]
+                view = memoryview(buf.reshape(-1).view(np.uint8))
+                got = 0
+                while got < m * row_bytes:
+                    k = fh.readinto(view[got:])
+                    if not k:
+                        raise InputFileError(path, f"the {what} is truncated: it holds fewer "
+                                             "bytes than its header promises",
+                                             hint="copy or save the file again")
+                    got += k
+                yield buf.byteswap(inplace=True).view(buf.dtype.newbyteorder("=")) \
+                    if swap else buf
+                turn ^= 1
+
+    return blocks

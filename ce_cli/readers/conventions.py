@@ -42,3 +42,21 @@ def pick_pair(names: list[str]) -> tuple[str, str] | None:
     if logits is None or targets is None:
         return None
     return logits, targets
+
+
+def example_member(names: list[str], role: str) -> str:
+    """The member most likely meant for ``role``, for the hint (else the first)."""
+    words = ("label", "target") if role == "targets" else (role.rstrip("s"),)
+    return next((n for n in names if any(w in n.lower() for w in words)), names[0])
+
+
+def member_hint(path: str, role: str, name: str) -> str:
+    """How to name one array of the archive ``path``: ``file.npz:name``; on stdin
+    ``-:name``, after ``--`` so that Click does not take it for an option."""
+    if path != "-":
+        return f"name the one to read, e.g. {path}:{name}"
+    if role == "targets":
+        example = f"ce-loss compute [OPTIONS] LOGITS -- -:{name}"
+    else:
+        example = f"ce-loss compute [OPTIONS] -- -:{name} TARGETS"
+    return f"name the one to read as -:NAME after '--', e.g. {example}"

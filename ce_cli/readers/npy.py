@@ -17,8 +17,8 @@ from typing import IO
 import numpy as np
 
 from ..errors import InputFileError
-from . import registry
-from .base import Source, array_source
+from . import base, registry
+from .base import Source, array_source, buffered_blocks
 from .validate import check_numeric
 
 MAGIC = registry.get("npy").magics[0].data
@@ -180,52 +180,9 @@ def read_npy(path: str, *, role: str, data: bytes | None = None, **_: object) ->
         raise npy_error(path, role, exc) from None
     source = array_source(path, role, array)
     if data is None and isinstance(array, np.memmap) and array.ndim >= 1 and \
-            array.flags.c_contiguous and array.nbytes > BUFFERED_BYTES:
-        source._blocks = _buffered_blocks(path, array)
+            array.flags.c_contiguous and array.nbytes > base.BUFFERED_BYTES:
+        source._blocks = buffered_blocks(path, array)
     return source
-
-
-#: files larger than this are read through reused buffers instead of the memory map
-BUFFERED_BYTES = 4 << 20
-
-
-def _buffered_blocks(path: str, array: np.memmap):
-    """Row blocks read with ``readinto`` into two reused buffers, taking turns.
-
-    Pages of a memory map stay in the process's resident set once touched, so a 10 GB
-    file would count as 10 GB; reading into a buffer keeps the resident set at two
-    blocks. Two buffers, so the block before the current one is still intact for a
-    consumer that holds on to it for one more step.
-    """
-    offset = array.offset
-    row_shape = array.shape[1:]
-    swap = not array.dtype.isnative  # big-endian data: swapped in the buffer, in place
-    row_bytes = array.itemsize * int(np.prod(row_shape, dtype=np.int64))
-    n = array.shape[0]
-
-    def blocks(rows: int):
-        rows = max(1, min(rows, n))
-        buffers = [np.empty((rows, *row_shape), dtype=array.dtype) for _ in range(2)]
-        with open(path, "rb", buffering=0) as fh:
-            fh.seek(offset)
-            turn = 0
-            for start in range(0, n, rows):
-                m = min(rows, n - start)
-                buf = buffers[turn][:m]
-                view = memoryview(buf.reshape(-1).view(np.uint8))
-                got = 0
-                while got < m * row_bytes:
-                    k = fh.readinto(view[got:])
-                    if not k:
-                        raise InputFileError(path, "the .npy file is truncated: it holds fewer "
-                                             "bytes than its header promises",
-                                             hint="copy or save the file again")
-                    got += k
-                yield buf.byteswap(inplace=True).view(buf.dtype.newbyteorder("=")) \
-                    if swap else buf
-                turn ^= 1
-
-    return blocks
 
 
 def npy_error(path: str, role: str, exc: BaseException, what: str = ".npy file") -> InputFileError:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from .base import Source, array_source
+from .conventions import example_member, member_hint
 from .npy import array_of, map_array, npy_error, read_header
 from .validate import check_numeric
 
@@ -49,7 +50,7 @@ def read_npz(path: str, *, role: str, data: bytes | None = None, member: str | N
                                          hint="save arrays with numpy.savez")
                 raise InputFileError(
                     path, f"the .npz archive holds {len(arrays)} arrays ({listing})",
-                    hint=_pick_hint(path, role, _example(sorted(arrays), role)))
+                    hint=member_hint(path, role, example_member(sorted(arrays), role)))
             member = next(iter(arrays))
         if member not in arrays:
             raise InputFileError(path, f"the .npz archive holds no array named {member!r}",
@@ -71,24 +72,6 @@ def read_npz(path: str, *, role: str, data: bytes | None = None, member: str | N
             raise npy_error(where, role, exc, what=".npz member") from None
     check_numeric(where, role, array.dtype)
     return array_source(where, role, array)
-
-
-def _example(names: list[str], role: str) -> str:
-    """The member most likely meant for ``role``, for the hint (else the first)."""
-    words = ("label", "target") if role == "targets" else (role.rstrip("s"),)
-    return next((n for n in names if any(w in n.lower() for w in words)), names[0])
-
-
-def _pick_hint(path: str, role: str, name: str) -> str:
-    """How to name one array of the archive ``path``: ``file.npz:name``; on stdin
-    ``-:name``, after ``--`` so that Click does not take it for an option."""
-    if path != "-":
-        return f"name the one to read, e.g. {path}:{name}"
-    if role == "targets":
-        example = f"ce-loss compute [OPTIONS] LOGITS -- -:{name}"
-    else:
-        example = f"ce-loss compute [OPTIONS] -- -:{name} TARGETS"
-    return f"name the one to read as -:NAME after '--', e.g. {example}"
 
 
 def _read_member(fh: IO[bytes], where: str, role: str) -> np.ndarray:

@@ -23,10 +23,9 @@ from typing import IO
 import numpy as np
 
 from ..errors import InputFileError
-from . import npy
-from .base import Source, array_source, bfloat16_to_float32
-from .conventions import LOGITS_NAMES, TARGET_NAMES, pick, pick_pair
-from .npz import _example, _pick_hint
+from . import base
+from .base import Source, array_source, bfloat16_to_float32, buffered_blocks
+from .conventions import LOGITS_NAMES, TARGET_NAMES, example_member, member_hint, pick, pick_pair
 from .validate import check_numeric
 
 WHAT = ".safetensors file"
@@ -229,9 +228,9 @@ def _tensor_source(path: str, where: str, role: str, e: Entry,
             raise InputFileError(where, f"cannot map the tensor ({exc})") from None
     source = array_source(where, role, array)
     if isinstance(array, np.memmap) and array.ndim >= 1 and \
-            array.nbytes > npy.BUFFERED_BYTES:
-        # read through two reused buffers, not the map: see npy._buffered_blocks
-        source._blocks = npy._buffered_blocks(path, array)
+            array.nbytes > base.BUFFERED_BYTES:
+        # read through two reused buffers, not the map: see base.buffered_blocks
+        source._blocks = buffered_blocks(path, array, what=".safetensors file")
     if e.dtype != "BF16":
         return source
     raw = source._blocks
@@ -258,7 +257,7 @@ def read_safetensors(path: str, *, role: str, data: bytes | None = None,
             names = list(entries)
             raise InputFileError(path, f"the {WHAT} holds {len(names)} tensors "
                                  f"({_listing(names)})",
-                                 hint=_pick_hint(path, role, _example(names, role)))
+                                 hint=member_hint(path, role, example_member(names, role)))
         member = next(iter(entries))
     if member not in entries:
         raise InputFileError(path, f"the {WHAT} holds no tensor named {member!r}",
@@ -325,8 +324,8 @@ def _cannot_tell(path: str, names: list[str]) -> InputFileError:
         held = f"one tensor ({names[0]!r})" if names else "no tensors"
         return InputFileError(path, f"the {WHAT} holds {held}, not both logits and targets",
                               hint="pass the targets as a second file")
-    x = _example(sorted(names), "logits")
-    t = _example(sorted(n for n in names if n != x), "targets")
+    x = example_member(sorted(names), "logits")
+    t = example_member(sorted(n for n in names if n != x), "targets")
     if path == "-":
         example = f"ce-loss compute [OPTIONS] -- -:{x} TARGETS"
     else:
