@@ -141,7 +141,7 @@ class JsonlTable(Table):
             except arrow_errors() as exc:
                 if self._grow(exc):
                     continue
-                raise self.locate(fields, exc) from None
+                raise self.locate(fields, exc, done) from None
 
     # -- the slow path: find what pyarrow stumbled on ----------------------------------------
 
@@ -167,16 +167,20 @@ class JsonlTable(Table):
                 if raw.strip():
                     yield line, raw
 
-    def locate(self, fields: list[Field], exc: BaseException) -> InputFileError:
-        """The located error for what made pyarrow fail."""
+    def locate(self, fields: list[Field], exc: BaseException, good: int = 0,
+               ) -> InputFileError:
+        """The located error for what made pyarrow fail (the first ``good`` rows were
+        read: their fields are not checked again)."""
         text = " ".join(str(exc).split()) or type(exc).__name__
         if "Empty JSON stream" in text:
             return InputFileError(self.path, "holds no data (only blank lines)",
                                   hint="write one JSON object per line")
         any_line = False
         seen: dict[str, tuple[str, int]] = {}  # field -> (its JSON type, the line)
-        for line, raw in self.rows():
+        for i, (line, raw) in enumerate(self.rows()):
             any_line = True
+            if i < good:
+                continue
             found = self._problem(raw, fields) or (self._mixed(raw, line, seen)
                                                    if not fields else None)
             if found is not None:
