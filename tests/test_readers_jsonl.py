@@ -247,6 +247,19 @@ def test_a_field_whose_type_changes_in_the_first_block(tmp_path):
                           "line 2 holds a string")
 
 
+@pytest.mark.parametrize("meta, fragments", [
+    ({"a": [1, "x"]}, ["line 2, column 'meta'", "'\"x\"' in", "is a string, but this line "
+                                                              "holds a number"]),
+    ({"a": 3}, ["line 2, column 'meta'", "is a number, but line 1 holds an array"]),
+])
+def test_a_nested_field_whose_type_changes(tmp_path, meta, fragments):
+    # pyarrow infers the type of every field, read or not, from the first block
+    first = json.dumps({"logits": [1.0, 2.0], "label": 1, "meta": {"a": [1, 2]}})
+    result = _bad(tmp_path, [first, json.dumps({"logits": [1.0, 2.0], "label": 1,
+                                                "meta": meta})])
+    assert_one_error_line(result, *fragments)
+
+
 def test_the_only_field_missing_from_the_first_line(tmp_path):
     result = _bad(tmp_path, ['{"logits": [0.5, 1.0, 2.0]}', OK], "--target-column", "label")
     assert_one_error_line(result, "line 1: the field 'label' is missing")

@@ -234,19 +234,20 @@ class JsonlTable(Table):
     @staticmethod
     def _mixed(raw: bytes, line: int, seen: dict[str, tuple[str, int]],
                ) -> tuple[str, str | None, str | None] | None:
-        """A field whose JSON type differs from the one it had on an earlier line (the
-        types pyarrow infers from the first block must agree); null goes with any."""
-        for name, cell in json.loads(raw).items():
-            # a list's items must agree too: seen as the field's name with "[]"
-            items = [(name + "[]", v) for v in cell] if isinstance(cell, list) else []
-            for key, v in [(name, cell), *items]:
+        """A value whose JSON type differs from the one at the same place (field, list
+        item, nested field) on an earlier line: the types pyarrow infers from the first
+        block must agree. Null goes with any type."""
+        obj = json.loads(raw)
+        for name, cell in obj.items():
+            for key, v in _places(name, cell):
                 kind = _json_type(v)
                 if kind == "null":
                     continue
                 first = seen.setdefault(key, (kind, line))
                 if first[0] != kind:
                     inside = "" if key == name else f" in {_shown(cell)}"
-                    return (f"{_shown(v)}{inside} is {_a(kind)}, but line {first[1]} holds "
+                    where = "this line" if first[1] == line else f"line {first[1]}"
+                    return (f"{_shown(v)}{inside} is {_a(kind)}, but {where} holds "
                             f"{_a(first[0])} there", repr(name),
                             "give each field the same type on every line")
         return None
@@ -296,6 +297,20 @@ def _finite(text: str) -> float:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _places(key: str, value: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """``(place, value)`` for ``value`` and what it holds: a list's items are at
+    ``key[]``, an object's fields at ``key/name``."""
+    yield key, value
+    if depth > 32:
+        return
+    if isinstance(value, list):
+        for item in value:
+            yield from _places(key + "[]", item, depth + 1)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _places(f"{key}/{name}", item, depth + 1)
 
 
 def _a(kind: str) -> str:
