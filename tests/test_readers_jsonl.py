@@ -248,8 +248,10 @@ def test_a_field_whose_type_changes_in_the_first_block(tmp_path):
 
 
 @pytest.mark.parametrize("meta, fragments", [
-    ({"a": [1, "x"]}, ["line 2, column 'meta'", "'\"x\"' in", "is a string, but this line "
+    ({"a": [1, "x"]}, ["line 2, column 'meta'", "'\"x\"' in", "is a string, but line 1 "
                                                               "holds a number"]),
+    ({"a": [1], "c": [2, "y"]}, ["line 2, column 'meta'", "'\"y\"' in",
+                                 "is a string, but this line holds a number"]),
     ({"a": 3}, ["line 2, column 'meta'", "is a number, but line 1 holds an array"]),
 ])
 def test_a_nested_field_whose_type_changes(tmp_path, meta, fragments):
