@@ -77,7 +77,8 @@ class JsonlTable(Table):
             raise InputFileError(path, f"holds {fmt}, not JSON Lines text", hint=hint)
         while True:
             try:
-                schema = self._reader(None).schema
+                with self._reader(None) as reader:
+                    schema = reader.schema
                 break
             except arrow_errors() as exc:
                 if self._grow(exc):
@@ -103,13 +104,19 @@ class JsonlTable(Table):
 
         return pa.BufferReader(self.data) if self.data is not None else pa.OSFile(self.path)
 
-    def _reader(self, schema: Any) -> Any:
+    @contextlib.contextmanager
+    def _reader(self, schema: Any) -> Iterator[Any]:
+        """pyarrow's streaming reader: of ``schema``'s fields (None: every field, typed as
+        the first block says); it and the file are closed after."""
         import pyarrow.json as pj
 
         read = pj.ReadOptions(use_threads=False, block_size=self.block_size)
         parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") \
             if schema is not None else pj.ParseOptions()
-        return pj.open_json(self._source(), read_options=read, parse_options=parse)
+        with contextlib.closing(self._source()) as source, \
+                contextlib.closing(pj.open_json(source, read_options=read,
+                                                parse_options=parse)) as reader:
+            yield reader
 
     def _grow(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a line longer than a block, now given a bigger block."""
@@ -128,15 +135,16 @@ class JsonlTable(Table):
         while True:
             skip = done
             try:
-                for batch in self._reader(schema):
-                    if skip:
-                        if batch.num_rows <= skip:
-                            skip -= batch.num_rows
-                            continue
-                        batch, skip = batch.slice(skip), 0
-                    if batch.num_rows:
-                        done += batch.num_rows
-                        yield batch
+                with self._reader(schema) as reader:
+                    for batch in reader:
+                        if skip:
+                            if batch.num_rows <= skip:
+                                skip -= batch.num_rows
+                                continue
+                            batch, skip = batch.slice(skip), 0
+                        if batch.num_rows:
+                            done += batch.num_rows
+                            yield batch
                 return
             except arrow_errors() as exc:
                 if self._grow(exc):
