@@ -358,3 +358,22 @@ def test_lines_longer_than_a_block(tmp_path, monkeypatch):
     xs, ts = open_table_pair(str(p), target_column="label")
     np.testing.assert_array_equal(xs.read(), x)
     np.testing.assert_array_equal(ts.read(), t)
+
+
+def test_a_long_line_after_short_ones(tmp_path, monkeypatch):
+    # the read starts again with a bigger block; the rows already handed on are skipped
+    monkeypatch.setattr(jsonl, "BLOCK_BYTES", 4096)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((600, 3))
+    t = rng.integers(0, 3, 600)
+    rows = [{"logits": r.tolist(), "label": int(k), "note": ""} for r, k in zip(x, t)]
+    rows[400]["note"] = "x" * 20_000
+    p = write(tmp_path / "long.jsonl", rows)
+    table = jsonl.JsonlTable(str(p))
+    assert table.block_size == 4096
+    got = [b.num_rows for b in table.batches([table.field("label")], 100)]
+    assert sum(got) == 600 and table.block_size > 4096  # grown on the way
+    close(loss(p, "--target-column", "label"), want(x, t), RTOL, ATOL)
+    xs, ts = open_table_pair(str(p), target_column="label")
+    np.testing.assert_array_equal(xs.read(), x)
+    np.testing.assert_array_equal(ts.read(), t)
