@@ -25,7 +25,8 @@ X = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], dtype=np.float32)
 #: what each suffix is, written down independently of the registry
 EXPECTED_SUFFIXES = {".npy": "npy", ".npz": "npz", ".csv": "csv", ".tsv": "tsv",
                      ".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow",
-                     ".ipc": "arrow", ".safetensors": "safetensors"}
+                     ".ipc": "arrow", ".safetensors": "safetensors", ".jsonl": "jsonl",
+                     ".ndjson": "jsonl"}
 EXPECTED_WRITTEN = {".npy", ".csv", ".tsv", ".parquet", ".arrow", ".feather", ".ipc"}
 
 
@@ -63,7 +64,8 @@ SNIFFED = [("npy", "npy"), ("npz", "npz"), ("npz-compressed", "npz"),
 
 def test_the_table_holds_the_formats_read_today():
     assert registry.suffixes() == EXPECTED_SUFFIXES
-    assert registry.names() == ["arrow", "csv", "npy", "npz", "parquet", "safetensors", "tsv"]
+    assert registry.names() == ["arrow", "csv", "jsonl", "npy", "npz", "parquet",
+                                "safetensors", "tsv"]
     assert set(registry.writer_suffixes()) == EXPECTED_WRITTEN
 
 
@@ -115,6 +117,7 @@ def test_sniffing_text_and_unknown_binary():
     assert registry.sniff_binary(b"0.5,1.0\n2,3\n") is None
     assert registry.sniff_binary(b"GIF89a\x00\x00") == "binary"
     assert readers.stdin_format(b"a,b\n1,2\n") == "csv"  # text on stdin is CSV
+    assert readers.stdin_format(b"\n {\"a\": 1}\n") == "jsonl"  # unless it starts with {
     with pytest.raises(InputFileError) as err:
         readers.stdin_format(b"\x7fELF\x02\x01\x00\x00")
     assert err.value.problem == "standard input holds binary data of no known format"
@@ -135,8 +138,9 @@ def test_unknown_suffix_lists_the_accepted_ones():
     with pytest.raises(InputFileError) as err:
         readers.detect_format("logits.xlsx")
     assert err.value.problem == "cannot tell the format from the suffix '.xlsx'"
-    assert err.value.hint == ("name the file with one of .arrow, .csv, .feather, .ipc, .npy, "
-                              ".npz, .parquet, .safetensors, .tsv, or pass the format")
+    assert err.value.hint == ("name the file with one of .arrow, .csv, .feather, .ipc, .jsonl, "
+                              ".ndjson, .npy, .npz, .parquet, .safetensors, .tsv, or pass the "
+                              "format")
     with pytest.raises(InputFileError, match=r"suffix '\(none\)'"):
         readers.detect_format("logits")
 
@@ -144,7 +148,8 @@ def test_unknown_suffix_lists_the_accepted_ones():
 def test_unknown_format_name_lists_the_names():
     with pytest.raises(InputFileError) as err:
         readers.detect_format("x.bin", "xls")
-    assert err.value.hint == "use one of arrow, csv, npy, npz, parquet, safetensors, tsv"
+    assert err.value.hint == ("use one of arrow, csv, jsonl, npy, npz, parquet, safetensors, "
+                              "tsv")
 
 
 def test_unknown_output_suffix_lists_the_written_ones(tmp_path):
@@ -218,8 +223,8 @@ def test_shard_folders_take_the_registrys_suffixes(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputFileError) as err:
         shards.expand(str(tmp_path / "empty"))
-    assert err.value.hint == ("shards end in one of .arrow, .csv, .feather, .ipc, .npy, .npz, "
-                              ".parquet, .safetensors, .tsv")
+    assert err.value.hint == ("shards end in one of .arrow, .csv, .feather, .ipc, .jsonl, "
+                              ".ndjson, .npy, .npz, .parquet, .safetensors, .tsv")
 
 
 # -- one row plus one module ------------------------------------------------------------------

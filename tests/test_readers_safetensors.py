@@ -356,7 +356,8 @@ def test_stdin(tmp_path):
                                   b"0.5,1.0,{2}\n", b"1234567{\n", b"{}{}{}{}{}{}\n"])
 def test_text_is_never_taken_for_safetensors(text):
     assert registry.sniff_binary(text) is None
-    assert readers.stdin_format(text) == "csv"
+    # text: JSON Lines when it starts with "{", else CSV
+    assert readers.stdin_format(text) == ("jsonl" if text.startswith(b"{") else "csv")
 
 
 def test_a_csv_named_file_holding_safetensors_says_so(tmp_path):

@@ -128,10 +128,11 @@ def read_stdin() -> bytes:
 
 
 def stdin_format(data: bytes) -> str:
-    """The format of standard input: told by magic bytes; anything else is CSV text."""
+    """The format of standard input: told by magic bytes; text is JSON Lines when it
+    starts with ``{``, else CSV."""
     kind = registry.sniff_binary(data[:4096])
     if kind is None:
-        return registry.STDIN_TEXT
+        return registry.sniff_text(data[:4096])
     if kind == "binary":
         raise InputFileError("-", "standard input holds binary data of no known format",
                              hint=f"pipe {registry.stdin_advice()}")

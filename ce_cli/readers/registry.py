@@ -95,10 +95,22 @@ FORMATS: tuple[Format, ...] = (
            # the JSON header's "{"; text holds no NUL byte, so CSV or JSON is never taken
            magics=(Magic(b"\x00\x00\x00\x00{", offset=4),), members=True,
            noun="file", pair=_R + "safetensors:read_safetensors_pair"),
+    Format("jsonl", "JSONL", (".jsonl", ".ndjson"), _R + "jsonl:read_jsonl",
+           table=True, pair=_R + "jsonl:read_jsonl_pair"),
 )
 
 #: what standard input holding no known magic and no NUL byte is read as
 STDIN_TEXT = "csv"
+
+#: what such text is read as when its first non-blank byte is "{" (JSON objects)
+STDIN_JSON = "jsonl"
+
+
+def sniff_text(head: bytes) -> str:
+    """The format of text ``head``: :data:`STDIN_JSON` when it starts with ``{`` (after a
+    UTF-8 BOM and white space), else :data:`STDIN_TEXT`."""
+    return STDIN_JSON if head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"{" \
+        else STDIN_TEXT
 
 # lookups read FORMATS each time (six rows): a test may patch the table alone
 
