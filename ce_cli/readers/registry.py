@@ -78,6 +78,12 @@ FORMATS: tuple[Format, ...] = (
            magics=(Magic(b"\x93NUMPY"),), writer=_W + "save_npy"),
     Format("npz", "NPZ", (".npz",), _R + "npz:read_npz",
            magics=(Magic(b"PK\x03\x04"),), members=True, noun="archive"),
+    # torch.save's zip format (torch >= 1.6): a zip like .npz, whose row comes first, so a
+    # .pt piped to stdin is sniffed as .npz, and that reader says to pass --logits-format pt;
+    # read from stdin from memory; the logits and targets of one file are told by name
+    Format("pt", "PyTorch", (".pt", ".pth"), _R + "pt:read_pt",
+           magics=(Magic(b"PK\x03\x04"),), pair=_R + "pt:read_pt_pair", members=True,
+           noun="file", stdin=True),
     Format("csv", "CSV", (".csv",), _R + "text:read_csv",
            table=True, pair=_R + "text:read_csv_pair", writer=_W + "save_csv"),
     Format("tsv", "TSV", (".tsv",), _R + "text:read_tsv",

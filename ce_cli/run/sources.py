@@ -25,7 +25,8 @@ def open_sources(read: ReadOptions) -> tuple[Any, Any]:
     if readers.is_stdin(logits) and readers.is_stdin(targets):
         raise UsageError("only one of LOGITS and TARGETS can be - (stdin)", option="TARGETS")
     if targets is None:
-        if read.target_column is None:
+        if read.target_column is None and not readers.pairs_by_name(logits,
+                                                                     read.logits_format):
             raise UsageError("missing TARGETS: give a targets file, or --target-column NAME "
                              "when LOGITS is a table holding both")
         return readers.open_table_pair(logits, target_column=read.target_column,
