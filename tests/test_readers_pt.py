@@ -365,6 +365,39 @@ def test_other_objects_are_refused_by_name(tmp_path):
     assert_one_error_line(run("compute", p, exit_code=2), "refuses to load '__builtin__.eval'")
 
 
+def test_numpy_arrays_in_a_torch_file_are_refused_with_a_hint(tmp_path):
+    p = _save(tmp_path / "np.pt", {"logits": _x().numpy()})
+    assert_one_error_line(run("compute", p, exit_code=2), "refuses to load 'numpy.",
+                          "; save NumPy arrays as tensors (torch.from_numpy(a)) or with "
+                          "numpy.save")
+
+
+def test_containers_in_loops_deep_or_shared_exponentially(tmp_path):
+    loop: list = [_x()]
+    loop.append(loop)
+    deep: list = [_x()]
+    for _ in range(150):
+        deep = [deep]
+    shared: list = [_x()]
+    for _ in range(40):  # a few hundred bytes of pickle, 2**40 paths to the tensor
+        shared = [shared, shared]
+    for name, obj, message in (("loop", loop, "nests containers more than 100 deep (or in "
+                                "a loop)"),
+                               ("deep", deep, "nests containers more than 100 deep"),
+                               ("shared", shared, "holds more than 1000000 tensors and "
+                                "containers")):
+        p = _save(tmp_path / f"{name}.pt", obj)
+        assert_one_error_line(run("compute", p, exit_code=2), f"{p}: the .pt file {message}")
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_pickle_protocols(tmp_path, protocol):
+    x, t = _x(), _t()
+    p = tmp_path / "eval.pt"
+    torch.save({"logits": x[5:], "labels": t[5:]}, p, pickle_protocol=protocol)
+    _close(_loss(p), F.cross_entropy(x[5:], t[5:]).item(), 2e-5)
+
+
 def test_parameters_read_as_their_tensor(tmp_path):
     w = torch.nn.Parameter(_x(n=4, c=3))
     p = _save(tmp_path / "p.pt", {"w": w})
@@ -462,8 +495,11 @@ def test_damaged_files(tmp_path):
     short = _rewrite(good, tmp_path / "short.pt", replace={"/data/0": bytes(40)})
     badpkl = _rewrite(good, tmp_path / "badpkl.pt", replace={"data.pkl": b"\x80\x02}q\x00(X"})
     order = _rewrite(good, tmp_path / "order.pt", replace={"byteorder": b"middle"})
-    legacy = tmp_path / "legacy.pt"
+    legacy, legacy4 = tmp_path / "legacy.pt", tmp_path / "legacy4.pt"
     torch.save(x, legacy, _use_new_zipfile_serialization=False)
+    torch.save(x, legacy4, _use_new_zipfile_serialization=False, pickle_protocol=4)
+    plain = tmp_path / "plain.pt"
+    plain.write_bytes(pickle.dumps({"logits": x.numpy()}))
     text = tmp_path / "text.pt"
     text.write_text("logits\n")
     npz = tmp_path / "arrays.pt"
@@ -480,6 +516,9 @@ def test_damaged_files(tmp_path):
         (legacy, f"{legacy}: a legacy torch.save file (the format before torch 1.6, or "
          "_use_new_zipfile_serialization=False), not the zip format ce-loss reads; load it "
          "with torch and save it again with torch.save(obj, path) in torch >= 1.6"),
+        (legacy4, f"{legacy4}: a legacy torch.save file"),
+        (plain, f"{plain}: a Python pickle, not a torch.save file (ce-loss runs no pickled "
+         "code)"),
         (text, f"{text}: not a .pt file"),
         (npz, f"{npz}: a NumPy .npz archive, not a torch.save file; read it with "
          "--logits-format npz"),

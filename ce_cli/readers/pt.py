@@ -68,12 +68,18 @@ DTYPE_NAMES = frozenset(
 MAX_PICKLE_BYTES = 256 << 20
 #: containers nested deeper than this (or in a loop) are refused
 MAX_DEPTH = 100
+#: containers and tensors met walking the saved object, at most (one container held many
+#: times over, at every level, would otherwise give exponentially many names)
+MAX_VISITS = 1_000_000
 #: NumPy's limit on dimensions (since NumPy 2; 32 before)
 MAX_DIMS = 32
 #: tensor names shown in a message, at most
 SHOWN = 12
 
 DAMAGED = "copy or save the file again"
+#: how a torch.save file of the format before torch 1.6 starts: a pickle (its protocol
+#: opcode, and a frame opcode from protocol 4) of torch's magic number
+LEGACY_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 SAVE_HINT = "save tensors with torch.save, e.g. torch.save({'logits': x, 'labels': y}, path)"
 
 
@@ -248,9 +254,11 @@ class _Archive:
         try:
             obj = _Unpickler(io.BytesIO(raw)).load()
         except _Refused as exc:
+            numpy = str(exc).startswith("numpy")
             raise InputFileError(path, f"refuses to load {str(exc)!r} from the pickle (only "
-                                 "tensors and plain containers are read; nothing was run)") \
-                from None
+                                 "tensors and plain containers are read; nothing was run)",
+                                 hint="save NumPy arrays as tensors (torch.from_numpy(a)) or "
+                                      "with numpy.save" if numpy else None) from None
         except _Problem as exc:
             raise InputFileError(path, f"the .pt file's pickle is damaged: {exc}",
                                  hint=DAMAGED) from None
@@ -260,6 +268,7 @@ class _Archive:
                                  hint=DAMAGED) from None
         self.tensors: dict[str, _Tensor] = {}
         self.groups: set[str] = set()
+        self.visits = 0
         self._walk(obj, "", 0, set())
 
     def _small(self, name: str) -> bytes | None:
@@ -270,6 +279,11 @@ class _Archive:
         return self.zip.read(info) if info.file_size <= 64 else b"?" * 20
 
     def _walk(self, obj: object, name: str, depth: int, path: set[int]) -> None:
+        if isinstance(obj, (_Tensor, dict, list, tuple)):
+            self.visits += 1
+            if self.visits > MAX_VISITS:
+                raise InputFileError(self.path, f"the .pt file holds more than {MAX_VISITS} "
+                                     "tensors and containers", hint=SAVE_HINT)
         if isinstance(obj, _Tensor):
             self.tensors[name] = obj
             return
@@ -346,14 +360,14 @@ class _Archive:
         if len(size) > MAX_DIMS:
             raise InputFileError(where, f"the tensor has {len(size)} dimensions, more than "
                                  f"the {MAX_DIMS} NumPy takes", hint=SAVE_HINT)
-        count = 1
+        count, nonzero = 1, 1
         for n in size:
-            count *= n
-        if count == 0:
-            return np.zeros(size, dtype=dtype)
-        if count * dtype.itemsize >= 1 << 62:
+            count, nonzero = count * n, nonzero * max(n, 1)
+        if nonzero * dtype.itemsize >= 1 << 62:
             raise InputFileError(where, f"the tensor's view {view} promises an impossible "
                                  "size", hint=DAMAGED)
+        if count == 0:
+            return np.zeros(size, dtype=dtype)
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= elements:
             raise InputFileError(where, f"the tensor's view {view} reaches element {last} "
@@ -420,18 +434,21 @@ def _data_start(fh: IO[bytes], info: zipfile.ZipInfo) -> int:
 def _open_zip(path: str, data: bytes | None, role: str) -> zipfile.ZipFile:
     try:
         if data is not None:
-            head = data[:4]
+            head = data[:32]
         else:
             with open(path, "rb") as fh:
-                head = fh.read(4)
+                head = fh.read(32)
     except OSError as exc:
         raise InputFileError(path, f"cannot read the file ({exc.strerror or exc})") from None
-    if head[:1] == b"\x80" and head != ZIP_MAGIC:  # a pickle: torch.save before torch 1.6
+    if head[:1] == b"\x80" and LEGACY_MAGIC in head:
         raise InputFileError(path, "a legacy torch.save file (the format before torch 1.6, "
                              "or _use_new_zipfile_serialization=False), not the zip format "
                              "ce-loss reads", hint="load it with torch and save it again with "
                              "torch.save(obj, path) in torch >= 1.6")
-    if head != ZIP_MAGIC:
+    if head[:1] == b"\x80":
+        raise InputFileError(path, "a Python pickle, not a torch.save file (ce-loss runs no "
+                             "pickled code)", hint=SAVE_HINT)
+    if head[:4] != ZIP_MAGIC:
         raise InputFileError(path, "not a .pt file (torch.save writes a zip archive, and this "
                              "is none)", hint=SAVE_HINT)
     try:
