@@ -9,6 +9,7 @@ import io
 import os
 import pickle
 import tracemalloc
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -372,7 +373,8 @@ def test_numpy_arrays_in_a_torch_file_are_refused_with_a_hint(tmp_path):
                           "numpy.save")
 
 
-def test_containers_in_loops_deep_or_shared_exponentially(tmp_path):
+def test_containers_in_loops_deep_or_shared_exponentially(tmp_path, monkeypatch):
+    monkeypatch.setattr(pt_reader, "MAX_VISITS", 5000)  # the walk stops there
     loop: list = [_x()]
     loop.append(loop)
     deep: list = [_x()]
@@ -384,7 +386,7 @@ def test_containers_in_loops_deep_or_shared_exponentially(tmp_path):
     for name, obj, message in (("loop", loop, "nests containers more than 100 deep (or in "
                                 "a loop)"),
                                ("deep", deep, "nests containers more than 100 deep"),
-                               ("shared", shared, "holds more than 1000000 tensors and "
+                               ("shared", shared, "holds more than 5000 tensors and "
                                 "containers")):
         p = _save(tmp_path / f"{name}.pt", obj)
         assert_one_error_line(run("compute", p, exit_code=2), f"{p}: the .pt file {message}")
@@ -502,6 +504,10 @@ def test_damaged_files(tmp_path):
     plain.write_bytes(pickle.dumps({"logits": x.numpy()}))
     text = tmp_path / "text.pt"
     text.write_text("logits\n")
+    script = tmp_path / "script.pt"
+    with warnings.catch_warnings():  # TorchScript is deprecated; its files still exist
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), script)
     npz = tmp_path / "arrays.pt"
     np.savez(npz.with_suffix(".npz"), logits=x.numpy())
     npz.write_bytes(npz.with_suffix(".npz").read_bytes())
@@ -520,6 +526,7 @@ def test_damaged_files(tmp_path):
         (plain, f"{plain}: a Python pickle, not a torch.save file (ce-loss runs no pickled "
          "code)"),
         (text, f"{text}: not a .pt file"),
+        (script, f"{script}: a TorchScript model (torch.jit.save), not saved tensors"),
         (npz, f"{npz}: a NumPy .npz archive, not a torch.save file; read it with "
          "--logits-format npz"),
     ]

@@ -209,7 +209,7 @@ class _Archive:
     def __init__(self, path: str, data: bytes | None, role: str) -> None:
         self.path, self.data, self.role = path, data, role
         self.shown = "<stdin>" if path == "-" else path
-        self.zip = _open_zip(path, data, role)
+        self.zip = _open_zip(path, data)
         try:
             self._read_records()
         except BaseException:
@@ -225,7 +225,7 @@ class _Archive:
     def _read_records(self) -> None:
         path, names = self.path, self.zip.namelist()
         found = [n for n in names if n.rsplit("/", 1)[-1] == "data.pkl" and n.count("/") <= 1]
-        if not found:
+        if not found or any(n.endswith("/constants.pkl") for n in names):
             raise _not_torch(path, names, self.role)
         # torch takes the archive's folder from its first record
         first = names[0].split("/", 1)[0] + "/"
@@ -276,7 +276,10 @@ class _Archive:
             info = self.zip.getinfo(name)
         except KeyError:
             return None
-        return self.zip.read(info) if info.file_size <= 64 else b"?" * 20
+        if info.file_size > 64:
+            raise InputFileError(self.path, f"the .pt file's {name.rsplit('/', 1)[-1]} record "
+                                 f"is {info.file_size} bytes long", hint=DAMAGED)
+        return self.zip.read(info)
 
     def _walk(self, obj: object, name: str, depth: int, path: set[int]) -> None:
         if isinstance(obj, (_Tensor, dict, list, tuple)):
@@ -431,7 +434,7 @@ def _data_start(fh: IO[bytes], info: zipfile.ZipInfo) -> int:
     return info.header_offset + 30 + name_len + extra_len
 
 
-def _open_zip(path: str, data: bytes | None, role: str) -> zipfile.ZipFile:
+def _open_zip(path: str, data: bytes | None) -> zipfile.ZipFile:
     try:
         if data is not None:
             head = data[:32]
@@ -465,7 +468,7 @@ def _not_torch(path: str, names: list[str], role: str) -> InputFileError:
     if any(n.endswith(".npy") for n in names):
         return InputFileError(path, "a NumPy .npz archive, not a torch.save file",
                               hint=_format_hint(role, "npz"))
-    if any(n.endswith("constants.pkl") for n in names):
+    if any(n.endswith("/constants.pkl") for n in names):
         return InputFileError(path, "a TorchScript model (torch.jit.save), not saved tensors",
                               hint=SAVE_HINT)
     return InputFileError(path, "a zip archive holding no data.pkl, not a torch.save file",
