@@ -26,7 +26,7 @@ X = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], dtype=np.float32)
 EXPECTED_SUFFIXES = {".npy": "npy", ".npz": "npz", ".csv": "csv", ".tsv": "tsv",
                      ".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow",
                      ".ipc": "arrow", ".safetensors": "safetensors", ".jsonl": "jsonl",
-                     ".ndjson": "jsonl"}
+                     ".ndjson": "jsonl", ".pt": "pt", ".pth": "pt"}
 EXPECTED_WRITTEN = {".npy", ".csv", ".tsv", ".parquet", ".arrow", ".feather", ".ipc"}
 
 
@@ -64,7 +64,7 @@ SNIFFED = [("npy", "npy"), ("npz", "npz"), ("npz-compressed", "npz"),
 
 def test_the_table_holds_the_formats_read_today():
     assert registry.suffixes() == EXPECTED_SUFFIXES
-    assert registry.names() == ["arrow", "csv", "jsonl", "npy", "npz", "parquet",
+    assert registry.names() == ["arrow", "csv", "jsonl", "npy", "npz", "parquet", "pt",
                                 "safetensors", "tsv"]
     assert set(registry.writer_suffixes()) == EXPECTED_WRITTEN
 
@@ -102,8 +102,11 @@ def test_every_suffix_detects_its_format(fmt):
 def test_every_magic_sniffs_its_format(fmt):
     for magic in fmt.magics:
         head = b"\x01" * magic.offset + magic.data + b"rest of the file"
-        assert registry.sniff_binary(head) == fmt.name
-        assert readers.stdin_format(head) == fmt.name
+        # a magic two formats share (a zip: .npz and .pt) sniffs as the first row's
+        first = next(f for f in registry.FORMATS if magic in f.magics)
+        assert registry.sniff_binary(head) == first.name
+        assert readers.stdin_format(head) == first.name
+    assert fmt.name != "pt" or first.name == "npz"
 
 
 @pytest.mark.parametrize(("kind", "name"), SNIFFED)
@@ -121,7 +124,7 @@ def test_sniffing_text_and_unknown_binary():
     with pytest.raises(InputFileError) as err:
         readers.stdin_format(b"\x7fELF\x02\x01\x00\x00")
     assert err.value.problem == "standard input holds binary data of no known format"
-    assert err.value.hint == "pipe .npy, .npz, .parquet, .arrow, .safetensors or CSV text"
+    assert err.value.hint == "pipe .npy, .npz, .pt, .parquet, .arrow, .safetensors or CSV text"
 
 
 def test_magic_at_an_offset():
@@ -139,8 +142,8 @@ def test_unknown_suffix_lists_the_accepted_ones():
         readers.detect_format("logits.xlsx")
     assert err.value.problem == "cannot tell the format from the suffix '.xlsx'"
     assert err.value.hint == ("name the file with one of .arrow, .csv, .feather, .ipc, .jsonl, "
-                              ".ndjson, .npy, .npz, .parquet, .safetensors, .tsv, or pass the "
-                              "format")
+                              ".ndjson, .npy, .npz, .parquet, .pt, .pth, .safetensors, .tsv, or "
+                              "pass the format")
     with pytest.raises(InputFileError, match=r"suffix '\(none\)'"):
         readers.detect_format("logits")
 
@@ -148,7 +151,7 @@ def test_unknown_suffix_lists_the_accepted_ones():
 def test_unknown_format_name_lists_the_names():
     with pytest.raises(InputFileError) as err:
         readers.detect_format("x.bin", "xls")
-    assert err.value.hint == ("use one of arrow, csv, jsonl, npy, npz, parquet, safetensors, "
+    assert err.value.hint == ("use one of arrow, csv, jsonl, npy, npz, parquet, pt, safetensors, "
                               "tsv")
 
 
@@ -202,14 +205,14 @@ def test_a_one_array_format_is_no_table(tmp_path):
 
 
 def test_members_only_where_the_registry_says(tmp_path):
-    assert registry.member_suffixes() == (".npz", ".safetensors")
+    assert registry.member_suffixes() == (".npz", ".pt", ".pth", ".safetensors")
     assert readers.split_member("run.v1/a.npz:enc/out") == ("run.v1/a.npz", "enc/out")
     assert readers.split_member("a.npy:x") == ("a.npy:x", None)
     np.save(tmp_path / "a.npy", X)
     with pytest.raises(InputFileError) as err:
         readers.read_array(f"{tmp_path}/a.npy:x", role="logits")
-    assert err.value.hint == ("only .npz archives and .safetensors files take ':NAME' to "
-                              "pick an array")
+    assert err.value.hint == ("only .npz archives, .pt files and .safetensors files take "
+                              "':NAME' to pick an array")
 
 
 def test_shard_folders_take_the_registrys_suffixes(tmp_path):
@@ -224,7 +227,7 @@ def test_shard_folders_take_the_registrys_suffixes(tmp_path):
     with pytest.raises(InputFileError) as err:
         shards.expand(str(tmp_path / "empty"))
     assert err.value.hint == ("shards end in one of .arrow, .csv, .feather, .ipc, .jsonl, "
-                              ".ndjson, .npy, .npz, .parquet, .safetensors, .tsv")
+                              ".ndjson, .npy, .npz, .parquet, .pt, .pth, .safetensors, .tsv")
 
 
 # -- one row plus one module ------------------------------------------------------------------

@@ -180,7 +180,29 @@ def read_array(path: str, *, role: str, fmt: str | None = None, **options: objec
     return open_source(path, role=role, fmt=fmt, **options).read()
 
 
-def open_table_pair(path: str, *, target_column: str, logits_columns: str | None = None,
+def pairs_by_name(path: str, fmt: str | None = None) -> bool:
+    """Whether ``path`` alone can give both the logits and the targets, told by their names
+    (``torch.save({"logits": x, "labels": y})``): its format has a ``pair`` function and is
+    not a table (a table needs ``--target-column``). Standard input needs ``fmt``."""
+    from . import shards
+
+    if fmt is not None:
+        found = registry.named(fmt)
+    else:
+        file = split_member(path)[0]
+        if file == "-":
+            return False
+        if shards.is_sharded(path):
+            try:
+                file = shards.expand(path)[0]
+            except InputFileError:
+                return False
+        found = registry.by_suffix(Path(file).suffix)
+    return found is not None and found.pair is not None and not found.table
+
+
+def open_table_pair(path: str, *, target_column: str | None,
+                    logits_columns: str | None = None,
                     fmt: str | None = None, header: bool | None = None,
                     ) -> tuple[Source, Source]:
     """``(logits, targets)`` sources from one table holding both (``preds.parquet``).
@@ -188,7 +210,8 @@ def open_table_pair(path: str, *, target_column: str, logits_columns: str | None
     The targets are the column ``target_column``; the logits are ``logits_columns``
     (a glob, prefix or comma-separated list), else the only list column, else the
     other numeric columns (a pandas index column, text columns and integer id columns
-    beside float ones are left out, with a note in ``Source.notes``).
+    beside float ones are left out, with a note in ``Source.notes``). A ``target_column``
+    of None (formats of :func:`pairs_by_name` only) tells both by their names.
     """
     from . import shards
 
@@ -208,6 +231,9 @@ def open_table_pair(path: str, *, target_column: str, logits_columns: str | None
         return (shards.concat(path, "logits", files, side(0)),
                 shards.concat(path, "targets", files, side(1)))
     file, found, extra = _resolve(path, fmt)
+    if target_column is None and (found.pair is None or found.table):
+        raise InputFileError(path, "missing TARGETS: give a targets file, or --target-column "
+                             "NAME when it is a table holding both")
     if found.pair is None:
         raise InputFileError(path, f"a {found.suffix} file holds one array, not a table with "
                              f"a {target_column!r} column",
@@ -218,4 +244,4 @@ def open_table_pair(path: str, *, target_column: str, logits_columns: str | None
 
 
 __all__ = ["SUFFIXES", "Source", "check_path", "detect_format", "format_names", "is_stdin",
-           "open_source", "open_table_pair", "read_array", "split_member"]
+           "open_source", "open_table_pair", "pairs_by_name", "read_array", "split_member"]

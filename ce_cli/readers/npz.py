@@ -42,6 +42,11 @@ def read_npz(path: str, *, role: str, data: bytes | None = None, member: str | N
     with archive:
         arrays = {n[:-4]: n for n in archive.namelist() if n.endswith(".npy")}
         listing = ", ".join(sorted(arrays)) or "none"
+        if not arrays and any(n.count("/") == 1 and n.endswith("/data.pkl")
+                              for n in archive.namelist()):  # torch.save's zip format
+            fmt = f"--{role}-format pt" if role in ("logits", "targets") else "a .pt suffix"
+            raise InputFileError(path, "a PyTorch file (torch.save), not a .npz archive",
+                                 hint=f"read it with {fmt}")
         named = member is not None
         if member is None:
             if len(arrays) != 1:

@@ -78,6 +78,12 @@ FORMATS: tuple[Format, ...] = (
            magics=(Magic(b"\x93NUMPY"),), writer=_W + "save_npy"),
     Format("npz", "NPZ", (".npz",), _R + "npz:read_npz",
            magics=(Magic(b"PK\x03\x04"),), members=True, noun="archive"),
+    # torch.save's zip format (torch >= 1.6): a zip like .npz, whose row comes first, so a
+    # .pt piped to stdin is sniffed as .npz, and that reader says to pass --logits-format pt;
+    # read from stdin from memory; the logits and targets of one file are told by name
+    Format("pt", "PyTorch", (".pt", ".pth"), _R + "pt:read_pt",
+           magics=(Magic(b"PK\x03\x04"),), pair=_R + "pt:read_pt_pair", members=True,
+           noun="file", stdin=True),
     Format("csv", "CSV", (".csv",), _R + "text:read_csv",
            table=True, pair=_R + "text:read_csv_pair", writer=_W + "save_csv"),
     Format("tsv", "TSV", (".tsv",), _R + "text:read_tsv",
@@ -191,8 +197,9 @@ def member_files() -> str:
 
 
 def member_hint() -> str:
-    kinds = " and ".join(f"{f.suffix} {f.noun}s" for f in FORMATS if f.members)
-    return f"only {kinds} take ':NAME' to pick an array"
+    kinds = [f"{f.suffix} {f.noun}s" for f in FORMATS if f.members]
+    listed = ", ".join(kinds[:-1]) + " and " + kinds[-1] if len(kinds) > 1 else kinds[0]
+    return f"only {listed} take ':NAME' to pick an array"
 
 
 def writer_suffixes() -> dict[str, Format]:

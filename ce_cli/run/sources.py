@@ -25,10 +25,8 @@ def open_sources(read: ReadOptions) -> tuple[Any, Any]:
     if readers.is_stdin(logits) and readers.is_stdin(targets):
         raise UsageError("only one of LOGITS and TARGETS can be - (stdin)", option="TARGETS")
     if targets is None:
-        if read.target_column is None and _holds_pair(logits, read.logits_format):
-            return readers.open_table_pair(logits, target_column=None,  # type: ignore[arg-type]
-                                           fmt=read.logits_format)
-        if read.target_column is None:
+        if read.target_column is None and not readers.pairs_by_name(logits,
+                                                                     read.logits_format):
             raise UsageError("missing TARGETS: give a targets file, or --target-column NAME "
                              "when LOGITS is a table holding both")
         return readers.open_table_pair(logits, target_column=read.target_column,
@@ -45,18 +43,6 @@ def open_sources(read: ReadOptions) -> tuple[Any, Any]:
     ts = readers.open_source(targets, role="targets", fmt=read.targets_format, **t_opts)
     readers.shards.check_pairs(xs, ts)
     return xs, ts
-
-
-def _holds_pair(path: str, fmt: str | None) -> bool:
-    """Whether the file ``path`` alone can hold both logits and targets, told apart by
-    their names (a non-table format with a ``pair`` function: ``eval.safetensors``)."""
-    if readers.is_stdin(path) or readers.shards.is_sharded(path):
-        return False
-    try:
-        found = readers.registry.get(readers.detect_format(path, fmt))
-    except (CeLossError, KeyError):
-        return False  # said when the file is opened
-    return found.pair is not None and not found.table
 
 
 def n_classes(xs: Any, class_axis: int | None) -> int:
