@@ -117,3 +117,114 @@ def test_merge_refuses_mismatched_partials(tmp_path):
     (tmp_path / "other.json").write_text('{"a": 1}')
     assert_one_error_line(run("merge", tmp_path / "other.json", exit_code=2),
                           "not a ce-loss partial result")
+
+
+# -- version 3: what every engine says travels in the partial --------------------------------
+
+
+def _parts_of(tmp_path, x, t, cuts, *options):
+    parts = []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        np.save(tmp_path / f"x{i}.npy", x[a:b])
+        np.save(tmp_path / f"t{i}.npy", t[a:b])
+        part = tmp_path / f"p{i}.json"
+        run("compute", tmp_path / f"x{i}.npy", tmp_path / f"t{i}.npy", *options, "-q",
+            "--partial", part)
+        parts.append(part)
+    return parts
+
+
+def test_merged_none_partials_merge_again(tmp_path):
+    """A merge keeps its partials' reduction, so merging is associative for 'none' too."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    t = rng.integers(0, 4, 30)
+    p0, p1, p2 = _parts_of(tmp_path, x, t, [0, 10, 20, 30], "--reduction", "none")
+    run("merge", p0, p1, "--partial", tmp_path / "m.json")
+    assert json.loads((tmp_path / "m.json").read_text())["reduction"] == "none"
+    chained = float(run("merge", tmp_path / "m.json", p2).stdout)
+    at_once = float(run("merge", p0, p1, p2).stdout)
+    assert chained == at_once == pytest.approx(float(torch_ce(x, t)), rel=2e-6)
+
+
+def _edited(tmp_path, edit):
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(12, 3, 2)).astype(np.float32)
+    t = rng.integers(0, 3, (12, 2))
+    (part,) = _parts_of(tmp_path, x, t, [0, 12])
+    doc = json.loads(part.read_text())
+    edit(doc)
+    part.write_text(json.dumps(doc))
+    return part
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda d: d["layout"].update(target_dtype="foo"), "layout.target_dtype"),
+    (lambda d: d["layout"].update(logits_row=[4, 5]), "layout.logits_row"),
+    (lambda d: d["layout"].update(logits_row=[3, 5]), "layout.logits_row"),
+    (lambda d: d["layout"].update(class_axis_given="yes"), "layout.class_axis_given"),
+    (lambda d: d.update(as_probs={"positions": -5}), "as_probs"),
+    (lambda d: d.update(findings=[["shout", "x"]]), "findings"),
+    (lambda d: d.update(result_dtype="float8"), "result_dtype"),
+    (lambda d: d.pop("layout"), "layout"),
+])
+def test_damaged_version_3_fields_are_located_errors(tmp_path, edit, field):
+    part = _edited(tmp_path, edit)
+    result = run("merge", part, exit_code=2)
+    assert_one_error_line(result, "a damaged partial result", f"field {field}")
+
+
+def test_damaged_probabilities_reading_is_checked_as_totals(tmp_path):
+    def edit(doc):
+        doc["as_probs"] = dict(doc["totals"], counted=1.5)
+    result = run("merge", _edited(tmp_path, edit), exit_code=2)
+    assert_one_error_line(result, "field as_probs.counted")
+
+
+def test_a_version_2_partial_still_merges(tmp_path):
+    def edit(doc):
+        for key in ("layout", "as_probs", "findings", "result_dtype"):
+            doc.pop(key)
+        doc["version"] = 2
+    part = _edited(tmp_path, edit)
+    got = json.loads(run("merge", part, "--format", "json").stdout)
+    rng = np.random.default_rng(9)  # the data _edited saved
+    x = rng.normal(size=(12, 3, 2)).astype(np.float32)
+    t = rng.integers(0, 3, (12, 2))
+    assert got["positions"] == 24
+    assert got["loss"] == pytest.approx(float(torch_ce(x, t)), rel=2e-6)
+
+
+def test_an_empty_shard_leaves_the_probabilities_reading_alone(tmp_path):
+    """Softmax outputs passed as logits: the warning offers the probabilities' loss from a
+    merge as from one run, though one shard is empty."""
+    rng = np.random.default_rng(10)
+    z = rng.normal(size=(40, 5)) * 2
+    x = (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)).astype(np.float32)
+    t = rng.integers(0, 5, 40)
+    parts = _parts_of(tmp_path, x, t, [0, 0, 25, 40])
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    whole = run("compute", tmp_path / "x.npy", tmp_path / "t.npy")
+    merged = run("merge", *parts)
+    assert "which gives" in whole.stderr
+    assert merged.stderr == whole.stderr and merged.stdout == whole.stdout
+
+
+def test_weight_and_reader_findings_reach_the_merge(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(20, 3)).astype(np.float16)
+    t = rng.integers(0, 3, 20)
+    cols = {"id": np.arange(20), **{f"l{c}": x[:, c] for c in range(3)}, "label": t}
+    pq.write_table(pa.table(cols), tmp_path / "a.parquet")
+    args = ["--target-column", "label", "--weight", "1,1e6,1"]  # 1e6 overflows float16
+    whole = run("compute", tmp_path / "a.parquet", *args)
+    assert "ignored the integer columns 'id'" in whole.stderr
+    assert "--weight 1e+06 does not fit float16" in whole.stderr
+    run("compute", tmp_path / "a.parquet", *args, "--strict", exit_code=1)
+    run("compute", tmp_path / "a.parquet", *args, "-q", "--partial", tmp_path / "p.json")
+    merged = run("merge", tmp_path / "p.json")
+    assert merged.stderr == whole.stderr

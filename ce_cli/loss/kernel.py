@@ -64,10 +64,14 @@ class LossTotals:
     denominator: float = 0.0  # index: sum of w[t] over counted positions
     nonfinite: int = 0  # counted positions whose loss is NaN or inf
 
-    def merge(self, other: LossTotals) -> LossTotals:
-        return LossTotals(
-            *(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__)
-        )
+    @classmethod
+    def sum(cls, parts: list[LossTotals]) -> LossTotals:
+        """The totals of all ``parts`` (shards, partial results): counts added, float sums
+        added exactly (``math.fsum``), so their order changes nothing."""
+        return cls(**{
+            name: (math.fsum(getattr(p, name) for p in parts)
+                   if isinstance(default, float) else sum(getattr(p, name) for p in parts))
+            for name, default in ((f, getattr(cls, f)) for f in cls.__dataclass_fields__)})
 
 
 @dataclass

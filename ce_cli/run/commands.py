@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import readers, report, writers
 from ..audit.findings import Finding
-from ..console import progress_bar, say
+from ..console import progress_bar
 from ..errors import CeLossError, DTypeError, ExitCode, ShapeError, TargetError, UsageError
 from ..loss import softmax
 from ..options import AuditOptions, LossOptions, OutputOptions, ReadOptions
@@ -56,13 +56,10 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
              ) -> Summary:
     """The default engine: one streaming pass."""
     xs, ts = sources.open_sources(read)
-    if not out.quiet:
-        for note in dict.fromkeys([*xs.notes, *ts.notes]):  # a shared table notes once
-            say("note", note)
     # the dtype's finding comes with the summary
     x_dtype, _ = logits_dtype(xs.dtype, xs.path, loss.dtype)
-    w = sources.parse_weight(loss.weight, sources.n_classes(xs, loss.class_axis), x_dtype,
-                             quiet=out.quiet)
+    w, weight_said = sources.parse_weight(loss.weight, sources.n_classes(xs, loss.class_axis),
+                                          x_dtype)
     per_sample = out.output is not None or (out.fmt == "csv" and loss.reduction == "none")
     probs_parts: list[np.ndarray] = []
     hooks = []
@@ -76,7 +73,7 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
             summary = pipeline.run(
                 xs, ts, weight=w, ignore_index=loss.ignore_index, reduction=loss.reduction,
                 label_smoothing=loss.label_smoothing, class_axis=loss.class_axis,
-                input_kind=loss.input_kind, dtype=loss.dtype,
+                input_kind=loss.input_kind, dtype=loss.dtype, before=weight_said,
                 keep_losses=loss.reduction == "none" or per_sample, keep_targets=per_sample,
                 preview_rows=audit.rows if out.fmt in ("table", "json") else 0,
                 audit=audit if out.wants_audit else None,
@@ -109,17 +106,14 @@ def _compute_on_dask(read: ReadOptions, loss: LossOptions, audit: AuditOptions,
     if not dask_engine.available():
         raise CeLossError(f"--engine dask needs Dask: {dask_engine.INSTALL_HINT}")
     tasks = dask_engine.plan(read.logits, read.targets, fmt=read.logits_format)
-    weight = None
+    weight, weight_said = None, []
     if loss.weight is not None:  # parsed once, against the first task's logits
         xs0, _ = sources.open_sources(read.with_paths(tasks[0].logits, tasks[0].targets))
         x_dtype, _ = logits_dtype(xs0.dtype, xs0.path, loss.dtype)
-        weight = sources.parse_weight(loss.weight, sources.n_classes(xs0, loss.class_axis),
-                                      x_dtype, quiet=out.quiet)
-    notes = dask_engine.check(tasks, read)
-    if not out.quiet:
-        for note in notes:
-            say("note", note)
-    job = dask_engine.Job(read, loss, weight, audit if out.wants_audit else None)
+        weight, weight_said = sources.parse_weight(
+            loss.weight, sources.n_classes(xs0, loss.class_axis), x_dtype)
+    job = dask_engine.Job(read, loss, weight, audit if out.wants_audit else None,
+                          tuple(weight_said))
     merged = dask_engine.compute(tasks, job, scheduler)
     return merged.summary(loss.reduction, sources={"logits": read.logits,
                                                    "targets": read.targets or read.logits})

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import readers
+from ..audit.findings import Finding
 from ..errors import CeLossError, DTypeError, OptionError, ShapeError, TargetError
 from ..options import AuditOptions, LossOptions, ReadOptions
 from ..readers import shards
@@ -93,6 +94,8 @@ class Job:
     loss: LossOptions
     weight: np.ndarray | None = None
     audit: AuditOptions | None = None
+    #: what parsing the weight found, said once with the merged result
+    said: tuple[Finding, ...] = ()
 
 
 def _open(task: Task, read: ReadOptions) -> tuple[readers.Source, readers.Source]:
@@ -102,23 +105,19 @@ def _open(task: Task, read: ReadOptions) -> tuple[readers.Source, readers.Source
     return open_sources(read.with_paths(task.logits, task.targets))
 
 
-def check(tasks: list[Task], read: ReadOptions) -> list[str]:
+def check(tasks: list[Task], read: ReadOptions) -> None:
     """Open every task's files here, before any task runs, so a missing, damaged or
     mismatched file is the same located error as with the default engine (and not a
-    worker's exception). Opening reads headers and metadata only, not the data. Returns
-    the readers' notes, each once."""
+    worker's exception). Opening reads headers and metadata only, not the data."""
     seen: set[tuple[str, str | None]] = set()
-    notes: list[str] = []
     for task in tasks:
         if (task.logits, task.targets) not in seen:
             seen.add((task.logits, task.targets))
             xs, ts = _open(task, read)
-            notes += [*xs.notes, *ts.notes]
             n_x, n_t = xs.n_rows, ts.n_rows
             if task.stop is not None and n_x is not None and n_t is not None and n_x != n_t:
                 # row-range tasks cut both files alike: say it as the default engine does
                 raise pipeline.row_count_mismatch(n_x, n_t, xs.path, ts.path)
-    return list(dict.fromkeys(notes))
 
 
 def run_task(task: Task, job: Job) -> dict[str, Any]:
@@ -132,7 +131,8 @@ def run_task(task: Task, job: Job) -> dict[str, Any]:
             reduction=loss.reduction, label_smoothing=loss.label_smoothing,
             input_kind=loss.input_kind, class_axis=loss.class_axis, dtype=loss.dtype,
             keep_losses=False,
-            audit=job.audit, inputs=[f"{task.logits}[{task.start}:{task.stop or ''}]"])
+            audit=job.audit, inputs=[f"{task.logits}[{task.start}:{task.stop or ''}]"],
+            before=list(job.said))
     except TargetError as exc:  # torch's message, with the file it is about
         raise TargetError(f"{ts.path}: {exc}", exc.n_classes) from None
     except (ShapeError, DTypeError) as exc:
@@ -155,6 +155,7 @@ def compute(tasks: list[Task], job: Job, scheduler: str | None = None) -> partia
         import dask
     except ImportError:
         raise OptionError(f"--engine dask needs Dask: {INSTALL_HINT}") from None
+    check(tasks, job.read)
     nodes = [dask.delayed(run_task, pure=True)(t, job) for t in tasks]
     while len(nodes) > 1:
         nodes = [dask.delayed(merge_documents, pure=True)(*nodes[i:i + FAN_IN])
@@ -180,8 +181,10 @@ def compute(tasks: list[Task], job: Job, scheduler: str | None = None) -> partia
 
 #: seconds to wait for a scheduler: the TCP connection, then distributed's handshake
 CONNECT_TIMEOUT = 10.0
-#: the schemes whose address is a TCP host and port (a bare host:port is tcp)
-_TCP_SCHEMES = ("tcp", "tls")
+#: the schemes whose address is a TCP host and port (a bare host:port is tcp), tried with a
+#: socket first; distributed's other schemes go to its Client as they are
+_TCP_SCHEMES = ("tcp", "tls", "ws", "wss")
+_OTHER_SCHEMES = ("ucx", "inproc")
 
 
 def connect(address: str, timeout: float | None = None) -> Any:
@@ -199,8 +202,10 @@ def connect(address: str, timeout: float | None = None) -> Any:
         from distributed import Client
     except ImportError:
         raise OptionError(f"--scheduler needs dask.distributed: {INSTALL_HINT}") from None
-    scheme, host, port = _host_port(address)
-    _probe(address, host, port, timeout, speaks_first=scheme == "tcp")
+    scheme = address.partition("://")[0] if "://" in address else "tcp"
+    if scheme not in _OTHER_SCHEMES:
+        scheme, host, port = _host_port(address)
+        _probe(address, host, port, timeout, speaks_first=scheme == "tcp")
     client, problem = _new_client(Client, address, timeout)
     if client is None:
         import gc
@@ -221,7 +226,8 @@ def _host_port(address: str) -> tuple[str, str, int]:
     if not sep:
         scheme, rest = "tcp", address
     if scheme not in _TCP_SCHEMES:
-        raise _unreachable(address, f"unknown protocol {scheme!r}; use tcp:// or tls://")
+        raise _unreachable(address, f"unknown protocol {scheme!r}; use tcp://, tls://, "
+                           "ws://, wss://, ucx:// or inproc://")
     rest = rest.rstrip("/")
     if rest.startswith("["):  # [::1]:8786
         host, colon, port = rest[1:].partition("]:")

@@ -45,7 +45,7 @@ def to_document(summary: Summary, inputs: list[str] | None = None) -> dict[str, 
     return {
         "kind": KIND,
         "version": VERSION,
-        "reduction": summary.reduction,
+        "reduction": summary.partial_reduction or summary.reduction,
         "sources": list(summary.inputs if inputs is None else inputs),
         "spec": {
             "n_classes": spec.n_classes,
@@ -175,7 +175,7 @@ class Partial:
                        findings=list(self.findings), as_probs=self.as_probs,
                        probs_loss=probs_loss, sources=dict(sources or {}),
                        inputs=list(self.sources), loss_shape=loss_shape,
-                       result_dtype=self.result_dtype)
+                       result_dtype=self.result_dtype, partial_reduction=self.reduction)
 
 
 def load(path: str) -> Partial:
@@ -271,6 +271,27 @@ def _show(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _check_totals(totals: dict[str, Any], name: str, *, index: bool, weighted: bool) -> None:
+    """The fields of :class:`~ce_cli.loss.LossTotals` (``totals`` and ``as_probs``)."""
+    extra = set(totals) - {f.name for f in fields(loss.LossTotals)}
+    if extra:
+        raise _Damaged(f"{name}.{sorted(extra)[0]}", totals[sorted(extra)[0]],
+                       "a field of a partial result (unknown)")
+    n = {k: _count(totals, name, k) for k in ("positions", "counted", "ignored", "nonfinite")}
+    for key in ("nll", "smooth", "denominator"):
+        if not _is_number(_get(totals, name, key)):
+            raise _Damaged(f"{name}.{key}", totals[key], "a number")
+    if n["counted"] + n["ignored"] != n["positions"]:
+        raise _Damaged(f"{name}.positions", n["positions"],
+                       f"counted + ignored ({n['counted']} + {n['ignored']})")
+    if n["nonfinite"] > n["counted"]:
+        raise _Damaged(f"{name}.nonfinite", n["nonfinite"],
+                       f"at most {name}.counted ({n['counted']})")
+    if index and not weighted and totals["denominator"] != n["counted"]:
+        raise _Damaged(f"{name}.denominator", totals["denominator"],
+                       f"{name}.counted ({n['counted']}): without a weight they are equal")
+
+
 def _validate(doc: dict[str, Any]) -> None:
     reduction = _get(doc, "", "reduction")
     if reduction not in REDUCTIONS:
@@ -301,25 +322,8 @@ def _validate(doc: dict[str, Any]) -> None:
 
     totals = _section(doc, "totals")
     assert totals is not None
-    extra = set(totals) - {f.name for f in fields(loss.LossTotals)}
-    if extra:
-        raise _Damaged(f"totals.{sorted(extra)[0]}", totals[sorted(extra)[0]],
-                       "a field of a partial result (unknown)")
-    n = {k: _count(totals, "totals", k) for k in ("positions", "counted", "ignored",
-                                                   "nonfinite")}
-    for key in ("nll", "smooth", "denominator"):
-        if not _is_number(_get(totals, "totals", key)):
-            raise _Damaged(f"totals.{key}", totals[key], "a number")
-    if n["counted"] + n["ignored"] != n["positions"]:
-        raise _Damaged("totals.positions", n["positions"],
-                       f"counted + ignored ({n['counted']} + {n['ignored']})")
-    if n["nonfinite"] > n["counted"]:
-        raise _Damaged("totals.nonfinite", n["nonfinite"],
-                       f"at most totals.counted ({n['counted']})")
-    if spec["target_kind"] == "index" and weight is None and \
-            totals["denominator"] != n["counted"]:
-        raise _Damaged("totals.denominator", totals["denominator"],
-                       f"totals.counted ({n['counted']}): without a weight they are equal")
+    _check_totals(totals, "totals", index=spec["target_kind"] == "index",
+                  weighted=weight is not None)
 
     scan = _section(doc, "scan")
     assert scan is not None
@@ -372,6 +376,10 @@ def _validate(doc: dict[str, Any]) -> None:
 
 def _validate_v3(doc: dict[str, Any], c: int) -> None:
     """The fields version 3 added (absent from older partials: then unknown)."""
+    if doc.get("version") == VERSION:  # written by this version: every field is there
+        for key in ("layout", "as_probs", "findings", "result_dtype"):
+            _get(doc, "", key)
+    spec, totals = doc["spec"], doc["totals"]
     layout = doc.get("layout")
     if layout is not None:
         if not isinstance(layout, dict):
@@ -380,19 +388,26 @@ def _validate_v3(doc: dict[str, Any], c: int) -> None:
             v = _get(layout, "layout", key)
             if not isinstance(v, list) or not all(_is_int(d) and d >= 0 for d in v):
                 raise _Damaged(f"layout.{key}", v, "a list of sizes")
+        row = layout["logits_row"]
+        if not row or row[0] != c:
+            raise _Damaged("layout.logits_row", row,
+                           f"the logits' row, classes ({c}) first")
+        spatial = math.prod(row[1:])
+        if spatial and totals["positions"] % spatial:
+            raise _Damaged("layout.logits_row", row, f"a row whose positions ({spatial}) "
+                           f"divide totals.positions ({totals['positions']})")
         if not isinstance(_get(layout, "layout", "class_axis_given"), bool):
             raise _Damaged("layout.class_axis_given", layout["class_axis_given"],
                            "true or false")
-        if not isinstance(_get(layout, "layout", "target_dtype"), (str, type(None))):
-            raise _Damaged("layout.target_dtype", layout["target_dtype"], "null or text")
+        dtype = _get(layout, "layout", "target_dtype")
+        if dtype is not None and not _is_dtype_name(dtype):
+            raise _Damaged("layout.target_dtype", dtype, "null or a NumPy dtype name")
     as_probs = doc.get("as_probs")
     if as_probs is not None:
-        if not isinstance(as_probs, dict) or set(as_probs) != {
-                f.name for f in fields(loss.LossTotals)}:
+        if not isinstance(as_probs, dict):
             raise _Damaged("as_probs", as_probs, "null or the totals of a partial result")
-        for key, v in as_probs.items():
-            if not _is_number(v):
-                raise _Damaged(f"as_probs.{key}", v, "a number")
+        _check_totals(as_probs, "as_probs", index=spec["target_kind"] == "index",
+                      weighted=spec["weight"] is not None)
     if doc.get("result_dtype") not in (None, "bfloat16"):
         raise _Damaged("result_dtype", doc["result_dtype"], "null or \"bfloat16\"")
     said = doc.get("findings", [])
@@ -400,6 +415,16 @@ def _validate_v3(doc: dict[str, Any], c: int) -> None:
             isinstance(f, list) and len(f) == 2 and f[0] in ("warning", "note")
             and isinstance(f[1], str) for f in said):
         raise _Damaged("findings", said, "a list of [kind, message] pairs")
+
+
+def _is_dtype_name(name: Any) -> bool:
+    if not isinstance(name, str):
+        return False
+    try:
+        np.dtype(name)
+    except TypeError:
+        return False
+    return True
 
 
 def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
@@ -438,7 +463,7 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
                         p.path, f"computed with {flag} {_flag(mine)} but {first.path} with "
                         f"{flag} {_flag(theirs)}",
                         hint=f"recompute the partials with the same {flag}")
-    totals = _sum_totals([p.totals for p in parts])
+    totals = loss.LossTotals.sum([p.totals for p in parts])
     scan = _merge_scans([p.scan for p in parts])
     labels = None
     if all(p.labels is not None for p in parts):
@@ -448,28 +473,33 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
         stats = parts[0].stats
         for p in parts[1:]:
             stats = stats.merge(p.stats)  # type: ignore[union-attr,arg-type]
-    layouts = {p.layout for p in parts}
+    # a part with no rows says nothing about the probabilities reading
+    seen = [p for p in parts if p.totals.positions] or parts[:1]
     as_probs = None
-    if all(p.as_probs is not None for p in parts):
-        as_probs = _sum_totals([p.as_probs for p in parts])  # type: ignore[misc]
+    if all(p.as_probs is not None for p in seen):
+        as_probs = loss.LossTotals.sum([p.as_probs for p in seen])  # type: ignore[misc]
     summary = Summary(
         loss.LossResult(np.zeros((), first.spec().dtype), reduction or first.reduction,
                         first.spec(), totals),
-        scan, labels, stats, layout=layouts.pop() if len(layouts) == 1 else None,
+        scan, labels, stats, layout=_merge_layouts([p.layout for p in parts]),
         findings=list(dict.fromkeys(f for p in parts for f in p.findings)),
         as_probs=as_probs, inputs=[s for p in parts for s in p.sources],
         result_dtype=first.result_dtype)
     return Partial(json.loads(json.dumps(to_document(summary))), "<merged>")
 
 
-def _sum_totals(parts: list[loss.LossTotals]) -> loss.LossTotals:
-    """Field by field; float sums exact (``math.fsum``), so any order gives the same."""
-    first = parts[0]
-    return loss.LossTotals(**{
-        f.name: (math.fsum(getattr(p, f.name) for p in parts)
-                 if isinstance(getattr(first, f.name), float)
-                 else sum(getattr(p, f.name) for p in parts))
-        for f in fields(loss.LossTotals)})
+def _merge_layouts(layouts: list[Layout | None]) -> Layout | None:
+    """The layout of all the parts: None when one is unknown or the rows differ; a target
+    dtype that differs between parts becomes unknown alone."""
+    if not layouts or any(lay is None for lay in layouts):
+        return None
+    first = layouts[0]
+    assert first is not None
+    if any((lay.logits_row, lay.targets_row, lay.class_axis_given)  # type: ignore[union-attr]
+           != (first.logits_row, first.targets_row, first.class_axis_given) for lay in layouts):
+        return None
+    dtypes = {lay.target_dtype for lay in layouts}  # type: ignore[union-attr]
+    return replace(first, target_dtype=dtypes.pop() if len(dtypes) == 1 else None)
 
 
 def _flag(value: Any) -> str:

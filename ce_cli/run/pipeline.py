@@ -95,6 +95,7 @@ def run(
     on_rows: Callable[[np.ndarray], None] | None = None,
     inputs: list[str] | None = None,
     dtype: str | None = None,
+    before: list[Finding] | None = None,
 ) -> Summary:
     """Compute torch's loss of ``xs`` against ``ts`` in one streaming pass.
 
@@ -102,11 +103,13 @@ def run(
     ``(B, L, V)`` sequence outputs read with ``class_axis=-1`` give torch's loss of
     ``x.movedim(-1, 1)``. ``audit`` gathers the audit statistics in the same pass.
     ``inputs`` names the input pair in a partial result (default: the two paths).
-    ``dtype`` casts the logits first (``F.cross_entropy(logits.to(dtype), ...)``); without
+    ``before``: findings made before the pass (the weight's), said after the readers'
+    notes. ``dtype`` casts the logits first (``F.cross_entropy(logits.to(dtype), ...)``); without
     it, bfloat16 logits give torch's bfloat16 result (computed in float32, whose result
     the report rounds to bfloat16).
     """
     target_dtype = ts.dtype.name
+    notes = [*xs.notes, *ts.notes]  # what the readers decided (a shared table's once)
     x_dtype, dtype_note = logits_dtype(xs.dtype, xs.path, dtype)
     result_dtype = "bfloat16" if xs.stored_dtype == "bfloat16" and dtype is None else None
     x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
@@ -228,7 +231,9 @@ def run(
         probs_loss = as_probs.finalize(reduction).loss
     layout = Layout(x_row, t_row, class_axis is not None, target_dtype)
     return Summary(result, scan, labels, stats, layout,
-                   findings=[Finding("warning", dtype_note)] if dtype_note else [],
+                   findings=[*(Finding("note", n) for n in dict.fromkeys(notes)),
+                             *(before or []),
+                             *([Finding("warning", dtype_note)] if dtype_note else [])],
                    as_probs=as_probs_totals, probs_loss=probs_loss,
                    sources={"logits": xs.path, "targets": ts.path},
                    inputs=inputs if inputs is not None else [f"{xs.path} {ts.path}"],

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import readers
-from ..console import say
+from ..audit.findings import Finding
 from ..errors import CeLossError, InputFileError, TargetError, UsageError
 from ..options import ReadOptions
 from .pipeline import class_axis_of
@@ -53,10 +53,12 @@ def n_classes(xs: Any, class_axis: int | None) -> int:
     return xs.row_shape[axis - 1]
 
 
-def parse_weight(value: str | None, n_classes: int, dtype: np.dtype,
-                  quiet: bool = False) -> np.ndarray | None:
+def parse_weight(value: str | None, n_classes: int, dtype: np.dtype
+                 ) -> tuple[np.ndarray | None, list[Finding]]:
+    """``--weight`` (numbers or a file) cast to the logits' ``dtype``, and what to say
+    about it (weights that overflow the dtype)."""
     if value is None:
-        return None
+        return None, []
     if Path(value).suffix and (Path(value).exists() or not _looks_numeric(value)):
         w = np.asarray(readers.read_array(value, role="weight"))
         if w.dtype.kind not in "iuf":
@@ -77,13 +79,14 @@ def parse_weight(value: str | None, n_classes: int, dtype: np.dtype,
     with np.errstate(over="ignore", invalid="ignore"):  # said below, not as a raw warning
         cast = w.astype(dtype)
         grown = np.isfinite(w) & ~np.isfinite(cast)
-    if grown.any() and not quiet:
+    said = []
+    if grown.any():
         shown = ", ".join(f"{v:g}" for v in w[grown][:3])
-        say("warning", f"--weight {shown} does not fit {np.dtype(dtype).name}, the logits' "
-             "dtype, and becomes inf, as in torch (weight.to(logits.dtype)); give weights "
-             "that fit it" + (", or save the logits as float64" if np.dtype(dtype).itemsize < 8
-                              else ""))
-    return cast
+        said.append(Finding("warning", (
+            f"--weight {shown} does not fit {np.dtype(dtype).name}, the logits' dtype, and "
+            "becomes inf, as in torch (weight.to(logits.dtype)); give weights that fit it"
+            + (", or save the logits as float64" if np.dtype(dtype).itemsize < 8 else ""))))
+    return cast, said
 
 
 def _looks_numeric(value: str) -> bool:

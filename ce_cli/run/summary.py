@@ -65,6 +65,9 @@ class Summary:
     inputs: list[str] = field(default_factory=list)
     #: torch's reduction='none' shape of the losses
     loss_shape: tuple[int, ...] = ()
+    #: the reduction a partial result of this summary records (a merge keeps its partials'
+    #: own, 'none' included, so merged partials merge again); None: the result's
+    partial_reduction: str | None = None
     #: the dtype torch's result has where NumPy has none: "bfloat16" (the loss was
     #: computed in float32 and is rounded to bfloat16 when reported)
     result_dtype: str | None = None
