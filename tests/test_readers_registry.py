@@ -148,6 +148,17 @@ def test_unknown_suffix_lists_the_accepted_ones():
         readers.detect_format("logits")
 
 
+@pytest.mark.parametrize("role, option", [("logits", "--logits-format"),
+                                          ("targets", "--targets-format")])
+def test_unknown_suffix_names_the_option_that_reads_it(tmp_path, role, option):
+    (tmp_path / "x.xlsx").write_text("1,2\n")
+    with pytest.raises(InputFileError) as err:
+        readers.open_source(str(tmp_path / "x.xlsx"), role=role)
+    assert err.value.hint.endswith(
+        f", or pass {option} (one of arrow, csv, jsonl, npy, npz, parquet, pt, safetensors, "
+        "tsv)")
+
+
 def test_unknown_format_name_lists_the_names():
     with pytest.raises(InputFileError) as err:
         readers.detect_format("x.bin", "xls")

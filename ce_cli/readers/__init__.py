@@ -77,7 +77,11 @@ def detect_format(path: str, fmt: str | None = None) -> str:
     return _format(path, fmt).name
 
 
-def _format(path: str, fmt: str | None) -> Format:
+#: the option that names each role's format
+_FORMAT_OPTIONS = {"logits": "--logits-format", "targets": "--targets-format"}
+
+
+def _format(path: str, fmt: str | None, role: str | None = None) -> Format:
     if fmt is not None:
         found = registry.named(fmt)
         if found is None:
@@ -90,9 +94,12 @@ def _format(path: str, fmt: str | None) -> Format:
     if found is not None:
         return found
     known = ", ".join(sorted(registry.suffixes()))
+    option = _FORMAT_OPTIONS.get(role or "")
+    how = (f"pass {option} (one of {', '.join(format_names())})" if option
+           else "pass the format")
     raise InputFileError(
         path, f"cannot tell the format from the suffix {suffix or '(none)'!r}",
-        hint=f"name the file with one of {known}, or pass the format",
+        hint=f"name the file with one of {known}, or {how}",
     )
 
 
@@ -139,12 +146,14 @@ def stdin_format(data: bytes) -> str:
     return kind
 
 
-def _resolve(path: str, fmt: str | None) -> tuple[str, Format, dict[str, object]]:
+def _resolve(path: str, fmt: str | None, role: str | None = None
+             ) -> tuple[str, Format, dict[str, object]]:
     """(file, format, reader options) for ``path``; stdin is read here, once."""
     file, member = split_member(path)
     if file == "-":
         data = read_stdin()
-        found = _format(file, fmt) if fmt is not None else registry.get(stdin_format(data))
+        found = _format(file, fmt, role) if fmt is not None \
+            else registry.get(stdin_format(data))
         if not found.stdin:
             raise InputFileError(path, f"cannot read {found.label} data from standard input",
                                  hint=f"save it to a {found.suffix} file and pass its path")
@@ -154,7 +163,7 @@ def _resolve(path: str, fmt: str | None) -> tuple[str, Format, dict[str, object]
                                  "pass - alone")
         return file, found, {"data": data, **({"member": member} if member else {})}
     check_path(path)
-    found = _format(path, fmt)
+    found = _format(path, fmt, role)
     return file, found, ({"member": member} if member is not None else {})
 
 
@@ -171,7 +180,7 @@ def open_source(path: str, *, role: str, fmt: str | None = None, **options: obje
         files = shards.expand(path)
         return shards.concat(path, role, files,
                              lambda f: open_source(f, role=role, fmt=fmt, **options))
-    file, found, extra = _resolve(path, fmt)
+    file, found, extra = _resolve(path, fmt, role)
     return registry.load(found.reader)(file, role=role, **extra, **options)
 
 
@@ -230,7 +239,7 @@ def open_table_pair(path: str, *, target_column: str | None,
 
         return (shards.concat(path, "logits", files, side(0)),
                 shards.concat(path, "targets", files, side(1)))
-    file, found, extra = _resolve(path, fmt)
+    file, found, extra = _resolve(path, fmt, "logits")
     if target_column is None and (found.pair is None or found.table):
         raise InputFileError(path, "missing TARGETS: give a targets file, or --target-column "
                              "NAME when it is a table holding both")
