@@ -107,6 +107,16 @@ def _kind_of(dtype: np.dtype) -> str | None:
     return None
 
 
+def _get(f: Any, path: str, name: str) -> Any:
+    """The object ``name`` of the open file ``f``; None for none (a dangling link too)."""
+    try:
+        return f.get(name)
+    except (KeyError, ValueError):
+        return None
+    except (OSError, RuntimeError) as exc:
+        raise _damaged(path, exc) from None
+
+
 def _name(member: str) -> str:
     return member.strip("/")
 
@@ -120,7 +130,7 @@ class _Dataset:
     def __init__(self, f: Any, path: str, name: str, where: str, role: str) -> None:
         import h5py
 
-        obj = f.get(name) if name else None
+        obj = _get(f, path, name) if name else None
         if obj is None:
             raise InputFileError(path, f"the {WHAT} holds no dataset named {name!r}",
                                  hint=f"its datasets are: {_listing(_datasets(f, path))}")
@@ -179,7 +189,7 @@ class _reopen:
 
     def __enter__(self) -> Any:
         self.f = _open(self.path)
-        ds = self.f.get(self.d.name)
+        ds = _get(self.f, self.path, self.d.name)
         if ds is None or getattr(ds, "shape", None) != self.d.shape:
             self.f.close()
             raise InputFileError(self.where, f"the {WHAT} changed while it was read",
@@ -262,7 +272,7 @@ def read_hdf5_pair(path: str, *, target_column: str | None = None,
                               (logits_columns, "--logits-columns"), (member, None)):
             if given is None or given in names:
                 continue
-            if f.get(given) is not None:  # a group (said so), or a link to a dataset
+            if _get(f, path, given) is not None:  # a group (said so), or a linked dataset
                 _Dataset(f, path, given, path, "targets" if option == "--target-column"
                          else "logits")
             else:
