@@ -26,7 +26,8 @@ X = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], dtype=np.float32)
 EXPECTED_SUFFIXES = {".npy": "npy", ".npz": "npz", ".csv": "csv", ".tsv": "tsv",
                      ".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow",
                      ".ipc": "arrow", ".safetensors": "safetensors", ".jsonl": "jsonl",
-                     ".ndjson": "jsonl", ".pt": "pt", ".pth": "pt"}
+                     ".ndjson": "jsonl", ".pt": "pt", ".pth": "pt", ".h5": "hdf5",
+                     ".hdf5": "hdf5", ".hdf": "hdf5"}
 EXPECTED_WRITTEN = {".npy", ".csv", ".tsv", ".parquet", ".arrow", ".feather", ".ipc"}
 
 
@@ -64,8 +65,8 @@ SNIFFED = [("npy", "npy"), ("npz", "npz"), ("npz-compressed", "npz"),
 
 def test_the_table_holds_the_formats_read_today():
     assert registry.suffixes() == EXPECTED_SUFFIXES
-    assert registry.names() == ["arrow", "csv", "jsonl", "npy", "npz", "parquet", "pt",
-                                "safetensors", "tsv"]
+    assert registry.names() == ["arrow", "csv", "hdf5", "jsonl", "npy", "npz", "parquet",
+                                "pt", "safetensors", "tsv"]
     assert set(registry.writer_suffixes()) == EXPECTED_WRITTEN
 
 
@@ -141,9 +142,9 @@ def test_unknown_suffix_lists_the_accepted_ones():
     with pytest.raises(InputFileError) as err:
         readers.detect_format("logits.xlsx")
     assert err.value.problem == "cannot tell the format from the suffix '.xlsx'"
-    assert err.value.hint == ("name the file with one of .arrow, .csv, .feather, .ipc, .jsonl, "
-                              ".ndjson, .npy, .npz, .parquet, .pt, .pth, .safetensors, .tsv, or "
-                              "pass the format")
+    assert err.value.hint == ("name the file with one of .arrow, .csv, .feather, .h5, .hdf, "
+                              ".hdf5, .ipc, .jsonl, .ndjson, .npy, .npz, .parquet, .pt, .pth, "
+                              ".safetensors, .tsv, or pass the format")
     with pytest.raises(InputFileError, match=r"suffix '\(none\)'"):
         readers.detect_format("logits")
 
@@ -162,8 +163,8 @@ def test_unknown_suffix_names_the_option_that_reads_it(tmp_path, role, option):
 def test_unknown_format_name_lists_the_names():
     with pytest.raises(InputFileError) as err:
         readers.detect_format("x.bin", "xls")
-    assert err.value.hint == ("use one of arrow, csv, jsonl, npy, npz, parquet, pt, safetensors, "
-                              "tsv")
+    assert err.value.hint == ("use one of arrow, csv, hdf5, jsonl, npy, npz, parquet, pt, "
+                              "safetensors, tsv")
 
 
 def test_unknown_output_suffix_lists_the_written_ones(tmp_path):
@@ -216,14 +217,15 @@ def test_a_one_array_format_is_no_table(tmp_path):
 
 
 def test_members_only_where_the_registry_says(tmp_path):
-    assert registry.member_suffixes() == (".npz", ".pt", ".pth", ".safetensors")
+    assert registry.member_suffixes() == (".npz", ".pt", ".pth", ".safetensors", ".h5",
+                                          ".hdf5", ".hdf")
     assert readers.split_member("run.v1/a.npz:enc/out") == ("run.v1/a.npz", "enc/out")
     assert readers.split_member("a.npy:x") == ("a.npy:x", None)
     np.save(tmp_path / "a.npy", X)
     with pytest.raises(InputFileError) as err:
         readers.read_array(f"{tmp_path}/a.npy:x", role="logits")
-    assert err.value.hint == ("only .npz archives, .pt files and .safetensors files take "
-                              "':NAME' to pick an array")
+    assert err.value.hint == ("only .npz archives, .pt files, .safetensors files and .h5 "
+                              "files take ':NAME' to pick an array")
 
 
 def test_shard_folders_take_the_registrys_suffixes(tmp_path):
@@ -237,8 +239,9 @@ def test_shard_folders_take_the_registrys_suffixes(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputFileError) as err:
         shards.expand(str(tmp_path / "empty"))
-    assert err.value.hint == ("shards end in one of .arrow, .csv, .feather, .ipc, .jsonl, "
-                              ".ndjson, .npy, .npz, .parquet, .pt, .pth, .safetensors, .tsv")
+    assert err.value.hint == ("shards end in one of .arrow, .csv, .feather, .h5, .hdf, .hdf5, "
+                              ".ipc, .jsonl, .ndjson, .npy, .npz, .parquet, .pt, .pth, "
+                              ".safetensors, .tsv")
 
 
 # -- one row plus one module ------------------------------------------------------------------

@@ -101,6 +101,10 @@ FORMATS: tuple[Format, ...] = (
            # the JSON header's "{"; text holds no NUL byte, so CSV or JSON is never taken
            magics=(Magic(b"\x00\x00\x00\x00{", offset=4),), members=True,
            noun="file", pair=_R + "safetensors:read_safetensors_pair"),
+    # through h5py (an optional extra), which needs a file: never read from stdin
+    Format("hdf5", "HDF5", (".h5", ".hdf5", ".hdf"), _R + "hdf5:read_hdf5",
+           magics=(Magic(b"\x89HDF\r\n\x1a\n"),), members=True, noun="file",
+           stdin=False, pair=_R + "hdf5:read_hdf5_pair"),
     Format("jsonl", "JSONL", (".jsonl", ".ndjson"), _R + "jsonl:read_jsonl",
            table=True, pair=_R + "jsonl:read_jsonl_pair"),
 )
