@@ -156,8 +156,8 @@ def test_unknown_suffix_names_the_option_that_reads_it(tmp_path, role, option):
     with pytest.raises(InputFileError) as err:
         readers.open_source(str(tmp_path / "x.xlsx"), role=role)
     assert err.value.hint.endswith(
-        f", or pass {option} (one of arrow, csv, jsonl, npy, npz, parquet, pt, safetensors, "
-        "tsv)")
+        f", or pass {option} (one of arrow, csv, hdf5, jsonl, npy, npz, parquet, pt, "
+        "safetensors, tsv)")
 
 
 def test_unknown_format_name_lists_the_names():
