@@ -905,7 +905,7 @@ def test_to_numpy_with_nulls_gives_nan():
 
 
 def test_fanout_gives_every_side_every_item_in_order():
-    from ce_cli.readers.table import _Fanout
+    from ce_cli.readers.shared import Fanout as _Fanout
 
     fan = _Fanout(iter(range(20)), 2, limit=3)
     first = fan.branch(0)
@@ -915,15 +915,15 @@ def test_fanout_gives_every_side_every_item_in_order():
 
 
 def test_fanout_lets_a_side_that_never_comes_go(monkeypatch):
-    from ce_cli.readers import table
+    from ce_cli.readers import shared
 
-    fan = table._Fanout(iter(range(20)), 2, limit=3)
+    fan = shared.Fanout(iter(range(20)), 2, limit=3)
     assert list(fan.branch(1)) == list(range(20))
     assert not fan.holds(0)  # nothing kept for it: it will read on its own
 
 
 def test_fanout_error_reaches_every_side_after_its_items():
-    from ce_cli.readers.table import _Fanout
+    from ce_cli.readers.shared import Fanout as _Fanout
 
     def items():
         yield from range(4)
@@ -946,9 +946,9 @@ def test_fanout_error_reaches_every_side_after_its_items():
 def test_a_csv_pair_side_read_alone_keeps_no_copy_of_the_file(tmp_path, monkeypatch):
     """The CLI reads the labels alone to locate a bad one: the logits side must not
     buffer the whole file meanwhile, and still reads right afterwards."""
-    from ce_cli.readers import table, text
+    from ce_cli.readers import shared, text
 
-    monkeypatch.setattr(table, "SHARED_LAG_BYTES", 2 << 20)
+    monkeypatch.setattr(shared, "SHARED_LAG_BYTES", 2 << 20)
     monkeypatch.setattr(text, "PIECE_BYTES", 256 << 10)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((80_000, 8))

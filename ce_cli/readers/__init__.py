@@ -191,8 +191,8 @@ def read_array(path: str, *, role: str, fmt: str | None = None, **options: objec
 
 def pairs_by_name(path: str, fmt: str | None = None) -> bool:
     """Whether ``path`` alone can give both the logits and the targets, told by their names
-    (``torch.save({"logits": x, "labels": y})``): its format has a ``pair`` function and is
-    not a table (a table needs ``--target-column``). Standard input needs ``fmt``."""
+    (``torch.save({"logits": x, "labels": y})``, a table's ``label`` column): its format
+    has a ``pair`` function. Standard input needs ``fmt``."""
     from . import shards
 
     if fmt is not None:
@@ -207,7 +207,7 @@ def pairs_by_name(path: str, fmt: str | None = None) -> bool:
             except InputFileError:
                 return False
         found = registry.by_suffix(Path(file).suffix)
-    return found is not None and found.pair is not None and not found.table
+    return found is not None and found.pair is not None
 
 
 def open_table_pair(path: str, *, target_column: str | None,
@@ -240,7 +240,7 @@ def open_table_pair(path: str, *, target_column: str | None,
         return (shards.concat(path, "logits", files, side(0)),
                 shards.concat(path, "targets", files, side(1)))
     file, found, extra = _resolve(path, fmt, "logits")
-    if target_column is None and (found.pair is None or found.table):
+    if target_column is None and found.pair is None:
         raise InputFileError(path, "missing TARGETS: give a targets file, or --target-column "
                              "NAME when it is a table holding both")
     if found.pair is None:

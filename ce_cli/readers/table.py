@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from .base import Source, prefetched, rechunk
+from .shared import SharedBatches
 from .validate import INDEX_HINT, index_problem
 
 TARGET_NAMES = ("target", "label", "targets", "labels")
@@ -145,13 +145,29 @@ def table_source(table: Table, role: str, *, logits_columns: str | None = None,
     return make_source(table, role, sel)
 
 
-def table_pair(table: Table, *, target_column: str,
+def table_pair(table: Table, *, target_column: str | None,
                logits_columns: str | None = None) -> tuple[Source, Source]:
-    """Logits and targets from one table: the target column and the other numbers."""
+    """Logits and targets from one table: the target column and the other numbers.
+    Without ``target_column``, the column named label, labels, target or targets (with a
+    note saying so)."""
+    taken = None
+    if target_column is None:
+        taken = next((f.name for name in TARGET_NAMES for f in table.fields
+                      if f.name.lower() == name), None)
+        if taken is None:
+            raise InputFileError(
+                table.path, "missing TARGETS: no column is named label, labels, target or "
+                "targets",
+                hint="give a targets file, or --target-column NAME (the columns are "
+                     f"{table.listing()})")
+        target_column = taken
     if table.field(target_column) is None:
         raise InputFileError(table.path, f"has no column {target_column!r} for the targets",
                              hint=f"the columns are {table.listing()}")
     t_sel = select_targets(table, target_column)
+    if taken is not None:
+        t_sel.notes.append(f"{_where(table)}: took the targets from the column {taken!r} "
+                           "(--target-column NAME picks another)")
     x_sel = select_logits(table, "logits", logits_columns, exclude=(target_column,),
                           pair=True)
     # a text table is parsed once for both sides (parsing is nearly all of its cost);
@@ -159,106 +175,6 @@ def table_pair(table: Table, *, target_column: str,
     shared = SharedBatches(table, [x_sel.fields, t_sel.fields]) if table.text else None
     return (make_source(table, "logits", x_sel, shared, 0),
             make_source(table, "targets", t_sel, shared, 1))
-
-
-class SharedBatches:
-    """One read of a table's batches feeding several sources (each a list of fields).
-
-    A source's ``batches`` call joins the read the other source started, if that read is
-    waiting for it; otherwise it starts a new read, which waits for the others. For a
-    side that has not come yet the read keeps up to :data:`SHARED_LAG_BYTES` of batches;
-    past that it lets the side go (a side read alone, say, to locate a bad label), and the
-    side starts a read of its own when it comes. So a side read alone costs bounded
-    memory; the command line reads both sides in step and parses the file once.
-    """
-
-    def __init__(self, table: Table, sides: list[list[Field]]) -> None:
-        self.table = table
-        self.fields: list[Field] = []
-        for fields in sides:
-            self.fields += [f for f in fields if f not in self.fields]
-        self.picks = [[self.fields.index(f) for f in fields] for fields in sides]
-        self.waiting: dict[int, _Fanout] = {}  # side -> a read it has not joined yet
-
-    def batches(self, side: int, rows: int) -> Iterator[Any]:
-        import pyarrow as pa
-
-        read = self.waiting.pop(side, None)
-        if read is None or not read.holds(side):
-            read = _Fanout(prefetched(iter(self.table.batches(self.fields, rows))),
-                           len(self.picks), limit=SHARED_LAG_BYTES, size=_nbytes)
-            self.waiting = {k: read for k in range(len(self.picks)) if k != side}
-        names = [self.fields[i].name for i in self.picks[side]]
-        for batch in read.branch(side):
-            yield pa.RecordBatch.from_arrays([batch.column(i) for i in self.picks[side]],
-                                             names=names)
-
-
-#: bytes of batches kept for a side of a shared read that has not come yet, before it
-#: is let go (or twice the largest batch, if more): the command line fills a whole block
-#: of logits (1M values, 8 MB as float64; one or two 8 MB CSV pieces) before it asks for
-#: the labels, and this must not send them to a second parse
-SHARED_LAG_BYTES = 32 << 20
-
-
-def _nbytes(batch: Any) -> int:
-    return int(batch.nbytes)
-
-
-class _Fanout:
-    """One iterator read by several sides, each getting every item (a bounded tee): a
-    side that has not started is dropped once more than ``limit`` (or twice the largest
-    item) is queued for it, measured by ``size`` (default: one per item)."""
-
-    def __init__(self, items: Iterator[Any], n: int, *, limit: int,
-                 size: Callable[[Any], int] = lambda item: 1) -> None:
-        self.items = items
-        self.limit = limit
-        self.size = size
-        self.queues: dict[int, deque[Any]] = {k: deque() for k in range(n)}
-        self.held = dict.fromkeys(range(n), 0)
-        self.largest = 0
-        self.started: set[int] = set()
-        self.error: BaseException | None = None
-        self.done = False
-
-    def holds(self, side: int) -> bool:
-        return side in self.queues
-
-    def branch(self, side: int) -> Iterator[Any]:
-        queue = self.queues[side]
-        self.started.add(side)
-        try:
-            while True:
-                if queue:
-                    item = queue.popleft()
-                    self.held[side] -= self.size(item)
-                    yield item
-                    continue
-                if self.done:
-                    if self.error is not None:
-                        raise self.error
-                    return
-                try:
-                    item = next(self.items)
-                except StopIteration:
-                    self.done = True
-                    continue
-                except BaseException as exc:  # every side meets it where its data ends
-                    self.done, self.error = True, exc
-                    raise
-                size = self.size(item)
-                self.largest = max(self.largest, size)
-                for k, q in list(self.queues.items()):
-                    if k != side:
-                        q.append(item)
-                        self.held[k] += size
-                        if self.held[k] > max(self.limit, 2 * self.largest) and \
-                                k not in self.started:
-                            del self.queues[k]  # it has not come: let it go
-                yield item
-        finally:
-            self.queues.pop(side, None)
 
 
 # -- choosing columns -------------------------------------------------------------------------
