@@ -203,7 +203,9 @@ class CsvTable(Table):
         names = [f"c{j}" for j in range(self.n_columns)]
         parse = pcsv.ParseOptions(delimiter=self.delimiter)
         convert = pcsv.ConvertOptions(
-            column_types={n: pa.float64() for n in internal}, include_columns=internal,
+            # text columns are read as text: class names (readers/classes.py)
+            column_types={n: pa.string() if f.kind == "other" else pa.float64()
+                          for n, f in zip(internal, fields)}, include_columns=internal,
             null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False)
         # pyarrow's streaming reader parses one block at a time; read_csv parses the blocks
         # of a buffer on all cores, twice as fast, so the data goes to it in pieces of

@@ -61,8 +61,12 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
             say("note", note)
     # the dtype's finding comes with the summary
     x_dtype, _ = logits_dtype(xs.dtype, xs.path, loss.dtype)
-    w = sources.parse_weight(loss.weight, sources.n_classes(xs, loss.class_axis), x_dtype,
-                             quiet=out.quiet)
+    c = sources.n_classes(xs, loss.class_axis)
+    if xs.class_names is not None and len(xs.class_names) != c:
+        raise CeLossError(f"{len(xs.class_names)} class names ({', '.join(xs.class_names)}) "
+                          f"but the logits have {c} classes; give one name per class, in "
+                          "your model's order")
+    w = sources.parse_weight(loss.weight, c, x_dtype, quiet=out.quiet)
     per_sample = out.output is not None or (out.fmt == "csv" and loss.reduction == "none")
     probs_parts: list[np.ndarray] = []
     hooks = []
@@ -90,6 +94,7 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
         matrix = np.concatenate(probs_parts) if probs_parts else \
             np.zeros((0, summary.result.spec.n_classes))
         summary.softmax = matrix.astype(x_dtype, copy=False)
+    summary.class_names = xs.class_names
     return summary
 
 
