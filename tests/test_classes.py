@@ -279,3 +279,23 @@ def test_whole_number_rows_stay_data(tmp_path):
     np.save(tmp_path / "t.npy", np.array([2, 1]))
     got = run("compute", tmp_path / "x.csv", tmp_path / "t.npy").stdout
     close(got, torch_ce(np.array([[1.0, 2, 3], [0, 1, 0]]), np.array([2, 1])), rtol=1e-12)
+
+
+def test_sharded_tables_with_string_labels(tmp_path):
+    """Every shard's labels are matched to the same classes (--classes reaches them all)."""
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    xs, ts = [], []
+    for k in range(3):
+        x, t = _data(n=7, seed=20 + k)
+        xs.append(x)
+        ts.append(t)
+        pq.write_table(pa.table({"cat": x[:, 0], "dog": x[:, 1], "bird": x[:, 2],
+                                 "label": [NAMES[i] for i in t]}), folder / f"p{k}.parquet")
+    x, t = np.vstack(xs), np.concatenate(ts)
+    close(run("compute", folder, "--target-column", "label").stdout, torch_ce(x, t),
+          rtol=1e-12)
+    order = ["bird", "cat", "dog"]
+    t_given = np.array([order.index(NAMES[i]) for i in t])
+    close(run("compute", folder, "--target-column", "label", "--classes", ",".join(order)
+              ).stdout, torch_ce(x, t_given), rtol=1e-12)

@@ -29,11 +29,23 @@ CLASSES_HINT = "pass --classes in your model's order"
 
 
 class Labels:
-    """The names a source of string labels maps, set by :func:`bind` before reading."""
+    """The names a source of string labels maps, set by :func:`bind` before reading (on
+    every shard's labels too, for sharded tables: ``parts``)."""
 
-    def __init__(self) -> None:
-        self.names: list[str] | None = None
+    def __init__(self, parts: list[Labels] | None = None) -> None:
+        self._names: list[str] | None = None
         self._value_set: Any = None
+        self.parts = parts or []
+
+    @property
+    def names(self) -> list[str] | None:
+        return self._names
+
+    @names.setter
+    def names(self, names: list[str] | None) -> None:
+        self._names, self._value_set = names, None
+        for part in self.parts:
+            part.names = names
 
     def value_set(self) -> Any:
         import pyarrow as pa
