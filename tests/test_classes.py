@@ -299,3 +299,16 @@ def test_sharded_tables_with_string_labels(tmp_path):
     t_given = np.array([order.index(NAMES[i]) for i in t])
     close(run("compute", folder, "--target-column", "label", "--classes", ",".join(order)
               ).stdout, torch_ce(x, t_given), rtol=1e-12)
+
+
+def test_dask_engine_reads_and_names_string_labels(tmp_path):
+    pytest.importorskip("dask")
+    x, t = _data(n=20, seed=30)
+    _csv(tmp_path / "a.csv", x, [NAMES[i] for i in t])
+    doc, _ = json_run("compute", tmp_path / "a.csv", "--target-column", "label",
+                      "--engine", "dask")
+    close(doc["loss"], torch_ce(x, t), rtol=1e-12)
+    assert doc["classes"] == NAMES
+    result = run("compute", tmp_path / "a.csv", "--target-column", "label", "--engine", "dask",
+                 "--classes", "a,b", exit_code=None)
+    assert_one_error_line(result, "2 class names", "3 classes")

@@ -62,10 +62,7 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
     # the dtype's finding comes with the summary
     x_dtype, _ = logits_dtype(xs.dtype, xs.path, loss.dtype)
     c = sources.n_classes(xs, loss.class_axis)
-    if xs.class_names is not None and len(xs.class_names) != c:
-        raise CeLossError(f"{len(xs.class_names)} class names ({', '.join(xs.class_names)}) "
-                          f"but the logits have {c} classes; give one name per class, in "
-                          "your model's order")
+    sources.check_class_names(xs, c)
     w = sources.parse_weight(loss.weight, c, x_dtype, quiet=out.quiet)
     per_sample = out.output is not None or (out.fmt == "csv" and loss.reduction == "none")
     probs_parts: list[np.ndarray] = []
@@ -115,8 +112,10 @@ def _compute_on_dask(read: ReadOptions, loss: LossOptions, audit: AuditOptions,
         raise CeLossError(f"--engine dask needs Dask: {dask_engine.INSTALL_HINT}")
     tasks = dask_engine.plan(read.logits, read.targets, fmt=read.logits_format)
     weight = None
-    if loss.weight is not None:  # parsed once, against the first task's logits
-        xs0, _ = sources.open_sources(read.with_paths(tasks[0].logits, tasks[0].targets))
+    # the weight and the class names: decided once, against the first task's logits
+    xs0, _ = sources.open_sources(read.with_paths(tasks[0].logits, tasks[0].targets))
+    sources.check_class_names(xs0, sources.n_classes(xs0, loss.class_axis))
+    if loss.weight is not None:
         x_dtype, _ = logits_dtype(xs0.dtype, xs0.path, loss.dtype)
         weight = sources.parse_weight(loss.weight, sources.n_classes(xs0, loss.class_axis),
                                       x_dtype, quiet=out.quiet)
@@ -126,8 +125,10 @@ def _compute_on_dask(read: ReadOptions, loss: LossOptions, audit: AuditOptions,
             say("note", note)
     job = dask_engine.Job(read, loss, weight, audit if out.wants_audit else None)
     merged = dask_engine.compute(tasks, job, scheduler)
-    return merged.summary(loss.reduction, sources={"logits": read.logits,
-                                                   "targets": read.targets or read.logits})
+    summary = merged.summary(loss.reduction, sources={"logits": read.logits,
+                                                      "targets": read.targets or read.logits})
+    summary.class_names = xs0.class_names
+    return summary
 
 
 def merge(parts: tuple[str, ...], reduction: str | None, out: OutputOptions, *,

@@ -58,6 +58,14 @@ def n_classes(xs: Any, class_axis: int | None) -> int:
     return xs.row_shape[axis - 1]
 
 
+def check_class_names(xs: Any, n: int) -> None:
+    """One class name per class (``--classes`` may name too few or too many)."""
+    names = xs.class_names
+    if names is not None and len(names) != n:
+        raise CeLossError(f"{len(names)} class names ({', '.join(names)}) but the logits "
+                          f"have {n} classes; give one name per class, in your model's order")
+
+
 def parse_weight(value: str | None, n_classes: int, dtype: np.dtype,
                   quiet: bool = False) -> np.ndarray | None:
     if value is None:
