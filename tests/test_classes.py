@@ -312,3 +312,20 @@ def test_dask_engine_reads_and_names_string_labels(tmp_path):
     result = run("compute", tmp_path / "a.csv", "--target-column", "label", "--engine", "dask",
                  "--classes", "a,b", exit_code=None)
     assert_one_error_line(result, "2 class names", "3 classes")
+
+
+def test_partials_keep_the_names_and_merge_refuses_another_order(tmp_path):
+    x, t = _data(n=20, seed=31)
+    labels = [NAMES[i] for i in t]
+    _csv(tmp_path / "a.csv", x[:10], labels[:10])
+    _csv(tmp_path / "b.csv", x[10:], labels[10:])
+    _csv(tmp_path / "c.csv", x[10:, [2, 0, 1]], labels[10:], header=["bird", "cat", "dog"])
+    for name in "abc":
+        run("compute", tmp_path / f"{name}.csv", "--target-column", "label",
+            "--partial", tmp_path / f"{name}.json")
+    doc, _ = json_run("merge", tmp_path / "a.json", tmp_path / "b.json")
+    close(doc["loss"], torch_ce(x, t), rtol=1e-12)
+    assert doc["classes"] == NAMES
+    result = run("merge", tmp_path / "a.json", tmp_path / "c.json", exit_code=None)
+    assert result.exit_code != 0
+    assert "classes are bird, cat, dog" in result.stderr
