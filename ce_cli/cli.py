@@ -226,6 +226,10 @@ def cli() -> None:
 @click.option("--logits-columns", metavar="GLOB",
               help="Which columns of a table hold the logits, e.g. 'logit_*' (default: "
                    "every numeric column, or the one list column).")
+@click.option("--classes", metavar="NAME,NAME,..",
+              help="The class names in the model's order (class 0 first, as scikit-learn's "
+                   "classes_): string labels are matched to them, and the output names "
+                   "them. Default: the logits' column names in a table.")
 @click.option("--header/--no-header", default=None,
               help="Whether CSV/TSV files start with a header row (default: detected).")
 @click.option("--logits-format", metavar="FORMAT",
@@ -278,7 +282,8 @@ def compute(**options: Any) -> int:
     o = options
     read = ReadOptions(o["logits"], o["targets"], target_column=o["target_column"],
                        logits_columns=o["logits_columns"], header=o["header"],
-                       logits_format=o["logits_format"], targets_format=o["targets_format"])
+                       logits_format=o["logits_format"], targets_format=o["targets_format"],
+                       classes=o["classes"])
     loss = LossOptions(reduction=o["reduction"], weight=o["weight"],
                        ignore_index=o["ignore_index"], label_smoothing=o["label_smoothing"],
                        input_kind=o["input_kind"], class_axis=o["class_axis"],

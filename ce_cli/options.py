@@ -38,6 +38,10 @@ class ReadOptions:
     header: bool | None = None
     logits_format: str | None = None
     targets_format: str | None = None
+    #: ``--classes cat,dog,bird``: the class names in the model's order (class 0 first, as
+    #: scikit-learn's ``classes_``), as given. Read here because string labels are matched
+    #: to them while reading; without it a table's logits column names are the classes.
+    classes: str | None = None
 
     def with_paths(self, logits: str, targets: str | None) -> ReadOptions:
         """The same reading options for other files (one shard or task of a run)."""

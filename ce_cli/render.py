@@ -43,6 +43,8 @@ class Report:
     #: the result's dtype where NumPy has none ("bfloat16": the loss holds bfloat16 values
     #: in float32 and is printed as its exact decimal value)
     dtype: str | None = None
+    #: the classes' names (string labels or --classes); None: classes are shown as indices
+    class_names: list[str] | None = None
 
     @property
     def dtype_name(self) -> str:
@@ -79,6 +81,26 @@ def exact_text(value: Any) -> str:
 
     text = format(Decimal(f), "f")
     return text if "." in text else text + ".0"
+
+
+def class_name(names: list[str] | None, value: Any) -> Any:
+    """The name of class ``value`` (an index), or ``value`` itself when it has none."""
+    if names and isinstance(value, (int, np.integer)) and 0 <= int(value) < len(names):
+        return names[int(value)]
+    return value
+
+
+def _named(stats: dict[str, Any], names: list[str] | None) -> dict[str, Any]:
+    """The statistics with the class names beside the indices (as they are without)."""
+    if not names:
+        return stats
+    stats = dict(stats)
+    stats["per_class"] = [{**c, "class_name": class_name(names, c["class"])}
+                          for c in stats["per_class"]]
+    stats["worst"] = [{**w, "target_name": class_name(names, w["target"]),
+                       "predicted_name": class_name(names, w["predicted"])}
+                      for w in stats["worst"]]
+    return stats
 
 
 def _json_number(value: Any, report: Report | None = None) -> float | None:
@@ -143,6 +165,7 @@ def as_dict(report: Report) -> dict[str, Any]:
         "reduction": result.reduction,
         "dtype": report.dtype_name,
         "n_classes": spec.n_classes,
+        **({"classes": list(report.class_names)} if report.class_names else {}),
         "target_kind": spec.target_kind,
         "input_kind": report.input_kind,
         "positions": tot.positions,
@@ -164,13 +187,14 @@ def as_dict(report: Report) -> dict[str, Any]:
             conventions["torch"] = _json_number(result.loss, report)
         doc["explain"]["conventions"] = conventions
     if report.stats is not None:
-        stats = dict(report.stats)
+        stats = _named(report.stats, report.class_names)
         stats["per_class"] = [c for c in stats["per_class"] if c["support"]]
         doc["metrics"] = stats
     if report.preview is not None:
         p = report.preview
         doc["rows"] = [
-            {"index": p.index[i], "target": p.targets[i], "loss": _json_number(p.losses[i]),
+            {"index": p.index[i], "target": class_name(report.class_names, p.targets[i]),
+             "loss": _json_number(p.losses[i]),
              "softmax": [_json_number(np.float64(v)) for v in p.probs[i]]}
             for i in range(len(p.index))
         ]
@@ -266,16 +290,17 @@ def write_table(report: Report, console: Any) -> None:
     if report.stats is not None:
         _print_metrics(report.stats, console)
     if report.preview is not None and report.preview.index:
-        _print_rows(report.preview, console)
+        _print_rows(report.preview, console, report.class_names)
     if report.stats is not None:
-        _print_worst(report.stats, console)
-        _print_classes(report.stats, console)
+        stats = _named(report.stats, report.class_names)
+        _print_worst(stats, console)
+        _print_classes(stats, console)
         if report.plots:
             _print_histogram(report.stats, console)
             _print_reliability(report.stats, console)
 
 
-def _print_rows(p: Preview, console: Any) -> None:
+def _print_rows(p: Preview, console: Any, names: list[str] | None = None) -> None:
     """The first rows: target, loss and softmax probabilities (or the top class's)."""
     from rich import box
     from rich.table import Table
@@ -290,7 +315,8 @@ def _print_rows(p: Preview, console: Any) -> None:
     fits = max(1, (console.width - 36) // 8)
     if n_classes <= fits:
         for c in range(n_classes):
-            table.add_column(Text(f"p[{c}]"), justify="right", no_wrap=True)
+            table.add_column(Text(f"p[{class_name(names, c)}]"), justify="right",
+                             no_wrap=True)
     else:  # too many classes for a column each: the target's and the top class's
         if index_targets:
             table.add_column(Text("p[target]"), justify="right", no_wrap=True)
@@ -299,7 +325,7 @@ def _print_rows(p: Preview, console: Any) -> None:
     for i in range(len(p.index)):
         tgt = p.targets[i]
         probs = p.probs[i]
-        cells: list[Any] = [p.index[i], str(tgt), scalar_text(p.losses[i])]
+        cells: list[Any] = [p.index[i], str(class_name(names, tgt)), scalar_text(p.losses[i])]
         if n_classes <= fits:
             for c in range(n_classes):
                 cell = _prob(probs[c])
@@ -308,7 +334,7 @@ def _print_rows(p: Preview, console: Any) -> None:
             if index_targets:
                 cells.append(_prob(probs[tgt]) if 0 <= tgt < n_classes else "-")
             top = int(np.nanargmax(probs)) if np.isfinite(probs).any() else 0
-            cells += [str(top), _prob(probs[top])]
+            cells += [str(class_name(names, top)), _prob(probs[top])]
         table.add_row(*cells)
     console.print(table)
     rest = p.total - len(p.index)
@@ -382,8 +408,9 @@ def _print_worst(st: dict[str, Any], console: Any) -> None:
     for name in ("#", "loss", "target", "predicted", "p[target]"):
         table.add_column(Text(name), justify="right", no_wrap=True)
     for w in st["worst"]:
-        table.add_row(str(w.get("position", w["index"])), _f(w["loss"], 6), str(w["target"]),
-                      str(w["predicted"]), _f(w["p_target"]))
+        table.add_row(str(w.get("position", w["index"])), _f(w["loss"], 6),
+                      str(w.get("target_name", w["target"])),
+                      str(w.get("predicted_name", w["predicted"])), _f(w["p_target"]))
     console.print(table)
 
 
@@ -404,7 +431,7 @@ def _print_classes(st: dict[str, Any], console: Any, limit: int = 20) -> None:
     for name in ("class", "support", "mean loss", "accuracy", "mean confidence"):
         table.add_column(Text(name), justify="right", no_wrap=True)
     for c in rows:
-        table.add_row(str(c["class"]), str(c["support"]), _f(c["mean_loss"]),
+        table.add_row(str(c.get("class_name", c["class"])), str(c["support"]), _f(c["mean_loss"]),
                       _f(c["accuracy"]), _f(c["mean_confidence"]))
     console.print(table)
 

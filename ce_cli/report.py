@@ -67,7 +67,8 @@ def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = 
         if out.softmax is not None:
             matrix = summary.softmax if summary.softmax is not None else \
                 np.zeros((0, result.spec.n_classes))
-            writers.write_matrix(out.softmax, matrix, prefix="p", batch=batch)
+            writers.write_matrix(out.softmax, matrix, prefix="p", batch=batch,
+                                 names=summary.class_names)
         if out.partial is not None:
             writers.write_text(out.partial, partial.dumps(partial.to_document(summary)),
                                batch=batch)
@@ -75,7 +76,7 @@ def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = 
             result=result, input_kind=result.spec.input_kind, preview=summary.preview,
             sources=summary.sources, stats=summary.stats_summary(),
             explain=metrics.explain(result, summary.stats) if out.explain else None,
-            plots=out.plots, dtype=summary.result_dtype)
+            plots=out.plots, dtype=summary.result_dtype, class_names=summary.class_names)
         emit(report, out.fmt, targets=summary.targets, batch=batch)
     if out.strict and any(f.kind == "warning" for f in said):
         return ExitCode.INTERNAL

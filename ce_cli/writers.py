@@ -271,8 +271,9 @@ def write_columns(path: str, columns: dict[str, np.ndarray], main: str,
 
 
 def write_matrix(path: str, matrix: np.ndarray, prefix: str = "p",
-                 batch: Batch | None = None) -> None:
-    """Write a ``(N, C)`` matrix atomically: raw in ``.npy``, else columns ``p0..p{C-1}``.
+                 batch: Batch | None = None, names: list[str] | None = None) -> None:
+    """Write a ``(N, C)`` matrix atomically: raw in ``.npy``, else columns ``p0..p{C-1}``
+    (or the class ``names``, one per column, when given).
 
     A 1-D ``(C,)`` matrix is one row. Only ``.npy`` holds more than two dimensions.
     """
@@ -288,7 +289,9 @@ def write_matrix(path: str, matrix: np.ndarray, prefix: str = "p",
     if matrix.ndim != 2:
         raise OutputFileError(f"{path}: a table holds 2-D (N, C) values, but these have shape "
                               f"{tuple(matrix.shape)}; write them to a .npy file")
-    columns = {f"{prefix}{j}": matrix[:, j] for j in range(matrix.shape[1])}
+    if names is None or len(names) != matrix.shape[1]:
+        names = [f"{prefix}{j}" for j in range(matrix.shape[1])]
+    columns = {name: matrix[:, j] for j, name in enumerate(names)}
     main = next(iter(columns), "")
     _run(path, lambda tmp: writer(tmp, columns, main), batch)
 

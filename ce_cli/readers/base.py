@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -48,6 +48,12 @@ class Source:
     #: the file's own dtype where NumPy has none: "bfloat16" (its blocks are float32, which
     #: holds every bfloat16 value exactly); None when ``dtype`` is the file's dtype
     stored_dtype: str | None = None
+    #: a table's logits columns' names (the classes' names when the labels are names)
+    column_names: list[str] | None = None
+    #: string labels: the names they are matched to, set once (``classes.bind``)
+    labels: Any = None
+    #: the names the report gives the classes (set by ``run.sources.open_sources``)
+    class_names: list[str] | None = None
 
     def blocks(self, rows: int) -> Iterator[np.ndarray]:
         return self._blocks(max(1, int(rows)))

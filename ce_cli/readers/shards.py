@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import InputFileError
 from . import registry
 from .base import Source
+from .classes import Labels
 
 GLOB_CHARS = "*?["
 
@@ -75,6 +76,11 @@ def concat(path: str, role: str, files: list[str], open_one: Callable[[str], Sou
                  sum(s.n_rows for s in heads) if known else None,  # type: ignore[misc]
                  blocks, notes=notes)
     src.parts = [(s.path, s.n_rows) for s in heads]
+    # string labels: named once for every shard; the logits' names when the shards agree
+    labels = [s.labels for s in heads if s.labels is not None]
+    src.labels = Labels(labels) if labels else None
+    names = [s.column_names for s in heads]
+    src.column_names = names[0] if all(n == names[0] for n in names) else None
     return src
 
 

@@ -9,7 +9,8 @@ table format follows the same rules:
   or a comma-separated list), else the only list column, else every numeric column
   (integer columns beside float ones are ids, not logits, and are left out);
 - targets: ``target_column``, else the only column, else a column named ``target`` or
-  ``label``, else the numeric columns (or the only list column) as probabilities;
+  ``label``, else the numeric columns (or the only list column) as probabilities
+  (strings in a target column are class names: ``classes.py``);
 - a pandas index column (``__index_level_0__``, ``Unnamed: 0``) is never data.
 
 pyarrow is imported inside the functions that use it.
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from .base import Source, prefetched, rechunk
+from .classes import Labels, column_names, is_label_type, label_block
 from .shared import SharedBatches
 from .validate import INDEX_HINT, index_problem
 
@@ -92,24 +94,21 @@ class Table:
         """Record batches of about ``rows`` rows holding ``fields`` (in that order)."""
         raise NotImplementedError
 
-    def line_of(self, row: int) -> int | None:
+    def line_of(self, row: int) -> int | None:  # 1-based, for text files
         return None
 
-    def cell_text(self, row: int, f: Field) -> str | None:
+    def cell_text(self, row: int, f: Field) -> str | None:  # as written, for text files
         return None
 
     def column_label(self, f: Field) -> int | str:
         return repr(f.name)
 
-    def index_names(self) -> set[str]:
-        """Columns pandas wrote for its index."""
+    def index_names(self) -> set[str]:  # the columns pandas wrote for its index
         return {f.name for f in self.fields
                 if f.name.startswith("__index_level_") or f.name == "Unnamed: 0"}
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
-
-    # -- errors anchored to a cell --------------------------------------------------------
 
     def cell_error(self, row: int, f: Field, problem: str, *, value: Any = None,
                    hint: str | None = None) -> InputFileError:
@@ -130,8 +129,7 @@ class Table:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
+    value = float(value) if isinstance(value, (float, np.floating)) else value
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
@@ -313,13 +311,15 @@ def _target_selection(table: Table, fields: list[Field]) -> Selection:
     f = fields[0]
     if f.kind == "list":
         return Selection(fields, "list")
+    if is_label_type(f.type):  # class names: matched to the classes (readers/classes.py)
+        return Selection(fields, "names")
     if not f.numeric:
         raise InputFileError(table.path, f"the target column {f.describe()} does not hold "
                              "numbers", hint="class indices must be integers")
     return Selection(fields, "index")
 
 
-def _where(table: Table) -> str:
+def _where(table: Table) -> str:  # a table's path as messages name it
     return "<stdin>" if table.path == "-" else table.path
 
 
@@ -373,13 +373,16 @@ def make_source(table: Table, role: str, sel: Selection, shared: SharedBatches |
                 side: int = 0) -> Source:
     """The :class:`Source` reading ``sel`` from ``table`` (from ``shared``'s read, as its
     source number ``side``, when one is given)."""
-    if sel.layout == "index":
+    labels = Labels() if sel.layout == "names" else None
+    if sel.layout in ("index", "names"):
         f = sel.fields[0]
         dtype = np.dtype(np.int64)
         row_shape: tuple[int, ...] = ()
 
         def convert(batch: Any, start: int) -> np.ndarray:
-            return index_block(table, f, batch.column(0), start)
+            col = batch.column(0)
+            return index_block(table, f, col, start) if labels is None else \
+                label_block(table, f, col, start, labels)
     elif sel.layout == "list":
         f = sel.fields[0]
         dtype = _numpy_dtype(f.type.value_type)
@@ -405,9 +408,8 @@ def make_source(table: Table, role: str, sel: Selection, shared: SharedBatches |
 
     def arrays(rows: int) -> Iterator[np.ndarray]:
         start = 0
-        # read batches of about BATCH_ELEMENTS values (small batches cost a lot of
-        # per-column overhead in Parquet), a whole number of the blocks asked for, so
-        # cutting them into blocks takes views, not copies
+        # batches of ~BATCH_ELEMENTS values (small ones cost per-column overhead in
+        # Parquet), a whole number of blocks, so cutting them into blocks takes views
         step = rows * max(1, BATCH_ELEMENTS // width // rows)
         read = table.batches(sel.fields, step) if shared is None else shared.batches(side, step)
         for batch in read:
@@ -421,8 +423,10 @@ def make_source(table: Table, role: str, sel: Selection, shared: SharedBatches |
         # decode the next batch in a thread while the caller computes on this one
         return rechunk(arrays(rows) if shared else prefetched(arrays(rows)), rows)
 
-    return Source(table.path, role, dtype, row_shape, table.n_rows, blocks,
-                  line_of=table.line_of, notes=table.notes + sel.notes)
+    logits = sel.layout == "matrix" and role == "logits"
+    names = column_names(table, sel.fields) if logits else None
+    return Source(table.path, role, dtype, row_shape, table.n_rows, blocks, labels=labels,
+                  line_of=table.line_of, notes=table.notes + sel.notes, column_names=names)
 
 
 def _first_list_size(table: Table, f: Field) -> int:

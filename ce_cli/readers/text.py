@@ -203,7 +203,9 @@ class CsvTable(Table):
         names = [f"c{j}" for j in range(self.n_columns)]
         parse = pcsv.ParseOptions(delimiter=self.delimiter)
         convert = pcsv.ConvertOptions(
-            column_types={n: pa.float64() for n in internal}, include_columns=internal,
+            # text columns are read as text: class names (readers/classes.py)
+            column_types={n: pa.string() if f.kind == "other" else pa.float64()
+                          for n, f in zip(internal, fields)}, include_columns=internal,
             null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False)
         # pyarrow's streaming reader parses one block at a time; read_csv parses the blocks
         # of a buffer on all cores, twice as fast, so the data goes to it in pieces of
@@ -392,12 +394,20 @@ def _column_numbers(cells: list[str], following: list[str]) -> bool:
     """Is the first row ``0,1,...,C-1`` the header pandas writes for a frame of unnamed
     columns (``pd.DataFrame(x).to_csv(index=False)``), rather than data? Only when the
     next row holds numbers that are not all whole: integer rows such as ``0,1`` or
-    ``0,1,2`` (one-hot targets, toy logits) stay data."""
+    ``0,1,2`` (one-hot targets, toy logits) stay data. Integer class names (``1,2,3``,
+    as pandas writes a frame whose columns are a model's integer classes) are a header too
+    when they are distinct whole numbers over a row of fractions in [0, 1]
+    (probabilities)."""
     got = [c.strip() for c in cells]
-    if len(got) < 2 or got != [str(j) for j in range(len(got))]:
+    if len(got) < 2 or len(following) != len(got) or \
+            not all(is_number(c) for c in following) or \
+            all(_INTEGER.match(c.strip()) for c in following):
         return False
-    return (len(following) == len(got) and all(is_number(c) for c in following)
-            and any(not _INTEGER.match(c.strip()) for c in following))
+    if got == [str(j) for j in range(len(got))]:
+        return True
+    if not all(_INTEGER.match(c) for c in got) or len(set(int(c) for c in got)) < len(got):
+        return False
+    return all(0.0 <= float(c) <= 1.0 for c in following)
 
 
 def _decode(raw: bytes, first: bool) -> str:

@@ -58,8 +58,9 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
     xs, ts = sources.open_sources(read)
     # the dtype's finding comes with the summary
     x_dtype, _ = logits_dtype(xs.dtype, xs.path, loss.dtype)
-    w, weight_said = sources.parse_weight(loss.weight, sources.n_classes(xs, loss.class_axis),
-                                          x_dtype)
+    c = sources.n_classes(xs, loss.class_axis)
+    sources.check_class_names(xs, c)
+    w, weight_said = sources.parse_weight(loss.weight, c, x_dtype)
     per_sample = out.output is not None or (out.fmt == "csv" and loss.reduction == "none")
     probs_parts: list[np.ndarray] = []
     hooks = []
@@ -87,6 +88,7 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
         matrix = np.concatenate(probs_parts) if probs_parts else \
             np.zeros((0, summary.result.spec.n_classes))
         summary.softmax = matrix.astype(x_dtype, copy=False)
+    summary.class_names = xs.class_names
     return summary
 
 
@@ -107,16 +109,20 @@ def _compute_on_dask(read: ReadOptions, loss: LossOptions, audit: AuditOptions,
         raise CeLossError(f"--engine dask needs Dask: {dask_engine.INSTALL_HINT}")
     tasks = dask_engine.plan(read.logits, read.targets, fmt=read.logits_format)
     weight, weight_said = None, []
-    if loss.weight is not None:  # parsed once, against the first task's logits
-        xs0, _ = sources.open_sources(read.with_paths(tasks[0].logits, tasks[0].targets))
+    # the weight and the class names: decided once, against the first task's logits
+    xs0, _ = sources.open_sources(read.with_paths(tasks[0].logits, tasks[0].targets))
+    sources.check_class_names(xs0, sources.n_classes(xs0, loss.class_axis))
+    if loss.weight is not None:
         x_dtype, _ = logits_dtype(xs0.dtype, xs0.path, loss.dtype)
         weight, weight_said = sources.parse_weight(
             loss.weight, sources.n_classes(xs0, loss.class_axis), x_dtype)
     job = dask_engine.Job(read, loss, weight, audit if out.wants_audit else None,
                           tuple(weight_said))
     merged = dask_engine.compute(tasks, job, scheduler)
-    return merged.summary(loss.reduction, sources={"logits": read.logits,
-                                                   "targets": read.targets or read.logits})
+    summary = merged.summary(loss.reduction, sources={"logits": read.logits,
+                                                      "targets": read.targets or read.logits})
+    summary.class_names = xs0.class_names
+    return summary
 
 
 def merge(parts: tuple[str, ...], reduction: str | None, out: OutputOptions, *,

@@ -123,6 +123,7 @@ def check(tasks: list[Task], read: ReadOptions) -> None:
 def run_task(task: Task, job: Job) -> dict[str, Any]:
     """The partial-result document of one task (runs on a worker)."""
     xs, ts = _open(task, job.read)
+    names = xs.class_names  # merged partials must agree on them
     xs, ts = _sliced(xs, task), _sliced(ts, task)
     loss = job.loss
     try:
@@ -137,6 +138,7 @@ def run_task(task: Task, job: Job) -> dict[str, Any]:
         raise TargetError(f"{ts.path}: {exc}", exc.n_classes) from None
     except (ShapeError, DTypeError) as exc:
         raise type(exc)(f"{xs.path} and {ts.path}: {exc}") from None
+    summary.class_names = names
     return partial.to_document(summary)
 
 

@@ -42,6 +42,7 @@ def to_document(summary: Summary, inputs: list[str] | None = None) -> dict[str, 
     summary's own)."""
     spec = summary.result.spec
     stats, layout, as_probs = summary.stats, summary.layout, summary.as_probs
+    named = {"classes": list(summary.class_names)} if summary.class_names else {}
     return {
         "kind": KIND,
         "version": VERSION,
@@ -66,6 +67,7 @@ def to_document(summary: Summary, inputs: list[str] | None = None) -> dict[str, 
         "as_probs": None if as_probs is None else _encode(asdict(as_probs)),
         "findings": [[f.kind, f.message] for f in summary.findings],
         "result_dtype": summary.result_dtype,
+        **named,  # the class names, when known (string labels or --classes)
     }
 
 
@@ -138,6 +140,8 @@ class Partial:
         self.as_probs = None if as_probs is None else loss.LossTotals(**_decode(as_probs))
         self.findings = [Finding(kind, message) for kind, message in doc.get("findings", [])]
         self.result_dtype = doc.get("result_dtype")
+        classes = doc.get("classes")
+        self.classes = [str(c) for c in classes] if isinstance(classes, list) else None
 
     def spec(self) -> loss.LossSpec:
         s = self.spec_doc
@@ -175,7 +179,8 @@ class Partial:
                        findings=list(self.findings), as_probs=self.as_probs,
                        probs_loss=probs_loss, sources=dict(sources or {}),
                        inputs=list(self.sources), loss_shape=loss_shape,
-                       result_dtype=self.result_dtype, partial_reduction=self.reduction)
+                       result_dtype=self.result_dtype, partial_reduction=self.reduction,
+                       class_names=self.classes)
 
 
 def load(path: str) -> Partial:
@@ -448,6 +453,11 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
                 f"{first.path}'s is {first.result_dtype or first.spec_doc['dtype']}",
                 hint="merge only partials computed from logits of one dtype (or with one "
                      "--dtype)")
+        if p.classes != first.classes and p.classes and first.classes:
+            raise InputFileError(
+                p.path, f"its classes are {', '.join(p.classes)} but {first.path}'s are "
+                f"{', '.join(first.classes)}",
+                hint="merge only partials whose classes are in the same order (--classes)")
         if reduction is None and p.reduction != first.reduction:
             raise InputFileError(
                 p.path, f"computed with --reduction {p.reduction} but {first.path} with "
@@ -484,7 +494,8 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
         scan, labels, stats, layout=_merge_layouts([p.layout for p in parts]),
         findings=list(dict.fromkeys(f for p in parts for f in p.findings)),
         as_probs=as_probs, inputs=[s for p in parts for s in p.sources],
-        result_dtype=first.result_dtype)
+        result_dtype=first.result_dtype,
+        class_names=next((p.classes for p in parts if p.classes), None))
     return Partial(json.loads(json.dumps(to_document(summary))), "<merged>")
 
 

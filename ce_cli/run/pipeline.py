@@ -242,11 +242,15 @@ def run(
 
 
 def row_count_mismatch(n_x: int, n_t: int, x_path: str, t_path: str) -> ShapeError:
-    """torch's batch-size message, with the files and the fix."""
+    """torch's batch-size message, with the files and the fix (one row more in a CSV
+    file: its first line may be a header of class numbers, ``1,2,3``)."""
+    longer = x_path if n_x == n_t + 1 else t_path if n_t == n_x + 1 else None
+    header = longer is not None and longer.lower().endswith((".csv", ".tsv", ".txt"))
     return ShapeError(
         f"Expected input batch_size ({n_x}) to match target batch_size ({n_t}); "
-        f"{x_path} has {n_x} rows of logits but {t_path} has {n_t} targets: pass the "
-        "targets saved with these logits"
+        f"{x_path} has {n_x} rows of logits but {t_path} has {n_t} targets: "
+        + (f"if line 1 of {longer} is a header (class names such as 1,2,3), pass --header; "
+           "else pass" if header else "pass") + " the targets saved with these logits"
     )
 
 

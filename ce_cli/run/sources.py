@@ -16,11 +16,13 @@ from .. import readers
 from ..audit.findings import Finding
 from ..errors import CeLossError, InputFileError, TargetError, UsageError
 from ..options import ReadOptions
+from ..readers.classes import bind
 from .pipeline import class_axis_of
 
 
 def open_sources(read: ReadOptions) -> tuple[Any, Any]:
-    """Open the logits and targets sources, or both from one table."""
+    """Open the logits and targets sources, or both from one table. The class names are
+    decided here, once (``readers.classes.bind``), and kept as ``xs.class_names``."""
     logits, targets = read.logits, read.targets
     if readers.is_stdin(logits) and readers.is_stdin(targets):
         raise UsageError("only one of LOGITS and TARGETS can be - (stdin)", option="TARGETS")
@@ -29,9 +31,11 @@ def open_sources(read: ReadOptions) -> tuple[Any, Any]:
                                                                      read.logits_format):
             raise UsageError("missing TARGETS: give a targets file, or --target-column NAME "
                              "when LOGITS is a table holding both")
-        return readers.open_table_pair(logits, target_column=read.target_column,
-                                       logits_columns=read.logits_columns,
-                                       fmt=read.logits_format, header=read.header)
+        xs, ts = readers.open_table_pair(logits, target_column=read.target_column,
+                                         logits_columns=read.logits_columns,
+                                         fmt=read.logits_format, header=read.header)
+        xs.class_names = bind(read.classes, xs, ts)
+        return xs, ts
     opts: dict[str, Any] = {}
     if read.header is not None:
         opts["header"] = read.header
@@ -42,6 +46,7 @@ def open_sources(read: ReadOptions) -> tuple[Any, Any]:
     xs = readers.open_source(logits, role="logits", fmt=read.logits_format, **x_opts)
     ts = readers.open_source(targets, role="targets", fmt=read.targets_format, **t_opts)
     readers.shards.check_pairs(xs, ts)
+    xs.class_names = bind(read.classes, xs, ts)
     return xs, ts
 
 
@@ -51,6 +56,14 @@ def n_classes(xs: Any, class_axis: int | None) -> int:
         return xs.n_rows or 0
     axis = class_axis_of(class_axis, 1 + len(xs.row_shape))
     return xs.row_shape[axis - 1]
+
+
+def check_class_names(xs: Any, n: int) -> None:
+    """One class name per class (``--classes`` may name too few or too many)."""
+    names = xs.class_names
+    if names is not None and len(names) != n:
+        raise CeLossError(f"{len(names)} class names ({', '.join(names)}) but the logits "
+                          f"have {n} classes; give one name per class, in your model's order")
 
 
 def parse_weight(value: str | None, n_classes: int, dtype: np.dtype

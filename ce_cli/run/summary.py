@@ -75,6 +75,9 @@ class Summary:
     preview: Preview | None = None
     targets: np.ndarray | None = None  # flat class-index targets, for per-sample output
     softmax: np.ndarray | None = None  # (N, C) probabilities for --softmax
+    #: the classes' names (string labels, or --classes), decided once when the inputs are
+    #: opened (``readers.classes.bind``); None: the classes are shown as indices
+    class_names: list[str] | None = None
 
     @property
     def reduction(self) -> str:
