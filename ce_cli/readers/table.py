@@ -230,6 +230,9 @@ def select_logits(table: Table, role: str, logits_columns: str | None = None,
     if not candidates:
         raise InputFileError(table.path, f"holds no columns for the {what}")
     notes: list[str] = []
+    left = [f for f in table.fields if f.name in index and f.name not in exclude]
+    if left:
+        notes.append(f"{_where(table)}: ignored pandas' index {_names(left)} (not logits)")
     lists = [f for f in candidates if f.kind == "list"]
     if lists:
         if len(lists) > 1:
