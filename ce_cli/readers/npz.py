@@ -189,6 +189,10 @@ def _fill(fh: IO[bytes], view: memoryview, where: str) -> None:
                 raise _truncated(where)
             got += k
     except Exception as exc:  # zlib.error, BadZipFile (CRC), EOFError, OSError
+        if isinstance(exc, zipfile.BadZipFile) and getattr(fh, "_left", 0) > 0:
+            # the inflated stream ended before the member's size: zipfile checks the CRC
+            # of what it got (wrong, being short) and says so first
+            raise _truncated(where) from None
         raise _stream_error(where, exc) from None
 
 
