@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from . import base
-from .base import Source, array_source, buffered_blocks
+from .base import Source, array_source, buffered_blocks, prefetched
 from .conventions import LOGITS_NAMES, TARGET_NAMES, example_member, member_hint, pick, pick_pair
 from .npy import Header, as_bfloat16, map_array, npy_error, read_header
 
@@ -32,6 +32,9 @@ from .npy import Header, as_bfloat16, map_array, npy_error, read_header
 #: in the registry)
 ZIP_MAGIC = b"PK\x03\x04"
 WHAT = ".npz member"
+#: buffers a streamed member's blocks take turns in: the block the consumer holds, the one
+#: before it (which it may keep one more step), the one prefetched, the one being inflated
+RING = 4
 
 
 def _open_archive(path: str, data: bytes | None) -> zipfile.ZipFile:
@@ -241,23 +244,24 @@ def _streamed(member: Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
         return array_source(where, role, flat.reshape(h.shape, order="F" if h.fortran else "C"))
     n, row_shape = h.shape[0], h.shape[1:]
 
-    def blocks(rows: int) -> Iterator[np.ndarray]:
-        if n == 0:
-            return
-        rows = max(1, min(rows, n))
-        buffers = [np.empty((rows, *row_shape), dtype=dtype) for _ in range(2)]
+    def inflated(rows: int) -> Iterator[np.ndarray]:
+        buffers = [np.empty((rows, *row_shape), dtype=dtype) for _ in range(RING)]
         with member() as fh:
             _skip(fh, h.offset, where)
-            turn = 0
-            for start in range(0, n, rows):
+            for i, start in enumerate(range(0, n, rows)):
                 m = min(rows, n - start)
-                buf = buffers[turn][:m]
+                buf = buffers[i % RING][:m]
                 _fill(fh, memoryview(buf.reshape(-1).view(np.uint8)), where)
                 if start + m == n:
                     _finish(fh, where)
                 yield buf.byteswap(inplace=True).view(buf.dtype.newbyteorder("=")) \
                     if swap else buf
-                turn ^= 1
+
+    def blocks(rows: int) -> Iterator[np.ndarray]:
+        if n == 0:
+            return iter(())
+        # zlib inflates with the GIL released: the next block while this one is used
+        return prefetched(inflated(max(1, min(rows, n))), depth=1)
 
     native = dtype if dtype.isnative else dtype.newbyteorder("=")
     return StreamedSource(where, role, native, tuple(row_shape), n, blocks)
