@@ -311,3 +311,15 @@ def test_other_void_arrays_are_still_records(tmp_path):
     np.save(tmp_path / "t.npy", np.zeros(3, np.int64))
     done = run("compute", tmp_path / "x.npy", tmp_path / "t.npy", exit_code=2)
     assert "records" in done.stderr
+
+
+def test_bfloat16_npy_shards_keep_their_dtype(tmp_path):
+    xb, t, x = _bf16()
+    (tmp_path / "x").mkdir()
+    (tmp_path / "t").mkdir()
+    for i, (a, b) in enumerate(((0, 100), (100, N))):
+        np.save(tmp_path / "x" / f"part-{i}.npy", x[a:b])
+        np.save(tmp_path / "t" / f"part-{i}.npy", t.numpy()[a:b])
+    src = readers.open_source(str(tmp_path / "x"), role="logits")
+    assert src.stored_dtype == "bfloat16"
+    _check_bf16([tmp_path / "x", tmp_path / "t"], xb, t)

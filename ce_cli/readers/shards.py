@@ -75,6 +75,8 @@ def concat(path: str, role: str, files: list[str], open_one: Callable[[str], Sou
                  sum(s.n_rows for s in heads) if known else None,  # type: ignore[misc]
                  blocks, notes=notes)
     src.parts = [(s.path, s.n_rows) for s in heads]
+    if all(s.stored_dtype == first.stored_dtype for s in heads):  # bfloat16 shards
+        src.stored_dtype = first.stored_dtype
     return src
 
 
