@@ -11,6 +11,7 @@ import io
 import os
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from . import base, registry
-from .base import Source, array_source, buffered_blocks
+from .base import Source, array_source, bfloat16_to_float32, buffered_blocks, native
 from .validate import check_numeric
 
 MAGIC = registry.get("npy").magics[0].data
@@ -39,6 +40,9 @@ class Header:
     fortran: bool
     dtype: np.dtype
     offset: int  # of the data, from the start of the stream
+    #: the header's descr, as written, when it is 2-byte raw values (``|V2``, ``<V2``): what
+    #: ``np.save`` writes for ml_dtypes' bfloat16; ``dtype`` is then their raw 16 bits
+    bfloat16_descr: str | None = None
 
     @property
     def nbytes(self) -> int:
@@ -92,12 +96,17 @@ def read_header(fh: IO[bytes], path: str, role: str, end: int,
         dtype = np.lib.format.descr_to_dtype(descr)
     except Exception:  # TypeError, ValueError, KeyError, ... for nonsense descriptors
         raise _damaged(path, what, f"its descr {descr!r} is not a NumPy dtype") from None
+    bf16 = None
+    if dtype.kind == "V" and dtype.itemsize == 2 and dtype.fields is None and \
+            dtype.subdtype is None and isinstance(descr, str):
+        bf16 = descr  # ml_dtypes' bfloat16, saved by np.save: its raw bits, in the saver's order
+        dtype = np.dtype(">u2" if descr.startswith(">") else "<u2")
     if dtype.hasobject:
         raise InputFileError(path, f"the {role} are an object array (pickled Python "
                              "objects), not numbers",
                              hint="save a numeric array (e.g. float32) with numpy.save")
     check_numeric(path, role, dtype)
-    h = Header(tuple(shape), fortran, dtype, start + 8 + len(raw) + length)
+    h = Header(tuple(shape), fortran, dtype, start + 8 + len(raw) + length, bf16)
     have = end - h.offset
     if h.nbytes > have:
         if h.nbytes >= IMPOSSIBLE_BYTES:
@@ -167,7 +176,8 @@ def read_npy(path: str, *, role: str, data: bytes | None = None, **_: object) ->
     """A source over the ``.npy`` file ``path`` (or its bytes ``data``, for stdin)."""
     try:
         if data is not None:
-            array = array_of(data, read_header(io.BytesIO(data), path, role, len(data)))
+            h = read_header(io.BytesIO(data), path, role, len(data))
+            array = array_of(data, h)
         else:
             try:
                 with open(path, "rb") as fh:
@@ -182,7 +192,26 @@ def read_npy(path: str, *, role: str, data: bytes | None = None, **_: object) ->
     if data is None and isinstance(array, np.memmap) and array.ndim >= 1 and \
             array.flags.c_contiguous and array.nbytes > base.BUFFERED_BYTES:
         source._blocks = buffered_blocks(path, array)
-    return source
+    return as_bfloat16(source, h.bfloat16_descr, "<stdin>" if path == "-" else path)
+
+
+def as_bfloat16(source: Source, descr: str | None, shown: str) -> Source:
+    """``source`` itself, or, when its header's descr is 2-byte raw values (``descr``:
+    ml_dtypes' bfloat16 as NumPy saves it), a source widening those raw bits to float32
+    block by block, its ``stored_dtype`` "bfloat16", with a note saying so."""
+    if descr is None:
+        return source
+    raw = source._blocks
+
+    def widened(rows: int) -> Iterator[np.ndarray]:
+        for block in raw(rows):
+            yield bfloat16_to_float32(native(block))
+
+    note = (f"{shown} holds 2-byte raw values ({descr}), as NumPy saves ml_dtypes' "
+            "bfloat16: read as bfloat16")
+    return Source(source.path, source.role, np.dtype(np.float32), source.row_shape,
+                  source.n_rows, widened, notes=[*source.notes, note],
+                  stored_dtype="bfloat16")
 
 
 def npy_error(path: str, role: str, exc: BaseException, what: str = ".npy file") -> InputFileError:

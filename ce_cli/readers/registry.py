@@ -77,7 +77,8 @@ FORMATS: tuple[Format, ...] = (
     Format("npy", "NPY", (".npy",), _R + "npy:read_npy",
            magics=(Magic(b"\x93NUMPY"),), writer=_W + "save_npy"),
     Format("npz", "NPZ", (".npz",), _R + "npz:read_npz",
-           magics=(Magic(b"PK\x03\x04"),), members=True, noun="archive"),
+           magics=(Magic(b"PK\x03\x04"),), members=True, noun="archive",
+           pair=_R + "npz:read_npz_pair"),
     # torch.save's zip format (torch >= 1.6): a zip like .npz, whose row comes first, so a
     # .pt piped to stdin is sniffed as .npz, and that reader says to pass --logits-format pt;
     # read from stdin from memory; the logits and targets of one file are told by name

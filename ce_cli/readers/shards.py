@@ -81,6 +81,8 @@ def concat(path: str, role: str, files: list[str], open_one: Callable[[str], Sou
     src.labels = Labels(labels) if labels else None
     names = [s.column_names for s in heads]
     src.column_names = names[0] if all(n == names[0] for n in names) else None
+    if all(s.stored_dtype == first.stored_dtype for s in heads):  # bfloat16 shards
+        src.stored_dtype = first.stored_dtype
     return src
 
 
