@@ -76,10 +76,14 @@ class HalfCascade:
     LEVELS = 8
     STEP = 16
 
-    def __init__(self) -> None:
+    def __init__(self, bfloat16: bool = False) -> None:
+        # bfloat16 (torch's bfloat16 result of bfloat16 logits): the same cascade, each
+        # addition rounded to bfloat16; its values are held in float32
+        self.bfloat16 = bfloat16
         self.positions = 0
-        self.loss = np.zeros(self.LEVELS, np.float16)
-        self.weight = np.zeros(self.LEVELS, np.float16)
+        dtype = np.float32 if bfloat16 else np.float16
+        self.loss = np.zeros(self.LEVELS, dtype)
+        self.weight = np.zeros(self.LEVELS, dtype)
 
     def feed(self, loss: np.ndarray, weight: np.ndarray | None, counted: np.ndarray | None
              ) -> None:
@@ -100,18 +104,24 @@ class HalfCascade:
                     ends = at % (self.STEP ** (j + 1)) == 0
                 else:
                     ends = np.zeros(at.shape[0], np.bool_)
-                values, levels[j] = _half_runs(values.astype(np.float16), ends, levels[j])
+                values, levels[j] = _half_runs(_rounded(values, self.bfloat16), ends,
+                                               levels[j], self.bfloat16)
                 at = at[ends]
                 if not values.size:
                     break
 
-    def totals(self) -> tuple[np.float16, np.float16]:
+    def totals(self) -> tuple[Any, Any]:
         """The loss and weight sums, as torch accumulates its levels."""
-        loss = weight = np.float16(0)
+        loss = weight = self.loss.dtype.type(0)
         for a, w in zip(self.loss, self.weight):
-            loss = _half_add(loss, a)
-            weight = _half_add(weight, w)
+            loss = _half_add(loss, a, self.bfloat16)
+            weight = _half_add(weight, w, self.bfloat16)
         return loss, weight
+
+
+def _rounded(values: np.ndarray, bfloat16: bool) -> np.ndarray:
+    """``values`` rounded to half (float16), or to bfloat16 (held in float32)."""
+    return round_bfloat16(values) if bfloat16 else values.astype(np.float16)
 
 
 def _class_sums(a: np.ndarray) -> np.ndarray:
@@ -120,17 +130,20 @@ def _class_sums(a: np.ndarray) -> np.ndarray:
     return np.add.reduce(np.ascontiguousarray(a.T), axis=0)
 
 
-def _half_add(a: Any, b: Any) -> Any:
-    """``a + b`` as c10::Half adds: in float32, rounded to half."""
-    return (np.asarray(a, np.float32) + np.asarray(b, np.float32)).astype(np.float16)
+def _half_add(a: Any, b: Any, bfloat16: bool = False) -> Any:
+    """``a + b`` as c10::Half (or c10::BFloat16) adds: in float32, rounded to half."""
+    total = np.asarray(a, np.float32) + np.asarray(b, np.float32)
+    if bfloat16:
+        return round_bfloat16(total)[()] if total.ndim == 0 else round_bfloat16(total)
+    return total.astype(np.float16)
 
 
 #: runs longer than this are summed one by one (numpy's accumulate), shorter ones together
 _LONG_RUN = 64
 
 
-def _half_runs(values: np.ndarray, ends: np.ndarray, carry: np.float16
-               ) -> tuple[np.ndarray, np.float16]:
+def _half_runs(values: np.ndarray, ends: np.ndarray, carry: Any, bfloat16: bool = False
+               ) -> tuple[np.ndarray, Any]:
     """Sequential half sums of ``values`` cut into runs, a run ending after each value
     whose ``ends`` is set; the first run starts from ``carry``. Returns the sums of the
     ended runs in order, and the sum of the open run left at the end (the new carry).
@@ -142,13 +155,20 @@ def _half_runs(values: np.ndarray, ends: np.ndarray, carry: np.float16
     np.cumsum(ends[:-1], out=run[1:])
     starts = np.flatnonzero(np.concatenate(([True], ends[:-1])))
     lengths = np.diff(np.append(starts, n))
-    acc = np.zeros(starts.shape[0], np.float16)
+    acc = np.zeros(starts.shape[0], values.dtype)
     acc[0] = carry
     # long runs (every flush point ignored, say) one at a time: add.accumulate in half
-    # rounds after every addition, as a sequential half sum does
+    # rounds after every addition, as a sequential half sum does (bfloat16, which NumPy
+    # lacks, is added one value at a time)
     for r in np.flatnonzero(lengths > _LONG_RUN):
         part = np.concatenate((acc[r:r + 1], values[starts[r]:starts[r] + lengths[r]]))
-        acc[r] = np.add.accumulate(part, dtype=np.float16)[-1]
+        if bfloat16:
+            total = part[0]
+            for v in part[1:]:
+                total = _half_add(total, v, True)
+            acc[r] = total
+        else:
+            acc[r] = np.add.accumulate(part, dtype=np.float16)[-1]
     short = np.flatnonzero(lengths[run] <= _LONG_RUN)
     rank = np.arange(n)[short] - starts[run[short]]
     order = short[np.argsort(rank, kind="stable")]
@@ -157,9 +177,9 @@ def _half_runs(values: np.ndarray, ends: np.ndarray, carry: np.float16
         idx = order[at:at + count]
         at += count
         r = run[idx]
-        acc[r] = _half_add(acc[r], values[idx])
+        acc[r] = _half_add(acc[r], values[idx], bfloat16)
     if ends[-1]:
-        return acc, np.float16(0)
+        return acc, values.dtype.type(0)
     return acc[:-1], acc[-1]
 
 

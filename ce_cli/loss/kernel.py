@@ -129,8 +129,8 @@ class LossAccumulator:
         self._w_c = None if w is None else np.ascontiguousarray(w, dtype=self._cdt)
         self._w_sum = 0.0 if w is None else float(np.add.reduce(self._w_c, dtype=_F64))
         # float16 class indices: torch's nll sums are half sums in its order
-        self._cascade = HalfCascade() if dt == np.float16 and spec.target_kind == "index" \
-            else None
+        self._cascade = HalfCascade(bfloat16=spec.bfloat16) \
+            if (dt == np.float16 or spec.bfloat16) and spec.target_kind == "index" else None
 
     @classmethod
     def from_totals(cls, spec: LossSpec, totals: LossTotals) -> LossAccumulator:

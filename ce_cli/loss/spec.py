@@ -47,6 +47,9 @@ class LossSpec:
     #: the class axis is the input's last ((C,) or (N, C)); torch's half log_softmax
     #: rounds differently there (see ``_half_lse``)
     class_last: bool = True
+    #: the logits were bfloat16 (computed in float32): torch's bfloat16 nll sums are
+    #: emulated (each loss and each partial sum rounded to bfloat16, see HalfCascade)
+    bfloat16: bool = False
 
     @property
     def smoothing(self) -> bool:

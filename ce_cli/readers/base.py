@@ -224,3 +224,24 @@ def buffered_blocks(path: str, array: np.memmap, what: str = ".npy file"
                 turn ^= 1
 
     return blocks
+
+
+def own_map(path: str, array: np.ndarray) -> np.memmap | None:
+    """A large C-contiguous view into a memory map of ``path`` as a map of its own bytes,
+    for :func:`buffered_blocks` (pages of a map stay resident once touched, so reading a
+    2 GB tensor through its map would count 2 GB); None for anything else."""
+    if array.ndim == 0 or not array.flags.c_contiguous or array.nbytes <= BUFFERED_BYTES:
+        return None
+    # the map itself: the last memmap down the chain of bases (a slice of a memmap is a
+    # memmap too, which keeps the map's offset but not its start; as_strided puts a plain
+    # object with .base between)
+    root, below = None, array.base
+    while below is not None:
+        if isinstance(below, np.memmap):
+            root = below
+        below = getattr(below, "base", None)
+    if root is None:
+        return None
+    start = root.offset + (array.__array_interface__["data"][0]
+                           - root.__array_interface__["data"][0])
+    return np.memmap(path, dtype=array.dtype, mode="r", offset=start, shape=array.shape)

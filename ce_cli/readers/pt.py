@@ -35,8 +35,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import InputFileError
-from . import base
-from .base import Source, array_source, bfloat16_to_float32, buffered_blocks, native
+from .base import Source, array_source, bfloat16_to_float32, buffered_blocks, native, own_map
 from .conventions import LOGITS_NAMES, TARGET_NAMES, example_member, member_hint, pick, pick_pair
 from .npz import ZIP_MAGIC
 from .validate import check_numeric
@@ -343,7 +342,7 @@ class _Archive:
     def source(self, name: str, role: str, where: str) -> Source:
         t = self.tensors[name]
         array = self._view(t, where)
-        mapped = self._mapped(array)
+        mapped = None if self.data is not None else own_map(self.path, array)
         if t.dtype == "bfloat16":
             source = _bfloat16_source(where, role, array)
             if mapped is not None:
@@ -355,25 +354,6 @@ class _Archive:
         if mapped is not None:
             source._blocks = buffered_blocks(self.path, mapped, what=".pt file")
         return source
-
-    def _mapped(self, array: np.ndarray) -> np.memmap | None:
-        """A large C-contiguous tensor of a file as a memory map of its own bytes, to be
-        read through reused buffers (:func:`~ce_cli.readers.base.buffered_blocks`): pages
-        of a map stay resident once touched, so a 2 GB tensor would count as 2 GB."""
-        # the map itself: the last memmap down the chain of bases (a slice of a memmap is
-        # a memmap too, which keeps the map's offset but not its start)
-        base_map, below = None, array.base
-        while below is not None:  # (as_strided puts a plain object with .base between)
-            if isinstance(below, np.memmap):
-                base_map = below
-            below = getattr(below, "base", None)
-        if self.data is not None or base_map is None or array.ndim == 0 or \
-                not array.flags.c_contiguous or array.nbytes <= base.BUFFERED_BYTES:
-            return None
-        start = base_map.offset + (array.__array_interface__["data"][0]
-                                   - base_map.__array_interface__["data"][0])
-        return np.memmap(self.path, dtype=array.dtype, mode="r", offset=start,
-                         shape=array.shape)
 
     def _view(self, t: _Tensor, where: str) -> np.ndarray:
         code = NUMPY_DTYPES.get(t.dtype)

@@ -159,6 +159,8 @@ def run(
                 src.n_rows = sum(b.shape[0] for b in src.blocks(rows_per_read(src)))
         spec = loss.make_spec((xs.n_rows, *x_row), x_dtype, (ts.n_rows, *t_row), t_dtype,
                               weight, ignore_index, reduction, label_smoothing, input_kind)
+    if result_dtype == "bfloat16":  # torch sums bfloat16 losses in bfloat16: emulated
+        spec = replace(spec, bfloat16=True)
     acc = loss.LossAccumulator(spec, keep_losses=keep_losses)
     scan = InputScan(input_kind)
     # Softmax outputs passed as logits: the loss they mean (their log, no second softmax)

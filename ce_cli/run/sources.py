@@ -72,7 +72,7 @@ def parse_weight(value: str | None, n_classes: int, dtype: np.dtype
     about it (weights that overflow the dtype)."""
     if value is None:
         return None, []
-    if Path(value).suffix and (Path(value).exists() or not _looks_numeric(value)):
+    if Path(value).suffix and (_exists(value) or not _looks_numeric(value)):
         w = np.asarray(readers.read_array(value, role="weight"))
         if w.dtype.kind not in "iuf":
             raise CeLossError(f"{value}: the weight file holds {w.dtype}, not numbers")
@@ -100,6 +100,13 @@ def parse_weight(value: str | None, n_classes: int, dtype: np.dtype
             "becomes inf, as in torch (weight.to(logits.dtype)); give weights that fit it"
             + (", or save the logits as float64" if np.dtype(dtype).itemsize < 8 else ""))))
     return cast, said
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except OSError:  # a name too long for a file (a long list of weights)
+        return False
 
 
 def _looks_numeric(value: str) -> bool:
