@@ -60,3 +60,29 @@ def member_hint(path: str, role: str, name: str) -> str:
     else:
         example = f"ce-loss compute [OPTIONS] -- -:{name} TARGETS"
     return f"name the one to read as -:NAME after '--', e.g. {example}"
+
+
+def choose_pair(names: list[str], *, logits: str | None = None, targets: str | None = None
+                ) -> tuple[str, str] | None:
+    """``(logits name, targets name)`` among ``names``: those given (a member, or
+    ``--logits-columns``/``--target-column``), the other one by convention (or the only
+    other name); None when it cannot be told."""
+    if logits is None and targets is None:
+        return pick_pair(names)
+    if targets is None:
+        rest = [n for n in names if n != logits]
+        targets = pick(rest, TARGET_NAMES) or (rest[0] if len(rest) == 1 else None)
+    elif logits is None:
+        rest = [n for n in names if n != targets]
+        logits = pick(rest, LOGITS_NAMES) or (rest[0] if len(rest) == 1 else None)
+    if logits is None or targets is None or logits == targets:
+        return None
+    return logits, targets
+
+
+def taken_note(shown: str, pair: tuple[str, str], given: tuple[str | None, str | None]
+               ) -> str | None:
+    """The note saying which names were taken by convention (None: both were given)."""
+    taken = [f"the logits from {pair[0]!r}"] if pair[0] != given[0] else []
+    taken += [f"the targets from {pair[1]!r}"] if pair[1] != given[1] else []
+    return f"{shown}: took {' and '.join(taken)}" if taken else None

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from .base import Source, native
-from .conventions import LOGITS_NAMES, TARGET_NAMES, example_member, member_hint, pick, pick_pair
+from .conventions import choose_pair, example_member, member_hint, taken_note
 
 WHAT = "HDF5 file"
 INSTALL = "reading HDF5 needs h5py: pip install 'ce-loss[hdf5]'"
@@ -279,27 +279,20 @@ def read_hdf5_pair(path: str, *, target_column: str | None = None,
                 what = f"{option} {given!r}" if option else f"{path}:{given}"
                 raise InputFileError(path, f"the {WHAT} holds no dataset named {given!r} "
                                      f"({what})", hint=f"its datasets are: {_listing(names)}")
-        logits, targets = member or logits_columns, target_column
-        if logits is None and targets is None:
-            logits, targets = pick_pair(names) or (None, None)
-        elif targets is None:
-            rest = [n for n in names if n != logits]
-            targets = pick(rest, TARGET_NAMES) or (rest[0] if len(rest) == 1 else None)
-        elif logits is None:
-            rest = [n for n in names if n != targets]
-            logits = pick(rest, LOGITS_NAMES) or (rest[0] if len(rest) == 1 else None)
-        if logits is None or targets is None or logits == targets:
+        given = (member or logits_columns, target_column)
+        pair = choose_pair(names, logits=given[0], targets=given[1])
+        if pair is None:
             raise _cannot_tell(path, names)
+        logits, targets = pair
         dx = _Dataset(f, path, logits, _where(path, logits), "logits")
         dt = _Dataset(f, path, targets, _where(path, targets), "targets")
     finally:
         f.close()
     xs = _source(path, dx, _where(path, logits), "logits")
     ts = _source(path, dt, _where(path, targets), "targets")
-    taken = [f"the logits from {logits!r}"] if logits not in (member, logits_columns) else []
-    taken += [f"the targets from {targets!r}"] if targets != target_column else []
-    if taken:
-        xs.notes.append(f"{path}: took {' and '.join(taken)}")
+    note = taken_note(path, pair, given)
+    if note:
+        xs.notes.append(note)
     return xs, ts
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InputFileError
 from . import base
 from .base import Source, array_source, buffered_blocks, prefetched
-from .conventions import LOGITS_NAMES, TARGET_NAMES, example_member, member_hint, pick, pick_pair
+from .conventions import choose_pair, example_member, member_hint, taken_note
 from .npy import Header, as_bfloat16, map_array, npy_error, read_header
 
 #: the signature of every entry's local header (zip's structure; the format's magic is
@@ -292,25 +292,18 @@ def read_npz_pair(path: str, *, target_column: str | None = None,
                 what = f"{option} {given!r}" if option else f"{shown}:{given}"
                 raise InputFileError(path, f"the .npz archive holds no array named {given!r} "
                                      f"({what})", hint=f"its arrays are: {_listing(names)}")
-        logits, targets = member or logits_columns, target_column
-        if logits is None and targets is None:
-            logits, targets = pick_pair(names) or (None, None)
-        elif targets is None:
-            rest = [n for n in names if n != logits]
-            targets = pick(rest, TARGET_NAMES) or (rest[0] if len(rest) == 1 else None)
-        elif logits is None:
-            rest = [n for n in names if n != targets]
-            logits = pick(rest, LOGITS_NAMES) or (rest[0] if len(rest) == 1 else None)
-        if logits is None or targets is None or logits == targets:
+        given = (member or logits_columns, target_column)
+        pair = choose_pair(names, logits=given[0], targets=given[1])
+        if pair is None:
             raise _cannot_tell(path, names)
+        logits, targets = pair
         xs = _member_source(archive, path, data, arrays[logits], _where(path, logits),
                             "logits")
         ts = _member_source(archive, path, data, arrays[targets], _where(path, targets),
                             "targets")
-    taken = [f"the logits from {logits!r}"] if logits not in (member, logits_columns) else []
-    taken += [f"the targets from {targets!r}"] if targets != target_column else []
-    if taken:
-        xs.notes.append(f"{shown}: took {' and '.join(taken)}")
+    note = taken_note(shown, pair, given)
+    if note:
+        xs.notes.append(note)
     return xs, ts
 
 
