@@ -267,12 +267,16 @@ def compute(**options: Any) -> int:
 
     LOGITS is an (N, C) array (or (C,), or (N, C, d1, ..., dk)) of scores;
     TARGETS holds class indices of shape (N,) (or (N, d1, ..., dk)), or class
-    probabilities of the logits' shape. Files: .npy, .npz[:name], .csv, .tsv,
-    .parquet, .arrow/.feather/.ipc, or - for stdin.
+    probabilities of the logits' shape. Files: .npy, .npz[:name], .pt[:name],
+    .safetensors[:name], .h5[:name] (pip install 'ce-loss[hdf5]'), .csv, .tsv,
+    .parquet, .arrow/.feather/.ipc, .jsonl, or - for stdin. Without TARGETS,
+    LOGITS is one file holding both: arrays named logits and labels (or the
+    like), or a table with a label column.
 
     \b
       ce-loss compute logits.npy labels.npy
-      ce-loss compute preds.parquet --target-column label
+      ce-loss compute eval.pt
+    ce-loss compute preds.parquet --target-column label
       ce-loss compute logits.csv labels.csv --reduction none -o losses.parquet
       loss=$(ce-loss compute logits.npy labels.npy --format plain)
     """
