@@ -71,7 +71,7 @@ def findings(scan: InputScan, spec: Any, totals: Any, *, labels: np.ndarray | No
         out.append(Finding("warning", (
             f"{scan.inf_losses} counted losses are infinite: torch multiplies each loss by "
             "its weight in float16, where a product past 65504 is inf (or the target has "
-            "probability 0 under its logits); cast the logits and the weight to float32")))
+            "probability 0 under its logits); pass --dtype float32 to compute in float32")))
     elif scan.inf_losses > 0:
         where = "the target class" if not spec.smoothing else \
             "the target class, or at any class with label smoothing"
@@ -295,8 +295,8 @@ def _half_overflow_findings(spec: Any, totals: Any, loss: np.ndarray, reduction:
     value = float(np.asarray(loss, dtype=np.float64).reshape(-1)[0]) if np.size(loss) else 0.0
     return [Finding("warning", (
         f"the {reduction} is computed in float16, as torch does, and its sums pass 65504 "
-        f"(float16's largest value), so torch's {reduction} is {short(value)}; cast the logits "
-        "to float32 (x.astype(np.float32)) for a usable number"))]
+        f"(float16's largest value), so torch's {reduction} is {short(value)}; pass --dtype "
+        "float32 (torch's F.cross_entropy(x.float(), ...)) for a usable number"))]
 
 
 def _class_axis_findings(spec: Any, totals: Any) -> list[Finding]:
