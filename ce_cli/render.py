@@ -51,8 +51,11 @@ class Report:
         return self.dtype or self.result.spec.dtype.name
 
     def text(self, value: Any) -> str:
-        """A loss as text: exact for bfloat16, else :func:`scalar_text`."""
-        return exact_text(value) if self.dtype == "bfloat16" else scalar_text(value)
+        """A loss as text: a half-precision result (float16, bfloat16) as its exact
+        decimal value, so any reader recovers torch's number; else :func:`scalar_text`."""
+        if self.dtype_name in ("float16", "bfloat16"):
+            return exact_text(value)
+        return scalar_text(value)
 
 
 def scalar_text(value: Any) -> str:
