@@ -133,3 +133,22 @@ def test_bfloat16_sums_follow_torchs_bfloat16_cascade(capsys, n, c, weighted):
     got = float(capsys.readouterr().out)
     ulp = 2.0 ** (np.floor(np.log2(abs(want))) - 7)
     assert abs(got - want) <= ulp, (got, want)
+
+
+@pytest.mark.parametrize("fmt", ["plain", "csv", "json"])
+def test_a_float16_result_is_printed_as_its_exact_value(half, fmt):
+    """14.796875, not the shortest text of the float16 (14.8), which a float reader takes
+    for another number than torch's."""
+    from decimal import Decimal
+
+    x, t, d = half
+    want = F.cross_entropy(torch.from_numpy(x), torch.from_numpy(t)).item()  # float16
+    out = run("compute", d / "x.npy", d / "t.npy", "--format", fmt).stdout
+    if fmt == "plain":
+        text = out.strip()
+    elif fmt == "csv":
+        text = out.splitlines()[1].split(",")[0]
+    else:
+        text = out.split('"loss": ')[1].split(",")[0]
+    assert float(text) == want  # a reader recovers torch's value exactly
+    assert Decimal(text) == Decimal(want)  # the exact decimal, every digit
