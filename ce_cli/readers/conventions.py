@@ -86,3 +86,15 @@ def taken_note(shown: str, pair: tuple[str, str], given: tuple[str | None, str |
     taken = [f"the logits from {pair[0]!r}"] if pair[0] != given[0] else []
     taken += [f"the targets from {pair[1]!r}"] if pair[1] != given[1] else []
     return f"{shown}: took {' and '.join(taken)}" if taken else None
+
+
+def pair_hint(path: str, names: list[str]) -> str:
+    """How to name both arrays of a file whose names do not tell them apart:
+    ``name both as FILE:NAME, e.g. ce-loss compute f.npz:scores f.npz:y``."""
+    x = example_member(sorted(names), "logits")
+    t = example_member(sorted(n for n in names if n != x), "targets")
+    if path == "-":
+        example = f"ce-loss compute [OPTIONS] -- -:{x} TARGETS"
+    else:
+        example = f"ce-loss compute {path}:{x} {path}:{t}"
+    return f"name both as FILE:NAME, e.g. {example}"

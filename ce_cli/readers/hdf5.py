@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from .base import Source, native
-from .conventions import choose_pair, example_member, member_hint, taken_note
+from .conventions import choose_pair, example_member, member_hint, pair_hint, taken_note
 
 WHAT = "HDF5 file"
 INSTALL = "reading HDF5 needs h5py: pip install 'ce-loss[hdf5]'"
@@ -301,9 +301,6 @@ def _cannot_tell(path: str, names: list[str]) -> InputFileError:
         held = f"one dataset ({names[0]!r})" if names else "no datasets"
         return InputFileError(path, f"the {WHAT} holds {held}, not both logits and targets",
                               hint="pass the targets as a second file")
-    x = example_member(sorted(names), "logits")
-    t = example_member(sorted(n for n in names if n != x), "targets")
     return InputFileError(path, f"cannot tell which datasets of the {WHAT} are the logits "
                           f"and which the targets: it holds {_listing(names)}",
-                          hint=f"name both as FILE:NAME, e.g. ce-loss compute {path}:{x} "
-                               f"{path}:{t}")
+                          hint=pair_hint(path, names))

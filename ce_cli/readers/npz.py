@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InputFileError
 from . import base
 from .base import Source, array_source, buffered_blocks, prefetched
-from .conventions import choose_pair, example_member, member_hint, taken_note
+from .conventions import choose_pair, example_member, member_hint, pair_hint, taken_note
 from .npy import Header, as_bfloat16, map_array, npy_error, read_header
 
 #: the signature of every entry's local header (zip's structure; the format's magic is
@@ -315,19 +315,12 @@ def _listing(names: list[str]) -> str:
 
 
 def _cannot_tell(path: str, names: list[str]) -> InputFileError:
-    shown = "<stdin>" if path == "-" else path
     if len(names) < 2:
         held = f"one array ({names[0]!r})" if names else "no arrays"
         return InputFileError(path, f"missing TARGETS: the .npz archive holds {held}, not "
                               "both logits and targets",
                               hint="give a targets file, or save both, e.g. np.savez(path, "
                                    "logits=x, labels=y)")
-    x = example_member(sorted(names), "logits")
-    t = example_member(sorted(n for n in names if n != x), "targets")
-    if path == "-":
-        example = f"ce-loss compute [OPTIONS] -- -:{x} TARGETS"
-    else:
-        example = f"ce-loss compute {shown}:{x} {shown}:{t}"
     return InputFileError(path, f"cannot tell which arrays of the .npz archive are the "
                           f"logits and which the targets: it holds {_listing(names)}",
-                          hint=f"name both as FILE:NAME, e.g. {example}")
+                          hint=pair_hint(path, names))

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InputFileError
 from . import base
 from .base import Source, array_source, bfloat16_to_float32, buffered_blocks
-from .conventions import choose_pair, example_member, member_hint, taken_note
+from .conventions import choose_pair, example_member, member_hint, pair_hint, taken_note
 from .validate import check_numeric
 
 WHAT = ".safetensors file"
@@ -312,17 +312,10 @@ def read_safetensors_pair(path: str, *, target_column: str | None = None,
 
 
 def _cannot_tell(path: str, names: list[str]) -> InputFileError:
-    shown = "<stdin>" if path == "-" else path
     if len(names) < 2:
         held = f"one tensor ({names[0]!r})" if names else "no tensors"
         return InputFileError(path, f"the {WHAT} holds {held}, not both logits and targets",
                               hint="pass the targets as a second file")
-    x = example_member(sorted(names), "logits")
-    t = example_member(sorted(n for n in names if n != x), "targets")
-    if path == "-":
-        example = f"ce-loss compute [OPTIONS] -- -:{x} TARGETS"
-    else:
-        example = f"ce-loss compute {shown}:{x} {shown}:{t}"
     return InputFileError(path, f"cannot tell which tensors of the {WHAT} are the logits and "
                           f"which the targets: it holds {_listing(names)}",
-                          hint=f"name both as FILE:NAME, e.g. {example}")
+                          hint=pair_hint(path, names))
