@@ -246,6 +246,13 @@ def cli() -> None:
 @click.option("--class-axis", type=int, default=None,
               help="The logits axis holding the classes (default 1, as torch); -1 for "
                    "(B, L, V) sequence outputs or (N, H, W, C) images.")
+@click.option("--shift", is_flag=True,
+              help="Causal language-model labels: the loss of logits[..., :-1, :] against "
+                   "labels[..., 1:], as Hugging Face's causal-LM loss (with --dtype float32, "
+                   "its number). Reads the classes on the last axis.")
+@click.option("--per-sequence", "per_sequence", type=click.Path(dir_okay=False), default=None,
+              help="Write one row per sequence (tokens, nll_sum, nll_mean, perplexity) to "
+                   ".csv, .parquet, .arrow or .npy, atomically.")
 @click.option("--top-k", "top_k", default="1,5", show_default=True, metavar="K1,K2,..",
               callback=_top_k,
               help="Top-k accuracies to report (table/json/csv).")
@@ -287,13 +294,17 @@ def compute(**options: Any) -> int:
     read = ReadOptions(o["logits"], o["targets"], target_column=o["target_column"],
                        logits_columns=o["logits_columns"], header=o["header"],
                        logits_format=o["logits_format"], targets_format=o["targets_format"],
-                       classes=o["classes"])
+                       classes=o["classes"], shift=o["shift"])
+    class_axis = o["class_axis"]
+    if o["shift"] and class_axis is None:  # a causal LM's classes are its last axis
+        class_axis = -1
     loss = LossOptions(reduction=o["reduction"], weight=o["weight"],
                        ignore_index=o["ignore_index"], label_smoothing=o["label_smoothing"],
-                       input_kind=o["input_kind"], class_axis=o["class_axis"],
+                       input_kind=o["input_kind"], class_axis=class_axis,
                        dtype=o["dtype"])
     audit = AuditOptions(top_k=o["top_k"], bins=o["bins"], worst=o["worst"], rows=o["rows"])
-    out = _output_options(o, output=o["output"], softmax=o["softmax_path"])
+    out = _output_options(o, output=o["output"], softmax=o["softmax_path"],
+                          per_sequence=o["per_sequence"])
     with _usage_errors():
         return commands.compute(read, loss, audit, out, engine=o["engine"],
                                 scheduler=o["scheduler"], written=click.get_current_context().obj)

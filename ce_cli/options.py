@@ -42,6 +42,8 @@ class ReadOptions:
     #: scikit-learn's ``classes_``), as given. Read here because string labels are matched
     #: to them while reading; without it a table's logits column names are the classes.
     classes: str | None = None
+    #: ``--shift``: a causal LM's logits against its unshifted labels (run.shift)
+    shift: bool = False
 
     def with_paths(self, logits: str, targets: str | None) -> ReadOptions:
         """The same reading options for other files (one shard or task of a run)."""
@@ -68,6 +70,8 @@ class OutputOptions:
     fmt: str = "plain"
     #: per-sample losses (-o), softmax probabilities (--softmax), a partial result
     output: str | None = None
+    #: one row per sequence (--per-sequence)
+    per_sequence: str | None = None
     softmax: str | None = None
     partial: str | None = None
     explain: bool = False

@@ -45,6 +45,8 @@ class Report:
     dtype: str | None = None
     #: the classes' names (string labels or --classes); None: classes are shown as indices
     class_names: list[str] | None = None
+    #: per-sequence perplexity (audit.sequences.SequenceStats.summary())
+    sequences: dict[str, Any] | None = None
 
     @property
     def dtype_name(self) -> str:
@@ -193,6 +195,8 @@ def as_dict(report: Report) -> dict[str, Any]:
         stats = _named(report.stats, report.class_names)
         stats["per_class"] = [c for c in stats["per_class"] if c["support"]]
         doc["metrics"] = stats
+    if report.sequences is not None:
+        doc["sequences"] = report.sequences
     if report.preview is not None:
         p = report.preview
         doc["rows"] = [
@@ -292,6 +296,8 @@ def write_table(report: Report, console: Any) -> None:
         _print_explain(report.explain, console)
     if report.stats is not None:
         _print_metrics(report.stats, console)
+    if report.sequences is not None:
+        _print_sequences(report.sequences, console)
     if report.preview is not None and report.preview.index:
         _print_rows(report.preview, console, report.class_names)
     if report.stats is not None:
@@ -397,6 +403,20 @@ def _print_metrics(st: dict[str, Any], console: Any) -> None:
     console.print(Text("metrics", style="bold"))
     console.print(Text("  " + ", ".join(parts[:len(parts) - 3])))
     console.print(Text("  " + ", ".join(parts[len(parts) - 3:])))
+
+
+def _print_sequences(sq: dict[str, Any], console: Any) -> None:
+    from rich.text import Text
+
+    p = sq["perplexity"]
+    console.print(Text("per sequence", style="bold"))
+    console.print(Text(
+        f"  {sq['sequences']} sequences of {sq['tokens_per_sequence']} tokens; perplexity "
+        f"{_f(sq['token_weighted_perplexity'])} over all tokens, per sequence median "
+        f"{_f(p['median'])} (10th-90th percentile {_f(p['p10'])}-{_f(p['p90'])})"))
+    if sq["worst"]:
+        worst = ", ".join(f"#{w['sequence']} {_f(w['perplexity'])}" for w in sq["worst"])
+        console.print(Text(f"  highest perplexity: {worst}"))
 
 
 def _print_worst(st: dict[str, Any], console: Any) -> None:

@@ -64,6 +64,8 @@ def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = 
     with writers.Batch(written) as batch:  # every output in full, or none replaced
         if out.output is not None and result.losses is not None:
             _write_losses(out.output, summary, batch)
+        if out.per_sequence is not None:
+            _write_sequences(out.per_sequence, summary, batch)
         if out.softmax is not None:
             matrix = summary.softmax if summary.softmax is not None else \
                 np.zeros((0, result.spec.n_classes))
@@ -76,7 +78,8 @@ def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = 
             result=result, input_kind=result.spec.input_kind, preview=summary.preview,
             sources=summary.sources, stats=summary.stats_summary(),
             explain=metrics.explain(result, summary.stats) if out.explain else None,
-            plots=out.plots, dtype=summary.result_dtype, class_names=summary.class_names)
+            plots=out.plots, dtype=summary.result_dtype, class_names=summary.class_names,
+            sequences=None if summary.sequences is None else summary.sequences.summary())
         emit(report, out.fmt, targets=summary.targets, batch=batch)
     if out.strict and any(f.kind == "warning" for f in said):
         return ExitCode.INTERNAL
@@ -95,6 +98,21 @@ def _write_losses(path: str, summary: Summary, batch: writers.Batch) -> None:
         columns["target"] = summary.targets
     columns["loss"] = flat
     writers.write_columns(path, columns, main="loss", batch=batch)
+
+
+def _write_sequences(path: str, summary: Summary, batch: writers.Batch) -> None:
+    """``--per-sequence``: one row per sequence; in ``.npy`` a structured array."""
+    from .audit.sequences import SequenceStats
+
+    seqs = summary.sequences if summary.sequences is not None else SequenceStats(0)
+    columns = seqs.columns()
+    if Path(path).suffix.lower() == ".npy":
+        rows = np.zeros(seqs.n, [(name, a.dtype) for name, a in columns.items()])
+        for name, a in columns.items():
+            rows[name] = a
+        writers.write_columns(path, {"rows": rows}, main="rows", batch=batch)
+        return
+    writers.write_columns(path, columns, main="nll_mean", batch=batch)
 
 
 def emit(report: render.Report, fmt: str, targets: np.ndarray | None = None,

@@ -39,13 +39,14 @@ def _check_outputs(read: ReadOptions, loss: LossOptions, out: OutputOptions) -> 
     """Everything that can be refused before any data is read."""
     sources.check_given({"LOGITS": read.logits, "TARGETS": read.targets,
                          "--weight": loss.weight, "-o": out.output, "--softmax": out.softmax,
-                         "--partial": out.partial})
-    for path in (out.output, out.softmax):
+                         "--per-sequence": out.per_sequence, "--partial": out.partial})
+    for path in (out.output, out.softmax, out.per_sequence):
         if path is not None:
             writers.check_output(path)
     if out.partial is not None:
         writers.check_output(out.partial, suffixes=(".json",))
-    writers.check_apart({"-o": out.output, "--softmax": out.softmax, "--partial": out.partial},
+    writers.check_apart({"-o": out.output, "--softmax": out.softmax,
+                         "--per-sequence": out.per_sequence, "--partial": out.partial},
                         {**sources.input_files("the logits", read.logits),
                          **sources.input_files("the targets", read.targets),
                          **sources.input_files("the --weight", loss.weight)})
@@ -55,7 +56,7 @@ def _check_outputs(read: ReadOptions, loss: LossOptions, out: OutputOptions) -> 
 def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: OutputOptions
              ) -> Summary:
     """The default engine: one streaming pass."""
-    xs, ts = sources.open_sources(read)
+    xs, ts = sources.open_sources(read, loss.class_axis)
     # the dtype's finding comes with the summary
     x_dtype, _ = logits_dtype(xs.dtype, xs.path, loss.dtype)
     c = sources.n_classes(xs, loss.class_axis)
@@ -78,6 +79,7 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
                 keep_losses=loss.reduction == "none" or per_sample, keep_targets=per_sample,
                 preview_rows=audit.rows if out.fmt in ("table", "json") else 0,
                 audit=audit if out.wants_audit else None,
+                sequences=wants_sequences(read, out),
                 on_rows=(lambda xb: [hook(xb) for hook in hooks]) if hooks else None,
             )
     except TargetError as exc:
@@ -110,19 +112,28 @@ def _compute_on_dask(read: ReadOptions, loss: LossOptions, audit: AuditOptions,
     tasks = dask_engine.plan(read.logits, read.targets, fmt=read.logits_format)
     weight, weight_said = None, []
     # the weight and the class names: decided once, against the first task's logits
-    xs0, _ = sources.open_sources(read.with_paths(tasks[0].logits, tasks[0].targets))
+    xs0, _ = sources.open_sources(read.with_paths(tasks[0].logits, tasks[0].targets),
+                                  loss.class_axis)
     sources.check_class_names(xs0, sources.n_classes(xs0, loss.class_axis))
     if loss.weight is not None:
         x_dtype, _ = logits_dtype(xs0.dtype, xs0.path, loss.dtype)
         weight, weight_said = sources.parse_weight(
             loss.weight, sources.n_classes(xs0, loss.class_axis), x_dtype)
     job = dask_engine.Job(read, loss, weight, audit if out.wants_audit else None,
-                          tuple(weight_said))
+                          tuple(weight_said), sequences=wants_sequences(read, out))
     merged = dask_engine.compute(tasks, job, scheduler)
     summary = merged.summary(loss.reduction, sources={"logits": read.logits,
                                                       "targets": read.targets or read.logits})
     summary.class_names = xs0.class_names
     return summary
+
+
+def wants_sequences(read: ReadOptions, out: OutputOptions) -> bool | None:
+    """Per-sequence sums: for ``--per-sequence``, for the audit of ``--shift`` runs; else
+    the pipeline decides (None)."""
+    if out.per_sequence is not None or (read.shift and out.wants_audit):
+        return True
+    return None
 
 
 def merge(parts: tuple[str, ...], reduction: str | None, out: OutputOptions, *,

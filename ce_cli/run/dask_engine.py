@@ -96,16 +96,19 @@ class Job:
     audit: AuditOptions | None = None
     #: what parsing the weight found, said once with the merged result
     said: tuple[Finding, ...] = ()
+    #: per-sequence sums (pipeline.run's ``sequences``)
+    sequences: bool | None = None
 
 
-def _open(task: Task, read: ReadOptions) -> tuple[readers.Source, readers.Source]:
+def _open(task: Task, read: ReadOptions, class_axis: int | None = None
+          ) -> tuple[readers.Source, readers.Source]:
     """The logits and targets sources of ``task``, opened as the default engine opens them."""
     from .sources import open_sources
 
-    return open_sources(read.with_paths(task.logits, task.targets))
+    return open_sources(read.with_paths(task.logits, task.targets), class_axis)
 
 
-def check(tasks: list[Task], read: ReadOptions) -> None:
+def check(tasks: list[Task], read: ReadOptions, class_axis: int | None = None) -> None:
     """Open every task's files here, before any task runs, so a missing, damaged or
     mismatched file is the same located error as with the default engine (and not a
     worker's exception). Opening reads headers and metadata only, not the data."""
@@ -113,7 +116,7 @@ def check(tasks: list[Task], read: ReadOptions) -> None:
     for task in tasks:
         if (task.logits, task.targets) not in seen:
             seen.add((task.logits, task.targets))
-            xs, ts = _open(task, read)
+            xs, ts = _open(task, read, class_axis)
             n_x, n_t = xs.n_rows, ts.n_rows
             if task.stop is not None and n_x is not None and n_t is not None and n_x != n_t:
                 # row-range tasks cut both files alike: say it as the default engine does
@@ -122,7 +125,7 @@ def check(tasks: list[Task], read: ReadOptions) -> None:
 
 def run_task(task: Task, job: Job) -> dict[str, Any]:
     """The partial-result document of one task (runs on a worker)."""
-    xs, ts = _open(task, job.read)
+    xs, ts = _open(task, job.read, job.loss.class_axis)
     names = xs.class_names  # merged partials must agree on them
     xs, ts = _sliced(xs, task), _sliced(ts, task)
     loss = job.loss
@@ -133,6 +136,7 @@ def run_task(task: Task, job: Job) -> dict[str, Any]:
             input_kind=loss.input_kind, class_axis=loss.class_axis, dtype=loss.dtype,
             keep_losses=False,
             audit=job.audit, inputs=[f"{task.logits}[{task.start}:{task.stop or ''}]"],
+            sequences=job.sequences,
             before=list(job.said))
     except TargetError as exc:  # torch's message, with the file it is about
         raise TargetError(f"{ts.path}: {exc}", exc.n_classes) from None
@@ -157,7 +161,7 @@ def compute(tasks: list[Task], job: Job, scheduler: str | None = None) -> partia
         import dask
     except ImportError:
         raise OptionError(f"--engine dask needs Dask: {INSTALL_HINT}") from None
-    check(tasks, job.read)
+    check(tasks, job.read, job.loss.class_axis)
     nodes = [dask.delayed(run_task, pure=True)(t, job) for t in tasks]
     while len(nodes) > 1:
         nodes = [dask.delayed(merge_documents, pure=True)(*nodes[i:i + FAN_IN])

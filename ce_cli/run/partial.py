@@ -22,6 +22,7 @@ from .. import loss
 from ..audit import metrics
 from ..audit.findings import Finding
 from ..audit.scan import InputScan
+from ..audit.sequences import SequenceStats
 from ..errors import InputFileError
 from ..names import INPUT_KINDS, REDUCTIONS
 from .summary import Layout, Summary
@@ -67,6 +68,8 @@ def to_document(summary: Summary, inputs: list[str] | None = None) -> dict[str, 
         "as_probs": None if as_probs is None else _encode(asdict(as_probs)),
         "findings": [[f.kind, f.message] for f in summary.findings],
         "result_dtype": summary.result_dtype,
+        "sequences": None if summary.sequences is None
+        else _encode(summary.sequences.to_doc()),
         **named,  # the class names, when known (string labels or --classes)
     }
 
@@ -140,6 +143,8 @@ class Partial:
         self.as_probs = None if as_probs is None else loss.LossTotals(**_decode(as_probs))
         self.findings = [Finding(kind, message) for kind, message in doc.get("findings", [])]
         self.result_dtype = doc.get("result_dtype")
+        seqs = doc.get("sequences")
+        self.sequences = None if seqs is None else SequenceStats.from_doc(_decode(seqs))
         classes = doc.get("classes")
         self.classes = [str(c) for c in classes] if isinstance(classes, list) else None
 
@@ -180,7 +185,7 @@ class Partial:
                        probs_loss=probs_loss, sources=dict(sources or {}),
                        inputs=list(self.sources), loss_shape=loss_shape,
                        result_dtype=self.result_dtype, partial_reduction=self.reduction,
-                       class_names=self.classes)
+                       class_names=self.classes, sequences=self.sequences)
 
 
 def load(path: str) -> Partial:
@@ -420,6 +425,15 @@ def _validate_v3(doc: dict[str, Any], c: int) -> None:
             isinstance(f, list) and len(f) == 2 and f[0] in ("warning", "note")
             and isinstance(f[1], str) for f in said):
         raise _Damaged("findings", said, "a list of [kind, message] pairs")
+    seqs = doc.get("sequences")
+    if seqs is not None:
+        try:
+            got = SequenceStats.from_doc(_decode(seqs))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _Damaged("sequences", f"{type(exc).__name__}: {exc}",
+                           "lengths, token counts and sums per sequence") from None
+        if got.length < 0 or (got.tokens < 0).any():
+            raise _Damaged("sequences.tokens", seqs.get("tokens"), "counts >= 0")
 
 
 def _is_dtype_name(name: Any) -> bool:
@@ -488,6 +502,12 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
     as_probs = None
     if all(p.as_probs is not None for p in seen):
         as_probs = loss.LossTotals.sum([p.as_probs for p in seen])  # type: ignore[misc]
+    sequences = None  # in the order given: shard after shard
+    if all(p.sequences is not None for p in parts) and \
+            len({p.sequences.length for p in parts}) == 1:  # type: ignore[union-attr]
+        sequences = parts[0].sequences
+        for p in parts[1:]:
+            sequences = sequences.then(p.sequences)  # type: ignore[union-attr,arg-type]
     summary = Summary(
         loss.LossResult(np.zeros((), first.spec().dtype), reduction or first.reduction,
                         first.spec(), totals),
@@ -495,7 +515,8 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
         findings=list(dict.fromkeys(f for p in parts for f in p.findings)),
         as_probs=as_probs, inputs=[s for p in parts for s in p.sources],
         result_dtype=first.result_dtype,
-        class_names=next((p.classes for p in parts if p.classes), None))
+        class_names=next((p.classes for p in parts if p.classes), None),
+        sequences=sequences)
     return Partial(json.loads(json.dumps(to_document(summary))), "<merged>")
 
 

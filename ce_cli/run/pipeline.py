@@ -18,6 +18,7 @@ from .. import loss
 from ..audit import metrics
 from ..audit.findings import Finding
 from ..audit.scan import InputScan, label_counts
+from ..audit.sequences import SequenceStats
 from ..errors import OptionError, ShapeError
 from ..options import AuditOptions
 from ..readers.base import Source, array_source
@@ -96,6 +97,7 @@ def run(
     inputs: list[str] | None = None,
     dtype: str | None = None,
     before: list[Finding] | None = None,
+    sequences: bool | None = None,
 ) -> Summary:
     """Compute torch's loss of ``xs`` against ``ts`` in one streaming pass.
 
@@ -106,7 +108,9 @@ def run(
     ``before``: findings made before the pass (the weight's), said after the readers'
     notes. ``dtype`` casts the logits first (``F.cross_entropy(logits.to(dtype), ...)``); without
     it, bfloat16 logits give torch's bfloat16 result (computed in float32, whose result
-    the report rounds to bfloat16).
+    the report rounds to bfloat16). ``sequences``: gather per-sequence sums (the last
+    axis of the targets is the tokens); None: with ``audit``, for ``(B, L)`` targets of
+    logits whose classes were put on the last axis (``--class-axis -1``, ``--shift``).
     """
     target_dtype = ts.dtype.name
     notes = [*xs.notes, *ts.notes]  # what the readers decided (a shared table's once)
@@ -171,6 +175,11 @@ def run(
         if input_kind == "logits" else None
     stats = None if audit is None else metrics.AuditStats(
         spec.n_classes, top_k=audit.top_k, bins=audit.bins, worst_k=audit.worst)
+    if sequences is None:
+        sequences = audit is not None and class_axis is not None and len(x_row) == 2 \
+            and axis == 1 + len(x_row) - 1
+    # one sequence per leading index; a single row of tokens (L, V) is one sequence
+    seqs = SequenceStats(x_row[-1] if len(x_row) > 1 else 1 << 62) if sequences else None
     rows = rows_per_read(xs)
     n_x = n_t = position = 0
     kept_targets: list[np.ndarray] = []
@@ -210,6 +219,8 @@ def run(
                 labels = label_counts(labels, tbb, spec.n_classes, spec.ignore_index)
             if stats is not None:
                 stats.update(xbb, tbb, losses, spec, offset=position)
+            if seqs is not None:
+                _add_sequences(seqs, losses, tbb, spec, position)
             if spec.target_kind == "probs":
                 scan.update_targets(tbb)
             position += xbb.shape[0]
@@ -232,6 +243,11 @@ def run(
         as_probs_totals = as_probs.totals
         probs_loss = as_probs.finalize(reduction).loss
     layout = Layout(x_row, t_row, class_axis is not None, target_dtype)
+    if seqs is not None:
+        if len(x_row) == 1:  # one sequence of every position
+            seqs.length = position
+        n_seq = math.prod(loss_shape[:-1]) if len(loss_shape) > 1 else 1
+        seqs.extend(n_seq if position or len(loss_shape) > 1 else 0)
     return Summary(result, scan, labels, stats, layout,
                    findings=[*(Finding("note", n) for n in dict.fromkeys(notes)),
                              *(before or []),
@@ -240,7 +256,21 @@ def run(
                    sources={"logits": xs.path, "targets": ts.path},
                    inputs=inputs if inputs is not None else [f"{xs.path} {ts.path}"],
                    loss_shape=loss_shape, preview=preview, targets=targets,
-                   result_dtype=result_dtype)
+                   result_dtype=result_dtype, sequences=seqs)
+
+
+def _add_sequences(seqs: SequenceStats, losses: np.ndarray, tb: np.ndarray,
+                   spec: loss.LossSpec, position: int) -> None:
+    """One block's per-token losses into the per-sequence sums (weights as torch's mean
+    divides by them: ``w[t]`` of counted class indices; every position of probabilities)."""
+    if spec.target_kind == "index":
+        t = tb.reshape(-1)
+        counted = t != spec.ignore_index
+        weights = None if spec.weight is None else \
+            spec.weight.astype(np.float64)[np.where(counted, t, 0)]
+    else:
+        counted, weights = np.ones(losses.shape[0], bool), None
+    seqs.update(losses, counted, weights, position)
 
 
 def row_count_mismatch(n_x: int, n_t: int, x_path: str, t_path: str) -> ShapeError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,20 @@ from ..readers.classes import bind
 from .pipeline import class_axis_of
 
 
-def open_sources(read: ReadOptions) -> tuple[Any, Any]:
+def open_sources(read: ReadOptions, class_axis: int | None = None) -> tuple[Any, Any]:
     """Open the logits and targets sources, or both from one table. The class names are
-    decided here, once (``readers.classes.bind``), and kept as ``xs.class_names``."""
+    decided here, once (``readers.classes.bind``), and kept as ``xs.class_names``; with
+    ``read.shift`` the pair is read shifted (:func:`~ce_cli.run.shift.shift_pair`, which
+    checks ``class_axis``)."""
+    xs, ts = _open_pair(read)
+    if read.shift:
+        from .shift import shift_pair
+
+        xs, ts = shift_pair(xs, ts, class_axis)
+    return xs, ts
+
+
+def _open_pair(read: ReadOptions) -> tuple[Any, Any]:
     logits, targets = read.logits, read.targets
     if readers.is_stdin(logits) and readers.is_stdin(targets):
         raise UsageError("only one of LOGITS and TARGETS can be - (stdin)", option="TARGETS")
@@ -168,7 +180,7 @@ def target_error(exc: TargetError, xs: Any, ts: Any, read: ReadOptions, ignore: 
             return message + single
         return message + f"; class indices must lie in 0..{c - 1} or equal --ignore-index"
     try:
-        _, ts2 = open_sources(read)
+        _, ts2 = open_sources(replace(read, shift=False))  # located as in the file
         t = np.asarray(ts2.read())
     except CeLossError:
         return message

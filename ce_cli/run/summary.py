@@ -16,6 +16,7 @@ import numpy as np
 from ..audit.findings import Finding
 from ..audit.metrics import AuditStats
 from ..audit.scan import InputScan
+from ..audit.sequences import SequenceStats
 from ..loss import LossResult, LossTotals
 from ..render import Preview
 
@@ -78,6 +79,8 @@ class Summary:
     #: the classes' names (string labels, or --classes), decided once when the inputs are
     #: opened (``readers.classes.bind``); None: the classes are shown as indices
     class_names: list[str] | None = None
+    #: per-sequence sums (``--per-sequence``, and language-model audits)
+    sequences: SequenceStats | None = None
 
     @property
     def reduction(self) -> str:
