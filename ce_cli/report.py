@@ -43,6 +43,10 @@ def findings_of(summary: Summary) -> list[Finding]:
         x_row=layout.logits_row if layout else (), t_row=layout.targets_row if layout else (),
         class_axis_given=layout.class_axis_given if layout else True,
         target_dtype=np.dtype(layout.target_dtype) if layout and layout.target_dtype else None)
+    if summary.alignment is not None:
+        message = summary.alignment.finding(shifted=bool(layout and layout.shifted))
+        if message:
+            said.append(Finding("warning", message))
     return said
 
 

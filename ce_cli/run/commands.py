@@ -79,7 +79,7 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
                 keep_losses=loss.reduction == "none" or per_sample, keep_targets=per_sample,
                 preview_rows=audit.rows if out.fmt in ("table", "json") else 0,
                 audit=audit if out.wants_audit else None,
-                sequences=wants_sequences(read, out),
+                sequences=wants_sequences(read, out), shifted=read.shift,
                 on_rows=(lambda xb: [hook(xb) for hook in hooks]) if hooks else None,
             )
     except TargetError as exc:

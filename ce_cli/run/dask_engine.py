@@ -136,7 +136,7 @@ def run_task(task: Task, job: Job) -> dict[str, Any]:
             input_kind=loss.input_kind, class_axis=loss.class_axis, dtype=loss.dtype,
             keep_losses=False,
             audit=job.audit, inputs=[f"{task.logits}[{task.start}:{task.stop or ''}]"],
-            sequences=job.sequences,
+            sequences=job.sequences, shifted=job.read.shift,
             before=list(job.said))
     except TargetError as exc:  # torch's message, with the file it is about
         raise TargetError(f"{ts.path}: {exc}", exc.n_classes) from None

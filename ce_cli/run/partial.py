@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import loss
 from ..audit import metrics
+from ..audit.alignment import Alignment
 from ..audit.findings import Finding
 from ..audit.scan import InputScan
 from ..audit.sequences import SequenceStats
@@ -70,6 +71,7 @@ def to_document(summary: Summary, inputs: list[str] | None = None) -> dict[str, 
         "result_dtype": summary.result_dtype,
         "sequences": None if summary.sequences is None
         else _encode(summary.sequences.to_doc()),
+        "alignment": None if summary.alignment is None else summary.alignment.to_doc(),
         **named,  # the class names, when known (string labels or --classes)
     }
 
@@ -145,6 +147,8 @@ class Partial:
         self.result_dtype = doc.get("result_dtype")
         seqs = doc.get("sequences")
         self.sequences = None if seqs is None else SequenceStats.from_doc(_decode(seqs))
+        align = doc.get("alignment")
+        self.alignment = None if align is None else Alignment.from_doc(align)
         classes = doc.get("classes")
         self.classes = [str(c) for c in classes] if isinstance(classes, list) else None
 
@@ -185,7 +189,8 @@ class Partial:
                        probs_loss=probs_loss, sources=dict(sources or {}),
                        inputs=list(self.sources), loss_shape=loss_shape,
                        result_dtype=self.result_dtype, partial_reduction=self.reduction,
-                       class_names=self.classes, sequences=self.sequences)
+                       class_names=self.classes, sequences=self.sequences,
+                       alignment=self.alignment)
 
 
 def load(path: str) -> Partial:
@@ -409,6 +414,8 @@ def _validate_v3(doc: dict[str, Any], c: int) -> None:
         if not isinstance(_get(layout, "layout", "class_axis_given"), bool):
             raise _Damaged("layout.class_axis_given", layout["class_axis_given"],
                            "true or false")
+        if not isinstance(layout.get("shifted", False), bool):
+            raise _Damaged("layout.shifted", layout["shifted"], "true or false")
         dtype = _get(layout, "layout", "target_dtype")
         if dtype is not None and not _is_dtype_name(dtype):
             raise _Damaged("layout.target_dtype", dtype, "null or a NumPy dtype name")
@@ -425,6 +432,12 @@ def _validate_v3(doc: dict[str, Any], c: int) -> None:
             isinstance(f, list) and len(f) == 2 and f[0] in ("warning", "note")
             and isinstance(f[1], str) for f in said):
         raise _Damaged("findings", said, "a list of [kind, message] pairs")
+    align = doc.get("alignment")
+    if align is not None:
+        try:
+            Alignment.from_doc(align)
+        except ValueError:
+            raise _Damaged("alignment", align, "null or a list of five counts") from None
     seqs = doc.get("sequences")
     if seqs is not None:
         try:
@@ -472,6 +485,13 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
                 p.path, f"its classes are {', '.join(p.classes)} but {first.path}'s are "
                 f"{', '.join(first.classes)}",
                 hint="merge only partials whose classes are in the same order (--classes)")
+        if p.layout is not None and first.layout is not None and \
+                p.layout.shifted != first.layout.shifted:
+            said = {True: "with --shift", False: "without --shift"}
+            raise InputFileError(
+                p.path, f"computed {said[p.layout.shifted]} but {first.path} "
+                f"{said[first.layout.shifted]}, which are different losses",
+                hint="recompute the partials with the same --shift")
         if reduction is None and p.reduction != first.reduction:
             raise InputFileError(
                 p.path, f"computed with --reduction {p.reduction} but {first.path} with "
@@ -508,6 +528,10 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
         sequences = parts[0].sequences
         for p in parts[1:]:
             sequences = sequences.then(p.sequences)  # type: ignore[union-attr,arg-type]
+    aligns = [p.alignment for p in parts if p.alignment is not None]
+    alignment = None
+    for a in aligns:
+        alignment = a if alignment is None else alignment.merged(a)
     summary = Summary(
         loss.LossResult(np.zeros((), first.spec().dtype), reduction or first.reduction,
                         first.spec(), totals),
@@ -516,7 +540,7 @@ def merge(parts: list[Partial], reduction: str | None = None) -> Partial:
         as_probs=as_probs, inputs=[s for p in parts for s in p.sources],
         result_dtype=first.result_dtype,
         class_names=next((p.classes for p in parts if p.classes), None),
-        sequences=sequences)
+        sequences=sequences, alignment=alignment)
     return Partial(json.loads(json.dumps(to_document(summary))), "<merged>")
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import loss
 from ..audit import metrics
+from ..audit.alignment import Alignment
 from ..audit.findings import Finding
 from ..audit.scan import InputScan, label_counts
 from ..audit.sequences import SequenceStats
@@ -98,6 +99,7 @@ def run(
     dtype: str | None = None,
     before: list[Finding] | None = None,
     sequences: bool | None = None,
+    shifted: bool = False,
 ) -> Summary:
     """Compute torch's loss of ``xs`` against ``ts`` in one streaming pass.
 
@@ -111,6 +113,7 @@ def run(
     the report rounds to bfloat16). ``sequences``: gather per-sequence sums (the last
     axis of the targets is the tokens); None: with ``audit``, for ``(B, L)`` targets of
     logits whose classes were put on the last axis (``--class-axis -1``, ``--shift``).
+    ``shifted``: the sources were shifted (``--shift``), for the alignment check.
     """
     target_dtype = ts.dtype.name
     notes = [*xs.notes, *ts.notes]  # what the readers decided (a shared table's once)
@@ -180,6 +183,9 @@ def run(
             and axis == 1 + len(x_row) - 1
     # one sequence per leading index; a single row of tokens (L, V) is one sequence
     seqs = SequenceStats(x_row[-1] if len(x_row) > 1 else 1 << 62) if sequences else None
+    # (B, L, V) with the classes last and class-index labels: are the labels aligned?
+    align = Alignment() if spec.target_kind == "index" and len(x_row) == 2 \
+        and axis == len(x_row) else None
     rows = rows_per_read(xs)
     n_x = n_t = position = 0
     kept_targets: list[np.ndarray] = []
@@ -201,6 +207,8 @@ def run(
                             line_of=ts.line_of)
         if keep_targets and spec.target_kind == "index":
             kept_targets.append(tb.reshape(-1))
+        if align is not None and not align.full:
+            align.update(np.moveaxis(xb, 1, -1), tb, spec.ignore_index)
         for xbb, tbb in loss.iter_blocks(xb, tb, spec.target_kind):
             scan.update(xbb)
             if preview_have < preview_rows:
@@ -242,7 +250,7 @@ def run(
     if as_probs is not None and scan.looks_like_probabilities(x_dtype, spec.n_classes):
         as_probs_totals = as_probs.totals
         probs_loss = as_probs.finalize(reduction).loss
-    layout = Layout(x_row, t_row, class_axis is not None, target_dtype)
+    layout = Layout(x_row, t_row, class_axis is not None, target_dtype, shifted)
     if seqs is not None:
         if len(x_row) == 1:  # one sequence of every position
             seqs.length = position
@@ -256,7 +264,7 @@ def run(
                    sources={"logits": xs.path, "targets": ts.path},
                    inputs=inputs if inputs is not None else [f"{xs.path} {ts.path}"],
                    loss_shape=loss_shape, preview=preview, targets=targets,
-                   result_dtype=result_dtype, sequences=seqs)
+                   result_dtype=result_dtype, sequences=seqs, alignment=align)
 
 
 def _add_sequences(seqs: SequenceStats, losses: np.ndarray, tb: np.ndarray,

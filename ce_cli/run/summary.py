@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..audit.alignment import Alignment
 from ..audit.findings import Finding
 from ..audit.metrics import AuditStats
 from ..audit.scan import InputScan
@@ -31,16 +32,20 @@ class Layout:
     targets_row: tuple[int, ...]
     class_axis_given: bool
     target_dtype: str | None = None
+    #: read shifted (``--shift``): the rows are those after the shift
+    shifted: bool = False
 
     def to_doc(self) -> dict[str, Any]:
         return {"logits_row": list(self.logits_row), "targets_row": list(self.targets_row),
-                "class_axis_given": self.class_axis_given, "target_dtype": self.target_dtype}
+                "class_axis_given": self.class_axis_given, "target_dtype": self.target_dtype,
+                "shifted": self.shifted}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Layout:
         return cls(tuple(int(v) for v in doc["logits_row"]),
                    tuple(int(v) for v in doc["targets_row"]),
-                   bool(doc["class_axis_given"]), doc["target_dtype"])
+                   bool(doc["class_axis_given"]), doc["target_dtype"],
+                   doc.get("shifted") is True)
 
 
 @dataclass
@@ -81,6 +86,8 @@ class Summary:
     class_names: list[str] | None = None
     #: per-sequence sums (``--per-sequence``, and language-model audits)
     sequences: SequenceStats | None = None
+    #: label alignment counts of (B, L, V) inputs (the unshifted-labels check)
+    alignment: Alignment | None = None
 
     @property
     def reduction(self) -> str:
