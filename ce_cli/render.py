@@ -374,7 +374,10 @@ def _print_explain(ex: dict[str, Any], console: Any) -> None:
 
     console.print(Text("explain", style="bold"))
     console.print(Text(f"  {ex['expression']}", overflow="fold"))
-    console.print(Text(f"    = {ex['values']}"))
+    console.print(Text(f"    = {ex['values']}" + (" (float64)" if ex.get("quotient") is not None
+                                                     else "")))
+    if ex.get("headline"):
+        console.print(Text(f"  the headline is {ex['headline']}"))
     counts = f"  {ex['counted']} counted, {ex['ignored']} ignored"
     if ex.get("zero_weight") is not None:
         counts += f", {ex['zero_weight']} with weight 0"

@@ -81,7 +81,8 @@ def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = 
         report = render.Report(
             result=result, input_kind=result.spec.input_kind, preview=summary.preview,
             sources=summary.sources, stats=summary.stats_summary(),
-            explain=metrics.explain(result, summary.stats) if out.explain else None,
+            explain=metrics.explain(result, summary.stats, summary.result_dtype)
+            if out.explain else None,
             plots=out.plots, dtype=summary.result_dtype, class_names=summary.class_names,
             sequences=None if summary.sequences is None else summary.sequences.summary())
         emit(report, out.fmt, targets=summary.targets, batch=batch)

@@ -497,3 +497,12 @@ def test_probabilities_warning_from_stdin_names_the_other_loss():
     assert float(result.stdout) == pytest.approx(float(torch_ce(x, t)), rel=2e-6)
     offered = -np.mean(np.log(x[np.arange(2), t].astype(np.float64)))
     assert f"--input-kind probs, which gives {offered:.5f}"[:-1] in result.stderr
+
+
+def test_a_weight_list_too_long_for_a_file_name_is_a_usage_error(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((2, 3), np.float32))
+    np.save(tmp_path / "t.npy", np.array([0, 1]))
+    weight = ",".join(["np.float64(1.5)"] * 40)  # what str() of a NumPy list gives
+    done = run("compute", tmp_path / "x.npy", tmp_path / "t.npy", "--weight", weight,
+               exit_code=2)
+    assert "neither a readable file" in done.stderr and done.stderr.count("\n") == 1

@@ -228,12 +228,16 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) or math.isinf(f) else f
 
 
-def explain(result: Any, stats: AuditStats | None) -> dict[str, Any]:
+def explain(result: Any, stats: AuditStats | None, dtype: str | None = None
+            ) -> dict[str, Any]:
     """Where torch's number comes from, and what other conventions give on the same data.
 
     ``result`` is a :class:`~ce_cli.loss.LossResult`. The numerator is the sum of the
-    per-sample losses; the denominator is what torch's mean divides it by.
+    per-sample losses; the denominator is what torch's mean divides it by; their quotient
+    is taken in float64, beside the headline, which is torch's result in ``dtype`` (the
+    result's dtype name, default ``result.spec.dtype``'s).
     """
+    dtype = dtype or result.spec.dtype.name
     spec, tot = result.spec, result.totals
     eps = spec.label_smoothing if spec.smoothing else 0.0
     c = spec.n_classes
@@ -260,17 +264,31 @@ def explain(result: Any, stats: AuditStats | None) -> dict[str, Any]:
         w = "w[c]*" if weighted else ""
         formula = f"{result.reduction}: sum_i sum_c -{w}{q}[i,c]*log p[i,c]"
         den_text = "number of positions (weights never divide)"
+    quotient = None
     if result.reduction == "mean":
         formula += f" / {den_text}"
-        values = f"{_fmt(numerator)} / {_fmt(denominator)}"
+        with np.errstate(all="ignore"):
+            quotient = float(np.float64(numerator) / np.float64(denominator))
+        values = f"{_fmt(numerator)} / {_fmt(denominator)} = {_fmt(quotient)}"
     else:
         values = _fmt(numerator)
+    half = dtype in ("float16", "bfloat16")
+    rounding = (f"torch's {dtype} result: its losses are added in {dtype} as torch adds them, "
+                "so it may differ from the float64 " + ("quotient" if quotient is not None
+                                                        else "sum") + " above by more than "
+                f"{dtype}'s rounding" + _rounded_to(quotient, dtype)
+                + "; --dtype float32 gives the float32 result") if half else (
+                f"torch's {dtype} result: the float64 "
+                + ("quotient" if quotient is not None else "sum") + f" rounded to {dtype}, "
+                "up to the order of torch's sums")
     doc: dict[str, Any] = {
         "formula": f"{formula} = {values}",
         "expression": formula,
         "values": values,
         "numerator": _num(numerator),
         "denominator": _num(denominator),
+        "quotient": None if quotient is None else _num(quotient),
+        "headline": rounding if result.reduction != "none" else None,
         "positions": tot.positions,
         "counted": tot.counted,
         "ignored": tot.ignored,
@@ -294,5 +312,18 @@ def explain(result: Any, stats: AuditStats | None) -> dict[str, Any]:
     return doc
 
 
+def _rounded_to(value: float | None, dtype: str) -> str:
+    """``": the quotient rounded to float16 is 14.8125"``, or nothing."""
+    if value is None or not math.isfinite(value):
+        return ""
+    from ..loss import round_bfloat16
+
+    with np.errstate(all="ignore"):
+        half = float(round_bfloat16(np.float32(value)) if dtype == "bfloat16"
+                     else np.float16(value))
+    return f": the quotient rounded to {dtype} is {half!r}"
+
+
 def _fmt(v: float) -> str:
-    return f"{v:.6g}"
+    """float64 sums and quotients, to 10 significant digits."""
+    return f"{float(v):.10g}"

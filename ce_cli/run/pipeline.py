@@ -143,6 +143,10 @@ def run(
     if squeeze:  # a column of labels, (N, 1), as np.savetxt and DataFrames write them
         t_row = ()
     axis = class_axis_of(class_axis, 1 + len(x_row))
+    # --shift: Hugging Face flattens the tokens to (B * (L - 1), V) rows, whose float16
+    # arithmetic torch rounds as class-last rows (not as the K-dim loss of movedim(-1, 1))
+    tokens = shifted and len(x_row) >= 2 and axis == len(x_row) and \
+        t_row in (x_row[:-1], x_row)
     if axis != 1:
         x_row = (x_row[axis - 1],) + x_row[:axis - 1] + x_row[axis:]
 
@@ -166,6 +170,8 @@ def run(
                 src.n_rows = sum(b.shape[0] for b in src.blocks(rows_per_read(src)))
         spec = loss.make_spec((xs.n_rows, *x_row), x_dtype, (ts.n_rows, *t_row), t_dtype,
                               weight, ignore_index, reduction, label_smoothing, input_kind)
+    if tokens:
+        spec = replace(spec, class_last=True)
     if result_dtype == "bfloat16":  # torch sums bfloat16 losses in bfloat16: emulated
         spec = replace(spec, bfloat16=True)
     acc = loss.LossAccumulator(spec, keep_losses=keep_losses)
@@ -209,7 +215,9 @@ def run(
             kept_targets.append(tb.reshape(-1))
         if align is not None and not align.full:
             align.update(np.moveaxis(xb, 1, -1), tb, spec.ignore_index)
-        for xbb, tbb in loss.iter_blocks(xb, tb, spec.target_kind):
+        pieces = _token_rows(np.moveaxis(xb, 1, -1), tb, spec.target_kind) if tokens \
+            else loss.iter_blocks(xb, tb, spec.target_kind)
+        for xbb, tbb in pieces:
             scan.update(xbb)
             if preview_have < preview_rows:
                 take = min(preview_rows - preview_have, xbb.shape[0])
@@ -265,6 +273,24 @@ def run(
                    inputs=inputs if inputs is not None else [f"{xs.path} {ts.path}"],
                    loss_shape=loss_shape, preview=preview, targets=targets,
                    result_dtype=result_dtype, sequences=seqs, alignment=align)
+
+
+def _token_rows(xb: np.ndarray, tb: np.ndarray, target_kind: str
+                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(b, ..., L, V)`` logits (classes last) as ``(m, V)`` token rows in C order, as
+    ``logits.view(-1, V)``: each sample's rows are a view when they are contiguous (the
+    shifted ``logits[:, :-1]`` of a saved array are), small samples copied a block at a time."""
+    v = xb.shape[-1]
+    per_sample = math.prod(xb.shape[1:])
+    probs = target_kind == "probs"
+    if per_sample < (1 << 16) or xb.shape[0] <= 1:
+        groups: Iterator[tuple[np.ndarray, np.ndarray]] = iter(
+            [(xb.reshape(-1, v), tb.reshape(-1, v) if probs else tb.reshape(-1))])
+    else:
+        groups = ((xb[i].reshape(-1, v), tb[i].reshape(-1, v) if probs else tb[i].reshape(-1))
+                  for i in range(xb.shape[0]))
+    for xg, tg in groups:
+        yield from loss.iter_blocks(xg, tg, target_kind)
 
 
 def _add_sequences(seqs: SequenceStats, losses: np.ndarray, tb: np.ndarray,

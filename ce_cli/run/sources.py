@@ -85,7 +85,13 @@ def parse_weight(value: str | None, n_classes: int, dtype: np.dtype
     if value is None:
         return None, []
     if Path(value).suffix and (_exists(value) or not _looks_numeric(value)):
-        w = np.asarray(readers.read_array(value, role="weight"))
+        try:
+            w = np.asarray(readers.read_array(value, role="weight"))
+        except OSError as exc:  # a name too long for a file, say
+            shown = value if len(value) <= 60 else value[:57] + "..."
+            raise UsageError(f"{shown!r} is neither a readable file ({exc.strerror or exc}) "
+                             "nor a comma-separated list of numbers (e.g. 0.2,0.5,0.3)",
+                             option="--weight") from None
         if w.dtype.kind not in "iuf":
             raise CeLossError(f"{value}: the weight file holds {w.dtype}, not numbers")
         w = w.reshape(-1) if w.ndim > 1 and max(w.shape) == w.size else w
