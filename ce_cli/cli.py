@@ -26,11 +26,13 @@ _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 EXIT_CODES_HELP = """\b
 Exit codes:
   0  success
-  1  internal error (a bug in ce-loss; CE_LOSS_TRACEBACK=1 shows the
-     traceback), or warnings under --strict
+  1  a check failed: --fail-above, --fail-if-worse, or warnings under
+     --strict (the result is printed first)
   2  bad input or usage: unreadable file, shapes that do not fit, bad option,
      an output that would replace an input, an output or stdout that cannot
      be written (a full disk)
+  3  internal error: a bug in ce-loss (CE_LOSS_TRACEBACK=1 shows the
+     traceback)
   130  interrupted (Ctrl-C)"""
 
 
@@ -79,9 +81,9 @@ class CeLossGroup(click.Group):
             where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
             say("error", exc.format_message() + where)
             return ExitCode.BAD_INPUT
-        except click.ClickException as exc:
+        except click.ClickException as exc:  # Click's own (a file it cannot open): bad input
             say("error", exc.format_message())
-            return exc.exit_code
+            return ExitCode.BAD_INPUT if exc.exit_code == 1 else exc.exit_code
         except CeLossError as exc:
             say("error", str(exc))
             return ExitCode.BAD_INPUT
@@ -262,6 +264,9 @@ def cli() -> None:
               help="How many of the worst samples to list.")
 @_report_options(partial_help="Also write a partial result (JSON) that 'ce-loss merge' "
                                "combines with others, e.g. one per shard.")
+@click.option("--fail-above", "fail_above", type=float, default=None, metavar="X",
+              help="A gate for scripts and CI: after printing the result, exit 1 when the "
+                   "loss is above X or NaN, with the reason on stderr.")
 @click.option("--engine", type=click.Choice(("default", "dask")), default="default",
               show_default=True,
               help="dask: one task per shard or chunk, on Dask's threads or a cluster "
@@ -304,7 +309,7 @@ def compute(**options: Any) -> int:
                        dtype=o["dtype"])
     audit = AuditOptions(top_k=o["top_k"], bins=o["bins"], worst=o["worst"], rows=o["rows"])
     out = _output_options(o, output=o["output"], softmax=o["softmax_path"],
-                          per_sequence=o["per_sequence"])
+                          per_sequence=o["per_sequence"], fail_above=o["fail_above"])
     with _usage_errors():
         return commands.compute(read, loss, audit, out, engine=o["engine"],
                                 scheduler=o["scheduler"], written=click.get_current_context().obj)
@@ -315,6 +320,8 @@ def compute(**options: Any) -> int:
 @click.option("--reduction", type=click.Choice(("mean", "sum")), default=None,
               help="Default: the reduction the partials were computed with.")
 @_report_options(partial_help="Write the merged partial result too (merging is associative).")
+@click.option("--fail-above", "fail_above", type=float, default=None, metavar="X",
+              help="Exit 1 after printing the result when the loss is above X or NaN.")
 def merge(**options: Any) -> int:
     """Combine partial results written by 'compute --partial' into the final loss.
 
@@ -329,7 +336,7 @@ def merge(**options: Any) -> int:
     """
     from .run import commands
 
-    out = _output_options(options)
+    out = _output_options(options, fail_above=options["fail_above"])
     with _usage_errors():
         return commands.merge(options["parts"], options["reduction"], out,
                               written=click.get_current_context().obj)
@@ -347,7 +354,8 @@ def program() -> None:
         code: Any = cli.main(prog_name="ce-loss", standalone_mode=False)
     except SystemExit as exc:  # Click's own exits
         code = exc.code
-    _leave(code if isinstance(code, int) else ExitCode.OK if code is None else 1)
+    _leave(code if isinstance(code, int) else ExitCode.OK if code is None
+           else ExitCode.INTERNAL)
 
 
 def _leave(code: int) -> None:

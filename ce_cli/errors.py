@@ -13,9 +13,12 @@ from pathlib import Path
 
 
 class ExitCode(IntEnum):
+    """One meaning each, so a script can tell a failed check from a crash."""
+
     OK = 0
-    INTERNAL = 1  # a bug in ce-loss, or --strict findings
+    CHECK_FAILED = 1  # --fail-above, --fail-if-worse, warnings under --strict
     BAD_INPUT = 2  # usage errors (Click's own) and unreadable or invalid data
+    INTERNAL = 3  # a bug in ce-loss
     INTERRUPTED = 130  # Ctrl-C
 
 

@@ -78,6 +78,8 @@ class OutputOptions:
     plots: bool = True
     strict: bool = False
     quiet: bool = False
+    #: ``--fail-above X``: exit 1 when the loss is above X, or NaN
+    fail_above: float | None = None
 
     @property
     def wants_audit(self) -> bool:

@@ -7,6 +7,7 @@ The default engine, shards, ``--engine dask`` and ``merge`` all end in :func:`fi
 from __future__ import annotations
 
 import errno
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -86,9 +87,28 @@ def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = 
             plots=out.plots, dtype=summary.result_dtype, class_names=summary.class_names,
             sequences=None if summary.sequences is None else summary.sequences.summary())
         emit(report, out.fmt, targets=summary.targets, batch=batch)
+    failed = gate(result, out.fail_above, summary.result_dtype)
+    if failed:
+        say("check failed", failed)
+        return ExitCode.CHECK_FAILED
     if out.strict and any(f.kind == "warning" for f in said):
-        return ExitCode.INTERNAL
+        return ExitCode.CHECK_FAILED
     return ExitCode.OK
+
+
+def gate(result: Any, limit: float | None, dtype: str | None = None) -> str | None:
+    """Why ``--fail-above limit`` fails for ``result`` (above it, or NaN); None: it passes."""
+    if limit is None:
+        return None
+    loss = float(np.asarray(result.loss))
+    shown = render.exact_text(loss) if (dtype or result.spec.dtype.name) in (
+        "float16", "bfloat16") else render.scalar_text(np.asarray(result.loss))
+    if math.isnan(loss):
+        return (f"the {result.reduction} loss is nan, which no --fail-above {limit:g} passes "
+                "(every target ignored, or a NaN in the inputs: see the warnings)")
+    if loss > limit:
+        return f"the {result.reduction} loss {shown} is above --fail-above {limit:g}"
+    return None
 
 
 def _write_losses(path: str, summary: Summary, batch: writers.Batch) -> None:

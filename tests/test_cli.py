@@ -267,7 +267,7 @@ def test_bad_input_is_one_line_exit_2(arrays, tmp_path, case, fragments):
     assert_one_error_line(result, *fragments)
 
 
-def test_internal_error_is_one_line_exit_1(arrays, monkeypatch):
+def test_internal_error_is_one_line_exit_3(arrays, monkeypatch):
     _, _, xp, tp = arrays
     from ce_cli.run import pipeline
 
@@ -275,14 +275,14 @@ def test_internal_error_is_one_line_exit_1(arrays, monkeypatch):
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr(pipeline, "run", boom)
-    result = run("compute", xp, tp, exit_code=1)
+    result = run("compute", xp, tp, exit_code=3)
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         "ce-loss: internal error: RuntimeError: kaboom (a bug in ce-loss; "
         "CE_LOSS_TRACEBACK=1 shows the traceback)"]
     monkeypatch.setenv("CE_LOSS_TRACEBACK", "1")
     with pytest.raises(RuntimeError, match="kaboom"):
-        run("compute", xp, tp, exit_code=1)
+        run("compute", xp, tp, exit_code=3)
 
 
 def test_version_and_help():

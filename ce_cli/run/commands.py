@@ -28,6 +28,9 @@ def compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Outp
             written: list[str] | None = None) -> ExitCode:
     """Run ``ce-loss compute`` (its help is in :mod:`ce_cli.cli`)."""
     _check_outputs(read, loss, out)
+    if out.fail_above is not None and loss.reduction == "none":
+        raise UsageError("--fail-above checks a mean or a sum; drop --reduction none",
+                         option="--fail-above")
     if engine == "dask":
         summary = _compute_on_dask(read, loss, audit, out, scheduler)
     else:
