@@ -8,7 +8,7 @@ per-sample losses the user asked for.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -80,7 +80,7 @@ def aligned_blocks(xs: Source, ts: Source, rows: int) -> Iterator[tuple[np.ndarr
         yield x.take(take), t.take(take)
 
 
-def run(
+def _pass(
     xs: Source,
     ts: Source,
     *,
@@ -100,8 +100,8 @@ def run(
     before: list[Finding] | None = None,
     sequences: bool | None = None,
     shifted: bool = False,
-) -> Summary:
-    """Compute torch's loss of ``xs`` against ``ts`` in one streaming pass.
+) -> Generator[Any, Any, Summary]:
+    """Compute torch's loss of ``xs`` against ``ts`` in one streaming pass (see :class:`Pass`).
 
     ``class_axis`` moves that axis of the logits to torch's class axis (1) first, so
     ``(B, L, V)`` sequence outputs read with ``class_axis=-1`` give torch's loss of
@@ -194,15 +194,21 @@ def run(
         and axis == len(x_row) else None
     rows = rows_per_read(xs)
     n_x = n_t = position = 0
+    # the sources as read (a (C,) sample became a batch of one), then the blocks come in
+    # (Pass.feed) and their losses go out
+    got = yield rows, xs, ts
     kept_targets: list[np.ndarray] = []
     first_x: list[np.ndarray] = []
     first_t: list[np.ndarray] = []
     preview_have = 0
     labels: np.ndarray | None = None
-    for xb, tb in aligned_blocks(xs, ts, rows):
+    while got is not None:
+        xb, tb = got
+        block_losses: list[np.ndarray] = []
         n_x += xb.shape[0]
         n_t += tb.shape[0]
         if xb.shape[0] != tb.shape[0]:
+            got = yield np.zeros(0, spec.dtype)
             continue  # counted; reported below with torch's message
         xb = xb.astype(x_dtype, copy=False)
         if axis != 1:
@@ -225,6 +231,7 @@ def run(
                 first_t.append(np.array(tbb[:take]))
                 preview_have += take
             losses = acc.update(xbb, tbb)
+            block_losses.append(losses)
             scan.update_losses(losses)
             if as_probs is not None:
                 if scan.looks_like_probabilities(x_dtype, spec.n_classes):
@@ -242,6 +249,8 @@ def run(
             position += xbb.shape[0]
             if on_rows is not None:
                 on_rows(xbb)
+        got = yield (block_losses[0] if len(block_losses) == 1 else
+                     np.concatenate(block_losses) if block_losses else np.zeros(0, spec.dtype))
     if n_x != n_t:
         raise row_count_mismatch(n_x, n_t, xs.path, ts.path)
     result = acc.finalize(reduction if reduction != "none" or keep_losses else "mean")
@@ -305,6 +314,42 @@ def _add_sequences(seqs: SequenceStats, losses: np.ndarray, tb: np.ndarray,
     else:
         counted, weights = np.ones(losses.shape[0], bool), None
     seqs.update(losses, counted, weights, position)
+
+
+class Pass:
+    """One streaming pass that the caller feeds: :func:`run` feeds it one pair of sources,
+    ``compare`` feeds two passes the same target blocks in step.
+
+    ``Pass(xs, ts, **options)`` takes :func:`run`'s options and checks the shapes;
+    ``feed(xb, tb)`` adds a block of rows of ``self.xs`` and ``self.ts`` (``rows`` rows
+    suit them) and returns its
+    per-position losses (torch's ``none``, in position order); ``finish()`` the Summary.
+    """
+
+    def __init__(self, xs: Source, ts: Source, **options: Any) -> None:
+        self._steps = _pass(xs, ts, **options)
+        #: rows per block, and the sources to read them from (a (C,) sample: a batch of one)
+        self.rows, self.xs, self.ts = next(self._steps)
+
+    def feed(self, xb: np.ndarray, tb: np.ndarray) -> np.ndarray:
+        return self._steps.send((xb, tb))
+
+    def finish(self) -> Summary:
+        try:
+            self._steps.send(None)
+        except StopIteration as done:
+            return done.value
+        raise AssertionError("the pass went on after its last block")
+
+
+def run(xs: Source, ts: Source, **options: Any) -> Summary:
+    """Compute torch's loss of ``xs`` against ``ts`` in one streaming pass. Options:
+    ``weight``, ``ignore_index``, ``reduction``, ``label_smoothing``, ``input_kind``,
+    ``keep_losses`` (all required), and those :func:`_pass` documents."""
+    one = Pass(xs, ts, **options)
+    for xb, tb in aligned_blocks(one.xs, one.ts, one.rows):
+        one.feed(xb, tb)
+    return one.finish()
 
 
 def row_count_mismatch(n_x: int, n_t: int, x_path: str, t_path: str) -> ShapeError:
