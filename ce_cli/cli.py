@@ -182,6 +182,88 @@ def _report_options(*, partial_help: str) -> Callable[[Any], Any]:
     return decorate
 
 
+def _decorators(options: list[Any]) -> Callable[[Any], Any]:
+    def decorate(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def _loss_options() -> Callable[[Any], Any]:
+    """What defines the loss and how the inputs are read: compute's and compare's."""
+    return _decorators([
+        click.option("--weight", metavar="W1,W2,..|FILE",
+                     help="A weight per class: comma-separated numbers or a file holding them."),
+        click.option("--ignore-index", type=INT64, default=-100, show_default=True,
+                     help="Targets equal to this are ignored and not counted in the mean."),
+        click.option("--label-smoothing", type=_Fraction(0.0, 1.0), default=0.0,
+                     show_default=True, help="Mix the target with the uniform distribution."),
+        click.option("--input-kind", type=click.Choice(INPUT_KINDS), default="logits",
+                     show_default=True,
+                     help="What LOGITS hold: logits (torch's default), probabilities (the loss "
+                          "takes their log, no softmax) or log-probabilities."),
+        click.option("--dtype", type=click.Choice(("float32", "float64")), default=None,
+                     help="Cast the logits to this dtype first, as "
+                          "F.cross_entropy(logits.to(dtype), ...) (Hugging Face upcasts to "
+                          "float32). Default: as saved; bfloat16 and float16 logits then give "
+                          "torch's half-precision result."),
+        click.option("--target-column", metavar="NAME",
+                     help="The targets' column in a table; without TARGETS, LOGITS is one table "
+                          "holding both and the logits are its other numeric columns."),
+        click.option("--logits-columns", metavar="GLOB",
+                     help="Which columns of a table hold the logits, e.g. 'logit_*' (default: "
+                          "every numeric column, or the one list column)."),
+        click.option("--classes", metavar="NAME,NAME,..",
+                     help="The class names in the model's order (class 0 first, as scikit-learn's "
+                          "classes_): string labels are matched to them, and the output names "
+                          "them. Default: the logits' column names in a table."),
+        click.option("--header/--no-header", default=None,
+                     help="Whether CSV/TSV files start with a header row (default: detected)."),
+        click.option("--logits-format", metavar="FORMAT",
+                     help="Read LOGITS as this format instead of guessing from the suffix."),
+        click.option("--targets-format", metavar="FORMAT",
+                     help="Read TARGETS as this format instead of guessing from the suffix."),
+        click.option("--class-axis", type=int, default=None,
+                     help="The logits axis holding the classes (default 1, as torch); -1 for "
+                          "(B, L, V) sequence outputs or (N, H, W, C) images."),
+        click.option("--shift", is_flag=True,
+                     help="Causal language-model labels: the loss of logits[..., :-1, :] "
+                          "against labels[..., 1:], as Hugging Face's causal-LM loss (with "
+                          "--dtype float32, its number). Reads the classes on the last axis."),
+    ])
+
+
+def _engine_options() -> Callable[[Any], Any]:
+    return _decorators([
+        click.option("--engine", type=click.Choice(("default", "dask")), default="default",
+                     show_default=True,
+                     help="dask: one task per shard or chunk, on Dask's threads or a cluster "
+                          "(pip install 'ce-loss[dask]')."),
+        click.option("--scheduler", metavar="ADDRESS", default=None,
+                     help="With --engine dask: a distributed scheduler, e.g. tcp://host:8786 "
+                          "(default $DASK_SCHEDULER_ADDRESS, else local threads)."),
+    ])
+
+
+def _read_and_loss(o: dict[str, Any], *, logits: str, reduction: str) -> tuple[Any, Any]:
+    """The reading and loss options of ``_loss_options``, as the work layer takes them."""
+    from .options import LossOptions, ReadOptions
+
+    read = ReadOptions(logits, o["targets"], target_column=o["target_column"],
+                       logits_columns=o["logits_columns"], header=o["header"],
+                       logits_format=o["logits_format"], targets_format=o["targets_format"],
+                       classes=o["classes"], shift=o["shift"])
+    class_axis = o["class_axis"]
+    if o["shift"] and class_axis is None:  # a causal LM's classes are its last axis
+        class_axis = -1
+    loss = LossOptions(reduction=reduction, weight=o["weight"],
+                       ignore_index=o["ignore_index"], label_smoothing=o["label_smoothing"],
+                       input_kind=o["input_kind"], class_axis=class_axis, dtype=o["dtype"])
+    return read, loss
+
+
 def _output_options(o: dict[str, Any], **paths: Any) -> Any:
     from .options import OutputOptions
 
@@ -208,36 +290,7 @@ def cli() -> None:
 @click.argument("targets", metavar="[TARGETS]", required=False)
 @click.option("--reduction", type=click.Choice(REDUCTIONS), default="mean",
               show_default=True, help="How per-sample losses are combined, as in torch.")
-@click.option("--weight", metavar="W1,W2,..|FILE",
-              help="A weight per class: comma-separated numbers or a file holding them.")
-@click.option("--ignore-index", type=INT64, default=-100, show_default=True,
-              help="Targets equal to this are ignored and not counted in the mean.")
-@click.option("--label-smoothing", type=_Fraction(0.0, 1.0), default=0.0,
-              show_default=True, help="Mix the target with the uniform distribution.")
-@click.option("--input-kind", type=click.Choice(INPUT_KINDS), default="logits",
-              show_default=True,
-              help="What LOGITS hold: logits (torch's default), probabilities (the loss "
-                   "takes their log, no softmax) or log-probabilities.")
-@click.option("--dtype", type=click.Choice(("float32", "float64")), default=None,
-              help="Cast the logits to this dtype first, as F.cross_entropy(logits.to(dtype), "
-                   "...) (Hugging Face upcasts to float32). Default: as saved; bfloat16 and "
-                   "float16 logits then give torch's half-precision result.")
-@click.option("--target-column", metavar="NAME",
-              help="The targets' column in a table; without TARGETS, LOGITS is one table "
-                   "holding both and the logits are its other numeric columns.")
-@click.option("--logits-columns", metavar="GLOB",
-              help="Which columns of a table hold the logits, e.g. 'logit_*' (default: "
-                   "every numeric column, or the one list column).")
-@click.option("--classes", metavar="NAME,NAME,..",
-              help="The class names in the model's order (class 0 first, as scikit-learn's "
-                   "classes_): string labels are matched to them, and the output names "
-                   "them. Default: the logits' column names in a table.")
-@click.option("--header/--no-header", default=None,
-              help="Whether CSV/TSV files start with a header row (default: detected).")
-@click.option("--logits-format", metavar="FORMAT",
-              help="Read LOGITS as this format instead of guessing from the suffix.")
-@click.option("--targets-format", metavar="FORMAT",
-              help="Read TARGETS as this format instead of guessing from the suffix.")
+@_loss_options()
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the per-sample losses (with index and target in table formats) "
                    "to .npy, .csv, .parquet or .arrow, atomically.")
@@ -245,13 +298,6 @@ def cli() -> None:
               help="Write the softmax probabilities, one column per class, atomically.")
 @click.option("--rows", type=click.IntRange(0), default=10, show_default=True,
               help="Rows of the softmax table shown by --format table/json.")
-@click.option("--class-axis", type=int, default=None,
-              help="The logits axis holding the classes (default 1, as torch); -1 for "
-                   "(B, L, V) sequence outputs or (N, H, W, C) images.")
-@click.option("--shift", is_flag=True,
-              help="Causal language-model labels: the loss of logits[..., :-1, :] against "
-                   "labels[..., 1:], as Hugging Face's causal-LM loss (with --dtype float32, "
-                   "its number). Reads the classes on the last axis.")
 @click.option("--per-sequence", "per_sequence", type=click.Path(dir_okay=False), default=None,
               help="Write one row per sequence (tokens, nll_sum, nll_mean, perplexity) to "
                    ".csv, .parquet, .arrow or .npy, atomically.")
@@ -267,13 +313,7 @@ def cli() -> None:
 @click.option("--fail-above", "fail_above", type=float, default=None, metavar="X",
               help="A gate for scripts and CI: after printing the result, exit 1 when the "
                    "loss is above X or NaN, with the reason on stderr.")
-@click.option("--engine", type=click.Choice(("default", "dask")), default="default",
-              show_default=True,
-              help="dask: one task per shard or chunk, on Dask's threads or a cluster "
-                   "(pip install 'ce-loss[dask]').")
-@click.option("--scheduler", metavar="ADDRESS", default=None,
-              help="With --engine dask: a distributed scheduler, e.g. tcp://host:8786 "
-                   "(default $DASK_SCHEDULER_ADDRESS, else local threads).")
+@_engine_options()
 def compute(**options: Any) -> int:
     """Compute the cross-entropy of LOGITS against TARGETS, as torch does.
 
@@ -288,31 +328,80 @@ def compute(**options: Any) -> int:
     \b
       ce-loss compute logits.npy labels.npy
       ce-loss compute eval.pt
-    ce-loss compute preds.parquet --target-column label
+      ce-loss compute preds.parquet --target-column label
       ce-loss compute logits.csv labels.csv --reduction none -o losses.parquet
       loss=$(ce-loss compute logits.npy labels.npy --format plain)
     """
-    from .options import AuditOptions, LossOptions, ReadOptions
+    from .options import AuditOptions
     from .run import commands
 
     o = options
-    read = ReadOptions(o["logits"], o["targets"], target_column=o["target_column"],
-                       logits_columns=o["logits_columns"], header=o["header"],
-                       logits_format=o["logits_format"], targets_format=o["targets_format"],
-                       classes=o["classes"], shift=o["shift"])
-    class_axis = o["class_axis"]
-    if o["shift"] and class_axis is None:  # a causal LM's classes are its last axis
-        class_axis = -1
-    loss = LossOptions(reduction=o["reduction"], weight=o["weight"],
-                       ignore_index=o["ignore_index"], label_smoothing=o["label_smoothing"],
-                       input_kind=o["input_kind"], class_axis=class_axis,
-                       dtype=o["dtype"])
+    read, loss = _read_and_loss(o, logits=o["logits"], reduction=o["reduction"])
     audit = AuditOptions(top_k=o["top_k"], bins=o["bins"], worst=o["worst"], rows=o["rows"])
     out = _output_options(o, output=o["output"], softmax=o["softmax_path"],
                           per_sequence=o["per_sequence"], fail_above=o["fail_above"])
     with _usage_errors():
         return commands.compute(read, loss, audit, out, engine=o["engine"],
                                 scheduler=o["scheduler"], written=click.get_current_context().obj)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.argument("targets", metavar="TARGETS")
+@_loss_options()
+@click.option("--worst", type=click.IntRange(0), default=10, show_default=True,
+              help="How many of the positions where the two models differ most to list.")
+@click.option("--bootstrap", type=click.IntRange(0), default=0, metavar="N",
+              help="Also a percentile interval from N resamplings of the clusters "
+                   "(e.g. 2000); --fail-if-worse then uses it.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="The bootstrap's random seed.")
+@click.option("--fail-if-worse", is_flag=True,
+              help="A gate for scripts and CI: exit 1 when B is worse than A by more than "
+                   "--margin with 95% confidence (the interval's lower bound above it), or "
+                   "when the difference is NaN.")
+@click.option("--margin", type=float, default=0.0, show_default=True, metavar="M",
+              help="How much worse B may be before --fail-if-worse fails.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Output format. Default: table on a terminal, plain (the difference "
+                   "B - A alone) when piped (or $CE_LOSS_FORMAT).")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 after printing the result if any warning was given.")
+@click.option("-q", "--quiet", is_flag=True, help="No warnings or notes on stderr.")
+@click.option("--partial", "partial_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a partial comparison (JSON) that 'ce-loss merge' combines "
+                   "with others, e.g. one per shard.")
+@_engine_options()
+def compare(**options: Any) -> int:
+    """Compare two models' outputs A and B on the same TARGETS: is B better?
+
+    Prints each model's loss (torch's mean, as 'compute' gives it), the
+    difference B - A with its standard error and 95% interval (clustered by the
+    first axis: the tokens of one sequence are not independent), the share of
+    targets where B's loss is lower, each model's accuracy, the per-class
+    changes and the positions where the two differ most. Every option that
+    defines the loss is compute's.
+
+    \b
+      ce-loss compare old.npy new.npy labels.npy
+      ce-loss compare old.pt:logits new.pt:logits labels.npy --fail-if-worse
+      ce-loss compare a.npy b.npy ids.npy --shift --dtype float32 --bootstrap 2000
+    """
+    from .options import AuditOptions, OutputOptions
+    from .run import commands
+
+    o = options
+    read, loss = _read_and_loss(o, logits=o["a"], reduction="mean")
+    audit = AuditOptions(top_k=(1,), worst=0, rows=0)
+    out = OutputOptions(fmt=o["fmt"] or _default_format(), strict=o["strict"],
+                        quiet=o["quiet"], partial=o["partial_path"])
+    with _usage_errors():
+        return commands.compare(read, o["b"], loss, audit, out, worst=o["worst"],
+                                bootstrap=o["bootstrap"], seed=o["seed"],
+                                fail_if_worse=o["fail_if_worse"], margin=o["margin"],
+                                engine=o["engine"], scheduler=o["scheduler"],
+                                written=click.get_current_context().obj)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

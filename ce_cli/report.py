@@ -11,7 +11,7 @@ import math
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -61,11 +61,8 @@ def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = 
     if not out.quiet:
         for finding in said:
             say(finding.kind, finding.message)
+    summary = as_reported(summary)
     result = summary.result
-    if summary.result_dtype == "bfloat16":  # torch's result is bfloat16: round it once
-        losses = None if result.losses is None else round_bfloat16(result.losses)
-        result = replace(result, loss=round_bfloat16(result.loss), losses=losses)
-        summary = replace(summary, result=result)
     with writers.Batch(written) as batch:  # every output in full, or none replaced
         if out.output is not None and result.losses is not None:
             _write_losses(out.output, summary, batch)
@@ -94,6 +91,16 @@ def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = 
     if out.strict and any(f.kind == "warning" for f in said):
         return ExitCode.CHECK_FAILED
     return ExitCode.OK
+
+
+def as_reported(summary: Summary) -> Summary:
+    """``summary`` with torch's result in its dtype: a bfloat16 result rounded, once."""
+    result = summary.result
+    if summary.result_dtype != "bfloat16":
+        return summary
+    losses = None if result.losses is None else round_bfloat16(result.losses)
+    return replace(summary, result=replace(result, loss=round_bfloat16(result.loss),
+                                           losses=losses))
 
 
 def gate(result: Any, limit: float | None, dtype: str | None = None) -> str | None:
@@ -142,8 +149,14 @@ def _write_sequences(path: str, summary: Summary, batch: writers.Batch) -> None:
 
 def emit(report: render.Report, fmt: str, targets: np.ndarray | None = None,
          batch: writers.Batch | None = None) -> None:
-    """Write the report to stdout in ``fmt`` (nowhere when the shell closed it: ``>&-``,
-    taken like a reader that has gone), then commit ``batch``'s output files.
+    """Write the report to stdout in ``fmt``, then commit ``batch``'s output files (see
+    :func:`emit_text`)."""
+    emit_text(lambda out: _write_report(report, fmt, out, targets), batch)
+
+
+def emit_text(write: Callable[[Any], None], batch: writers.Batch | None = None) -> None:
+    """Run ``write(stdout)`` (nowhere when the shell closed stdout: ``>&-``, taken like a
+    reader that has gone), then commit ``batch``'s output files.
 
     stdout goes first: when it cannot be written (a full disk) the run fails and no output
     file is replaced; a reader that has gone (``| head -1``) is a success, files included.
@@ -151,7 +164,7 @@ def emit(report: render.Report, fmt: str, targets: np.ndarray | None = None,
     out = sys.stdout
     try:
         if out is not None:
-            _write_report(report, fmt, out, targets)
+            write(out)
     except BrokenPipeError:
         if batch is not None:
             batch.commit()
@@ -174,17 +187,22 @@ def _write_report(report: render.Report, fmt: str, out: Any,
     elif fmt == "csv":
         render.write_csv(report, out, targets=targets)
     else:
-        from rich.console import Console
-
-        console = Console(file=out, highlight=False)
-        if console.width < render.MIN_WIDTH:  # COLUMNS=0 or a tiny terminal
-            console.width = 80 if console.width <= 0 else render.MIN_WIDTH
-        # rendered to text first, then written here: rich would turn a closed pipe into
-        # exit 1 and say nothing about a full disk
-        with console.capture() as captured:
-            render.write_table(report, console)
-        out.write(captured.get())
+        write_table(lambda console: render.write_table(report, console), out)
     out.flush()
+
+
+def write_table(draw: Callable[[Any], None], out: Any) -> None:
+    """``draw(console)`` onto a rich console as wide as the terminal (80 when it says 0),
+    rendered to text first and then written: rich would turn a closed pipe into exit 1 and
+    say nothing about a full disk."""
+    from rich.console import Console
+
+    console = Console(file=out, highlight=False)
+    if console.width < render.MIN_WIDTH:  # COLUMNS=0 or a tiny terminal
+        console.width = 80 if console.width <= 0 else render.MIN_WIDTH
+    with console.capture() as captured:
+        draw(console)
+    out.write(captured.get())
 
 
 def _brief(loss: np.ndarray) -> str:

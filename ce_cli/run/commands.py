@@ -131,6 +131,56 @@ def _compute_on_dask(read: ReadOptions, loss: LossOptions, audit: AuditOptions,
     return summary
 
 
+def compare(read: ReadOptions, b_logits: str, loss: LossOptions, audit: AuditOptions,
+            out: OutputOptions, *, worst: int = 10, bootstrap: int = 0, seed: int = 0,
+            fail_if_worse: bool = False, margin: float = 0.0, engine: str = "default",
+            scheduler: str | None = None, written: list[str] | None = None) -> ExitCode:
+    """Run ``ce-loss compare`` (its help is in :mod:`ce_cli.cli`)."""
+    from .. import compare_report
+    from . import compare as comparing
+
+    sources.check_given({"A": read.logits, "B": b_logits, "TARGETS": read.targets,
+                         "--weight": loss.weight, "--partial": out.partial})
+    if sum(readers.is_stdin(p) for p in (read.logits, b_logits, read.targets)) > 1:
+        raise UsageError("only one of A, B and TARGETS can be - (stdin)", option="B")
+    if out.partial is not None:
+        writers.check_output(out.partial, suffixes=(".json",))
+    writers.check_apart({"--partial": out.partial},
+                        {**sources.input_files("model A's", read.logits),
+                         **sources.input_files("model B's", b_logits),
+                         **sources.input_files("the targets", read.targets),
+                         **sources.input_files("the --weight", loss.weight)})
+    sources.check_stdin(read.logits, b_logits, read.targets)
+    xs, _ = sources.open_sources(read, loss.class_axis)
+    x_dtype, _ = logits_dtype(xs.dtype, xs.path, loss.dtype)
+    c = sources.n_classes(xs, loss.class_axis)
+    sources.check_class_names(xs, c)
+    weight, weight_said = sources.parse_weight(loss.weight, c, x_dtype)
+    job = comparing.CompareJob(read, b_logits, loss, weight,
+                               audit if out.wants_audit else None, worst=worst,
+                               keep_clusters=bootstrap > 0)
+    if engine == "dask":
+        if bootstrap:
+            raise UsageError("--bootstrap resamples the clusters of one pass; run it without "
+                             "--engine dask", option="--bootstrap")
+        from . import dask_engine
+
+        if any(readers.is_stdin(p) for p in (read.logits, b_logits, read.targets)):
+            raise UsageError("--engine dask reads files; for stdin use the default engine")
+        if not dask_engine.available():
+            raise CeLossError(f"--engine dask needs Dask: {dask_engine.INSTALL_HINT}")
+        result = dask_engine.compare(job, scheduler, said=tuple(weight_said))
+    else:
+        progress = progress_bar(xs.n_rows, tuple(xs.row_shape))
+        with progress or contextlib.nullcontext():
+            result = comparing.run(job, said=weight_said,
+                                   on_rows=progress.advance if progress else None)
+    if bootstrap:
+        result.bootstrap = (bootstrap, seed, result.paired.bootstrap(bootstrap, seed))
+    return compare_report.finish(result, out, fail_if_worse=fail_if_worse, margin=margin,
+                                 written=written)
+
+
 def wants_sequences(read: ReadOptions, out: OutputOptions) -> bool | None:
     """Per-sequence sums: for ``--per-sequence``, for the audit of ``--shift`` runs; else
     the pipeline decides (None)."""
@@ -154,6 +204,23 @@ def merge(parts: tuple[str, ...], reduction: str | None, out: OutputOptions, *,
             if writers.same_file(a, b):
                 raise CeLossError(f"{b} and {a} are the same partial result: merging it twice "
                                   "counts its rows twice; give each partial once")
+    from . import compare as comparing
+
+    kinds = [comparing.is_comparison(p) for p in parts]
+    if any(kinds):
+        if not all(kinds):
+            first = parts[kinds.index(True)]
+            other = parts[kinds.index(False)]
+            raise CeLossError(f"{first} is a comparison's partial result but {other} is not; "
+                              "merge comparisons with comparisons only")
+        from .. import compare_report
+
+        if reduction is not None or out.fail_above is not None:
+            raise UsageError("--reduction and --fail-above are for loss partials; a "
+                             "comparison is a difference of means")
+        runs = [comparing.load(p) for p in parts]
+        return compare_report.finish(comparing.merge(runs, list(parts)), out,
+                                     written=written)
     loaded = [partial.load(p) for p in parts]
     merged = partial.merge(loaded, reduction=reduction)
     summary = merged.summary(reduction, sources={"partials": ", ".join(parts)})

@@ -146,6 +146,79 @@ def run_task(task: Task, job: Job) -> dict[str, Any]:
     return partial.to_document(summary)
 
 
+def compare(job: Any, scheduler: str | None = None, said: tuple[Finding, ...] = ()) -> Any:
+    """``compare --engine dask``: one comparison per task (the same row ranges or shards of
+    A, B and the targets), merged; the result equals one pass."""
+    from . import compare as comparing
+
+    tasks_a = plan(job.read.logits, job.read.targets, fmt=job.read.logits_format)
+    tasks_b = plan(job.b_logits, job.read.targets, fmt=job.read.logits_format)
+    if len(tasks_a) != len(tasks_b) or any(
+            (a.start, a.stop, a.targets) != (b.start, b.stop, b.targets)
+            for a, b in zip(tasks_a, tasks_b)):
+        raise CeLossError(f"{job.read.logits} and {job.b_logits} do not split alike "
+                          f"({len(tasks_a)} and {len(tasks_b)} parts): give both models' "
+                          "outputs as files (or folders of shards) of the same shapes")
+    check(tasks_a, job.read, job.loss.class_axis)
+    check(tasks_b, job.read.with_paths(job.b_logits, job.read.targets), job.loss.class_axis)
+    nodes = [dask_delayed()(_compare_task, pure=True)(a, b, job, said)
+             for a, b in zip(tasks_a, tasks_b)]
+    while len(nodes) > 1:
+        nodes = [dask_delayed()(_merge_comparisons, pure=True)(*nodes[i:i + FAN_IN])
+                 for i in range(0, len(nodes), FAN_IN)]
+    doc = _run_graph(nodes[0], scheduler)
+    return comparing.load_document(doc, "<dask>")
+
+
+def _compare_task(a: Task, b: Task, job: Any, said: tuple[Finding, ...]) -> dict[str, Any]:
+    from . import compare as comparing
+
+    def opener(read: ReadOptions) -> tuple[readers.Source, readers.Source]:
+        task = a if read.logits == a.logits else b
+        xs, ts = _open(task, read, job.loss.class_axis)
+        names = xs.class_names
+        xs, ts = _sliced(xs, task), _sliced(ts, task)
+        xs.class_names = names
+        return xs, ts
+
+    where = f"[{a.start}:{a.stop or ''}]"
+    c = comparing.run(comparing.with_paths(job, a.logits, b.logits, a.targets), said=list(said),
+                      opener=opener, inputs=(f"{a.logits}{where}", f"{b.logits}{where}"))
+    return comparing.to_document(c)
+
+
+def _merge_comparisons(*docs: dict[str, Any]) -> dict[str, Any]:
+    from . import compare as comparing
+
+    runs = [comparing.load_document(d, "<dask task>") for d in docs]
+    return comparing.to_document(comparing.merge(runs, ["<dask task>"] * len(runs)))
+
+
+def dask_delayed() -> Any:
+    import dask
+
+    return dask.delayed
+
+
+def _run_graph(node: Any, scheduler: str | None) -> dict[str, Any]:
+    """Compute a graph's one result on local threads or at ``scheduler``."""
+    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if not scheduler:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # a pool of this run's own, shut down with it (Dask's default pool outlives it)
+        with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="ce-loss-dask") as pool:
+            return node.compute(scheduler="threads", pool=pool)
+    client = connect(scheduler)
+    try:
+        return client.compute(node).result()
+    except (OSError, TimeoutError) as exc:
+        raise CeLossError(f"lost the Dask scheduler at {scheduler} ({exc}); "
+                          "check --scheduler or DASK_SCHEDULER_ADDRESS") from None
+    finally:
+        client.close()
+
+
 def merge_documents(*docs: dict[str, Any]) -> dict[str, Any]:
     """One node of the reduction tree."""
     return partial.merge([partial.Partial(d, _where(d)) for d in docs]).doc
@@ -166,23 +239,7 @@ def compute(tasks: list[Task], job: Job, scheduler: str | None = None) -> partia
     while len(nodes) > 1:
         nodes = [dask.delayed(merge_documents, pure=True)(*nodes[i:i + FAN_IN])
                  for i in range(0, len(nodes), FAN_IN)]
-    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
-    if not scheduler:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # a pool of this run's own, shut down with it (Dask's default pool outlives it)
-        with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="ce-loss-dask") as pool:
-            doc = nodes[0].compute(scheduler="threads", pool=pool)
-        return partial.Partial(doc, "<dask>")
-    client = connect(scheduler)
-    try:
-        doc = client.compute(nodes[0]).result()
-    except (OSError, TimeoutError) as exc:
-        raise CeLossError(f"lost the Dask scheduler at {scheduler} ({exc}); "
-                          "check --scheduler or DASK_SCHEDULER_ADDRESS") from None
-    finally:
-        client.close()
-    return partial.Partial(doc, "<dask>")
+    return partial.Partial(_run_graph(nodes[0], scheduler), "<dask>")
 
 
 #: seconds to wait for a scheduler: the TCP connection, then distributed's handshake

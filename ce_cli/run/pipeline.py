@@ -68,16 +68,22 @@ def aligned_blocks(xs: Source, ts: Source, rows: int) -> Iterator[tuple[np.ndarr
     When one source runs out first, a last pair of unequal lengths is yielded so the
     caller can count the rows of both and say so.
     """
-    x, t = _Rows(xs, rows), _Rows(ts, rows)
+    yield from aligned([xs, ts], rows)  # type: ignore[misc]
+
+
+def aligned(sources: list[Source], rows: int) -> Iterator[tuple[np.ndarray, ...]]:
+    """:func:`aligned_blocks` of any number of sources (``compare``: two logits, one
+    targets); a last block of unequal lengths when one runs out first."""
+    cut = [_Rows(src, rows) for src in sources]
     while True:
-        x.fill(rows)
-        t.fill(rows)
-        take = min(x.have, t.have, rows)
+        for c in cut:
+            c.fill(rows)
+        take = min(min(c.have for c in cut), rows)
         if take == 0:
-            if x.have or t.have:
-                yield x.take(x.have), t.take(t.have)
+            if any(c.have for c in cut):
+                yield tuple(c.take(c.have) for c in cut)
             return
-        yield x.take(take), t.take(take)
+        yield tuple(c.take(take) for c in cut)
 
 
 def _pass(
@@ -196,7 +202,7 @@ def _pass(
     n_x = n_t = position = 0
     # the sources as read (a (C,) sample became a batch of one), then the blocks come in
     # (Pass.feed) and their losses go out
-    got = yield rows, xs, ts
+    got = yield rows, xs, ts, spec
     kept_targets: list[np.ndarray] = []
     first_x: list[np.ndarray] = []
     first_t: list[np.ndarray] = []
@@ -208,7 +214,7 @@ def _pass(
         n_x += xb.shape[0]
         n_t += tb.shape[0]
         if xb.shape[0] != tb.shape[0]:
-            got = yield np.zeros(0, spec.dtype)
+            got = yield np.zeros(0, spec.dtype), None
             continue  # counted; reported below with torch's message
         xb = xb.astype(x_dtype, copy=False)
         if axis != 1:
@@ -250,7 +256,8 @@ def _pass(
             if on_rows is not None:
                 on_rows(xbb)
         got = yield (block_losses[0] if len(block_losses) == 1 else
-                     np.concatenate(block_losses) if block_losses else np.zeros(0, spec.dtype))
+                     np.concatenate(block_losses) if block_losses else np.zeros(0, spec.dtype),
+                     tb.reshape(-1) if spec.target_kind == "index" else None)
     if n_x != n_t:
         raise row_count_mismatch(n_x, n_t, xs.path, ts.path)
     result = acc.finalize(reduction if reduction != "none" or keep_losses else "mean")
@@ -328,11 +335,15 @@ class Pass:
 
     def __init__(self, xs: Source, ts: Source, **options: Any) -> None:
         self._steps = _pass(xs, ts, **options)
-        #: rows per block, and the sources to read them from (a (C,) sample: a batch of one)
-        self.rows, self.xs, self.ts = next(self._steps)
+        #: rows per block, the sources to read them from (a (C,) sample: a batch of one),
+        #: and the loss as torch was asked for it
+        self.rows, self.xs, self.ts, self.spec = next(self._steps)
+        #: the last block's class-index targets, flat and checked (None for probabilities)
+        self.targets: np.ndarray | None = None
 
     def feed(self, xb: np.ndarray, tb: np.ndarray) -> np.ndarray:
-        return self._steps.send((xb, tb))
+        losses, self.targets = self._steps.send((xb, tb))
+        return losses
 
     def finish(self) -> Summary:
         try:
