@@ -119,6 +119,13 @@ class PairedStats:
         heapq.heapify(out.worst)
         return out
 
+    def shifted(self, offset: int) -> PairedStats:
+        """These sums with the listed positions moved by ``offset`` (a later shard's)."""
+        out = PairedStats(**{**self.__dict__, "worst": [
+            (gap, -(pos + offset), pos + offset, t, a, b) for gap, _, pos, t, a, b in self.worst]})
+        heapq.heapify(out.worst)
+        return out
+
     # -- the answer ---------------------------------------------------------------------------
 
     @property

@@ -69,14 +69,16 @@ def run(job: CompareJob, *, on_rows: Any = None, said: list[Any] | None = None,
         class_axis=loss.class_axis, audit=job.audit, dtype=loss.dtype, shifted=read.shift,
         before=list(said or []))
     names = inputs or (f"{xa.path} {ta.path}", f"{xb.path} {tb.path}")
-    try:
-        pa = pipeline.Pass(xa, ta, inputs=[names[0]], **options)
-        pb = pipeline.Pass(xb, tb, inputs=[names[1]], **options)
-    except TargetError as exc:
-        raise CeLossError(sources.target_error(exc, xa, ta, read, loss.ignore_index)) from None
-    except (ShapeError, DTypeError) as exc:
-        raise CeLossError(sources.shape_error(exc, xa, ta, loss.class_axis)) from None
-    _check_alike(pa, pb)
+    _check_shapes(xa, xb, loss.class_axis)
+    passes = []
+    for x, t, r, name in ((xa, ta, read, names[0]), (xb, tb, read_b, names[1])):
+        try:
+            passes.append(pipeline.Pass(x, t, inputs=[name], **options))
+        except TargetError as exc:
+            raise CeLossError(sources.target_error(exc, x, t, r, loss.ignore_index)) from None
+        except (ShapeError, DTypeError) as exc:
+            raise CeLossError(sources.shape_error(exc, x, t, loss.class_axis)) from None
+    pa, pb = passes
     paired = PairedStats(worst_k=job.worst, keep_clusters=job.keep_clusters)
     spec = pa.spec
     n_a = n_b = position = 0
@@ -115,12 +117,12 @@ def run(job: CompareJob, *, on_rows: Any = None, said: list[Any] | None = None,
     return Comparison(a, b, paired, (xa.path, xb.path))
 
 
-def _check_alike(pa: pipeline.Pass, pb: pipeline.Pass) -> None:
+def _check_shapes(xa: Any, xb: Any, class_axis: int | None) -> None:
     """Both models' outputs must have one shape: the same classes and positions."""
-    xa, xb = pa.xs, pb.xs
-    if pa.spec.n_classes != pb.spec.n_classes:
-        raise CeLossError(f"{xa.path} has {pa.spec.n_classes} classes but {xb.path} has "
-                          f"{pb.spec.n_classes}: compare needs two models of the same classes")
+    ca, cb = sources.n_classes(xa, class_axis), sources.n_classes(xb, class_axis)
+    if ca != cb:
+        raise CeLossError(f"{xa.path} has {ca} classes but {xb.path} has {cb}: compare needs "
+                          "two models of the same classes")
     if tuple(xa.row_shape) != tuple(xb.row_shape) or (
             xa.n_rows is not None and xb.n_rows is not None and xa.n_rows != xb.n_rows):
         def shape(src: Any) -> str:
@@ -191,8 +193,10 @@ def merge(parts: list[Comparison], paths: list[str]) -> Comparison:
     a = [partial.Partial(partial.to_document(c.a), p) for c, p in zip(parts, paths)]
     b = [partial.Partial(partial.to_document(c.b), p) for c, p in zip(parts, paths)]
     paired = parts[0].paired
-    for c in parts[1:]:
-        paired = paired.merged(c.paired)
+    offset = parts[0].a.result.totals.positions
+    for c in parts[1:]:  # positions run on from shard to shard
+        paired = paired.merged(c.paired.shifted(offset))
+        offset += c.a.result.totals.positions
     ma, mb = partial.merge(a), partial.merge(b)
     return Comparison(ma.summary(), mb.summary(), paired, parts[0].names)
 
