@@ -44,11 +44,55 @@ class _PipeClosed(Exception):
     """The reader of stdout has gone (``| head -1``), carried past Click's own handling."""
 
 
+@contextlib.contextmanager
+def _whole_words() -> Iterator[None]:
+    """Click's wrapping without breaking a word: a value, a number or a package name
+    (``'ce-loss[dask]'``) stays whole on one line, so it can be copied."""
+    from click import _textwrap
+
+    original = _textwrap.TextWrapper
+
+    class Whole(original):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("break_on_hyphens", False)
+            kwargs.setdefault("break_long_words", False)
+            super().__init__(*args, **kwargs)
+
+    _textwrap.TextWrapper = Whole  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        _textwrap.TextWrapper = original  # type: ignore[misc]
+
+
+class _HelpFormatter(click.HelpFormatter):
+    """Help text as wide as the terminal (up to the context's maximum), words whole."""
+
+    def write_dl(self, rows: Any, col_max: int = 30, col_spacing: int = 2) -> None:
+        with _whole_words():
+            super().write_dl(rows, col_max, col_spacing)
+
+    def write_text(self, text: str) -> None:
+        with _whole_words():
+            super().write_text(text)
+
+
+class _Context(click.Context):
+    formatter_class = _HelpFormatter
+
+
+class _Command(click.Command):
+    context_class = _Context
+
+
 class CeLossGroup(click.Group):
     """A group whose every failure is one line on stderr and a documented exit code.
 
     Handled here (not in ``main``) so that CliRunner tests see what users see.
     """
+
+    context_class = _Context
+    command_class = _Command
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -68,6 +112,9 @@ class CeLossGroup(click.Group):
     def _run(self, args: Any, prog_name: str, complete_var: Any, **extra: Any) -> int:
         # the output files this run writes, as they land (an interrupted run names them)
         written: list[str] = []
+        from . import console
+
+        console.COLOR = "auto"  # until --color says otherwise, for this run only
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False,
                               obj=written, **extra)
@@ -117,8 +164,25 @@ class _Fraction(click.FloatRange):
         return number
 
 
+class _Int64(click.ParamType):
+    """An int64, as torch's ignore_index is; help shows INTEGER, not the 20-digit range."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = click.INT.convert(value, param, ctx)
+        if not INT64_MIN <= number <= INT64_MAX:
+            self.fail(f"{value} does not fit an int64 (torch's ignore_index), "
+                      f"{INT64_MIN}..{INT64_MAX}", param, ctx)
+        return number
+
+
 #: torch's ignore_index is an int64
-INT64 = click.IntRange(INT64_MIN, INT64_MAX)
+INT64 = _Int64()
+
+#: a file argument: completed as a file by the shells; ``-`` (stdin), ``file.npz:name`` and
+#: folders of shards are the readers' to judge
+FILE = click.Path(allow_dash=True)
 
 
 def _top_k(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
@@ -194,7 +258,7 @@ def _decorators(options: list[Any]) -> Callable[[Any], Any]:
 def _loss_options() -> Callable[[Any], Any]:
     """What defines the loss and how the inputs are read: compute's and compare's."""
     return _decorators([
-        click.option("--weight", metavar="W1,W2,..|FILE",
+        click.option("--weight", metavar="W1,W2,..|FILE", type=FILE,
                      help="A weight per class: comma-separated numbers or a file holding them."),
         click.option("--ignore-index", type=INT64, default=-100, show_default=True,
                      help="Targets equal to this are ignored and not counted in the mean."),
@@ -272,8 +336,26 @@ def _output_options(o: dict[str, Any], **paths: Any) -> Any:
                          partial=o["partial_path"], **paths)
 
 
-@click.group(cls=CeLossGroup, context_settings={"help_option_names": ["-h", "--help"]},
-             epilog=EXIT_CODES_HELP)
+def _set_color(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from . import console
+
+    if value is not None:
+        console.COLOR = value
+    return value
+
+
+#: ``--color``, on the group and on every command (``ce-loss compute ... --color always``)
+_COLOR = click.option(
+    "--color", type=click.Choice(("auto", "always", "never")), default=None, is_eager=True,
+    expose_value=False, callback=_set_color,
+    help="Colour the table and the message prefixes: auto (on a terminal, unless "
+         "NO_COLOR is set), always (e.g. for less -R), never.")
+
+
+@click.group(cls=CeLossGroup, epilog=EXIT_CODES_HELP,
+             context_settings={"help_option_names": ["-h", "--help"],
+                               "max_content_width": 120})
+@_COLOR
 @click.version_option(__version__, "-V", "--version", prog_name="ce-loss",
                       message="%(prog)s %(version)s")
 def cli() -> None:
@@ -285,9 +367,11 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
-@click.argument("logits", metavar="LOGITS")
-@click.argument("targets", metavar="[TARGETS]", required=False)
+@cli.command(epilog=EXIT_CODES_HELP,
+             short_help="The cross-entropy of LOGITS against TARGETS, as torch gives it.")
+@_COLOR
+@click.argument("logits", metavar="LOGITS", type=FILE)
+@click.argument("targets", metavar="[TARGETS]", required=False, type=FILE)
 @click.option("--reduction", type=click.Choice(REDUCTIONS), default="mean",
               show_default=True, help="How per-sample losses are combined, as in torch.")
 @_loss_options()
@@ -345,10 +429,12 @@ def compute(**options: Any) -> int:
                                 scheduler=o["scheduler"], written=click.get_current_context().obj)
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
-@click.argument("a", metavar="A")
-@click.argument("b", metavar="B")
-@click.argument("targets", metavar="TARGETS")
+@cli.command(epilog=EXIT_CODES_HELP,
+             short_help="Is B's loss lower than A's? The difference, with its error.")
+@_COLOR
+@click.argument("a", metavar="A", type=FILE)
+@click.argument("b", metavar="B", type=FILE)
+@click.argument("targets", metavar="TARGETS", type=FILE)
 @_loss_options()
 @click.option("--worst", type=click.IntRange(0), default=10, show_default=True,
               help="How many of the positions where the two models differ most to list.")
@@ -404,8 +490,11 @@ def compare(**options: Any) -> int:
                                 written=click.get_current_context().obj)
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
-@click.argument("parts", nargs=-1, required=True, metavar="PARTIAL.json...")
+@cli.command(epilog=EXIT_CODES_HELP,
+             short_help="Combine partial results into one loss (or one comparison).")
+@_COLOR
+@click.argument("parts", nargs=-1, required=True, metavar="PARTIAL.json...",
+                type=click.Path(dir_okay=False))
 @click.option("--reduction", type=click.Choice(("mean", "sum")), default=None,
               help="Default: the reduction the partials were computed with.")
 @_report_options(partial_help="Write the merged partial result too (merging is associative).")
@@ -429,6 +518,29 @@ def merge(**options: Any) -> int:
     with _usage_errors():
         return commands.merge(options["parts"], options["reduction"], out,
                               written=click.get_current_context().obj)
+
+
+@cli.command("help", short_help="Show the help of a command: ce-loss help compute.")
+@click.argument("command", required=False, metavar="[COMMAND]")
+@click.pass_context
+def help_(ctx: click.Context, command: str | None) -> None:
+    """Show the help of COMMAND (of ce-loss itself without one), as COMMAND --help does."""
+    group = ctx.parent.command if ctx.parent is not None else cli
+    parent = ctx.parent or ctx
+    if command is None:
+        click.echo(group.get_help(parent))
+        return
+    cmd = group.get_command(parent, command)  # type: ignore[attr-defined]
+    if cmd is None:
+        import difflib
+
+        names = group.list_commands(parent)  # type: ignore[attr-defined]
+        close = difflib.get_close_matches(command, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise click.UsageError(f"No such command {command!r}.{hint} Commands: "
+                               f"{', '.join(names)}.", ctx=ctx)
+    with _Context(cmd, info_name=command, parent=parent) as sub:
+        click.echo(cmd.get_help(sub))
 
 
 def main(argv: list[str] | None = None) -> None:

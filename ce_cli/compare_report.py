@@ -143,7 +143,7 @@ def _write(doc: dict[str, Any], c: Comparison, fmt: str, out: IO[str]) -> None:
     if fmt == "plain":  # the difference alone: d=$(ce-loss compare ... --format plain)
         out.write(render.scalar_text(np.float64(c.paired.difference)) + "\n")
     elif fmt == "json":
-        json.dump(doc, out, allow_nan=False)
+        json.dump(doc, out, allow_nan=False, indent=render.json_indent(out))
         out.write("\n")
     elif fmt == "csv":
         names = ["a_loss", "b_loss", "difference", "standard_error", "ci95_low", "ci95_high",

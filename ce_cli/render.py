@@ -231,8 +231,15 @@ def write_json(report: Report, out: IO[str]) -> None:
     for key in ("metrics", "explain"):  # statistics of wild input may be inf (1e308 probs)
         if key in doc:
             doc[key] = _finite_only(doc[key])
-    json.dump(doc, out, allow_nan=False)
+    json.dump(doc, out, allow_nan=False, indent=json_indent(out))
     out.write("\n")
+
+
+def json_indent(out: IO[str]) -> int | None:
+    """Pretty-printed on a terminal, compact (one line) when piped, as httpie and gh do."""
+    from .console import is_terminal
+
+    return 2 if is_terminal(out) else None
 
 
 # -- csv ------------------------------------------------------------------------------------

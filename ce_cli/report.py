@@ -195,9 +195,9 @@ def write_table(draw: Callable[[Any], None], out: Any) -> None:
     """``draw(console)`` onto a rich console as wide as the terminal (80 when it says 0),
     rendered to text first and then written: rich would turn a closed pipe into exit 1 and
     say nothing about a full disk."""
-    from rich.console import Console
+    from .console import rich_console
 
-    console = Console(file=out, highlight=False)
+    console = rich_console(out)
     if console.width < render.MIN_WIDTH:  # COLUMNS=0 or a tiny terminal
         console.width = 80 if console.width <= 0 else render.MIN_WIDTH
     with console.capture() as captured:

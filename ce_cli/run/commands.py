@@ -70,7 +70,7 @@ def _compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Out
     hooks = []
     if out.softmax:
         hooks.append(lambda xb: probs_parts.append(softmax(xb, loss.input_kind)))
-    progress = progress_bar(xs.n_rows, tuple(xs.row_shape))
+    progress = progress_bar(xs.n_rows, tuple(xs.row_shape), c)
     if progress is not None:
         hooks.append(progress.advance)
     try:
@@ -171,7 +171,7 @@ def compare(read: ReadOptions, b_logits: str, loss: LossOptions, audit: AuditOpt
             raise CeLossError(f"--engine dask needs Dask: {dask_engine.INSTALL_HINT}")
         result = dask_engine.compare(job, scheduler, said=tuple(weight_said))
     else:
-        progress = progress_bar(xs.n_rows, tuple(xs.row_shape))
+        progress = progress_bar(xs.n_rows, tuple(xs.row_shape), c)
         with progress or contextlib.nullcontext():
             result = comparing.run(job, said=weight_said,
                                    on_rows=progress.advance if progress else None)

@@ -103,7 +103,7 @@ def run(job: CompareJob, *, on_rows: Any = None, said: list[Any] | None = None,
             paired.update(la, lb, w, counted, la.shape[0] // xab.shape[0], position, t)
             position += la.shape[0]
             if on_rows is not None:
-                on_rows(xab)
+                on_rows(la)  # its positions
         if n_a != n_b:
             raise CeLossError(
                 f"{xa.path} has {n_a} rows but {xb.path} has {n_b}: compare needs both "

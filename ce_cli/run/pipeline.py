@@ -364,16 +364,16 @@ def run(xs: Source, ts: Source, **options: Any) -> Summary:
 
 
 def row_count_mismatch(n_x: int, n_t: int, x_path: str, t_path: str) -> ShapeError:
-    """torch's batch-size message, with the files and the fix (one row more in a CSV
-    file: its first line may be a header of class numbers, ``1,2,3``)."""
+    """The rows that do not match, said first, with the fix (one row more in a CSV file:
+    its first line may be a header of class numbers, ``1,2,3``), then torch's sentence."""
     longer = x_path if n_x == n_t + 1 else t_path if n_t == n_x + 1 else None
     header = longer is not None and longer.lower().endswith((".csv", ".tsv", ".txt"))
-    return ShapeError(
-        f"Expected input batch_size ({n_x}) to match target batch_size ({n_t}); "
-        f"{x_path} has {n_x} rows of logits but {t_path} has {n_t} targets: "
-        + (f"if line 1 of {longer} is a header (class names such as 1,2,3), pass --header; "
+    fix = (f"if line 1 of {longer} is a header (class names such as 1,2,3), pass --header; "
            "else pass" if header else "pass") + " the targets saved with these logits"
-    )
+    return ShapeError(
+        f"{x_path} has {n_x:,} rows of logits but {t_path} has {n_t:,} targets: one target "
+        f"per row is needed; {fix} (torch: Expected input batch_size ({n_x}) to match "
+        f"target batch_size ({n_t}))")
 
 
 def rows_per_read(source: Source) -> int:
@@ -388,10 +388,13 @@ def class_axis_of(class_axis: int | None, ndim: int) -> int:
         return 1
     axis = class_axis + ndim if class_axis < 0 else class_axis
     if not 1 <= axis < ndim:
+        where = ("on axis 1 (or -1)" if ndim == 2 else
+                 f"on one of axes 1 to {ndim - 1} (-1 for the last)")
         raise OptionError(
             f"--class-axis {class_axis} does not fit logits with {ndim} axes: axis 0 is the "
-            f"batch, so the classes are on one of axes 1..{ndim - 1} (or -1 for the last)"
-        )
+            f"batch, so the classes are {where}" if ndim > 1 else
+            f"--class-axis {class_axis} does not fit 1-D logits: (C,) is one sample, whose "
+            "classes are its only axis; leave --class-axis out")
     return axis
 
 

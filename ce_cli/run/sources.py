@@ -6,6 +6,7 @@ work, and torch's errors told in terms of the files.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -235,10 +236,40 @@ def target_error(exc: TargetError, xs: Any, ts: Any, read: ReadOptions, ignore: 
     return message
 
 
+def _shape_text(src: Any) -> str:
+    dims = ([] if src.n_rows is None else [src.n_rows]) + list(src.row_shape)
+    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _swapped(xs: Any, ts: Any) -> str | None:
+    """The message for LOGITS and TARGETS given the other way round: the targets' file has
+    the shape of logits whose labels the logits' file would be (and the dtypes agree)."""
+    if xs.n_rows is None or ts.n_rows is None or not ts.row_shape:
+        return None
+    x_shape = (xs.n_rows, *xs.row_shape)
+    t_shape = (ts.n_rows, *ts.row_shape)
+    fits = x_shape == t_shape[:1] + t_shape[2:] or x_shape == t_shape[:-1]
+    if not fits or ts.dtype.kind != "f" or xs.dtype.kind not in "iub":
+        return None
+    last = x_shape != t_shape[:1] + t_shape[2:]  # they fit with the classes last only
+    return (f"the files look swapped: {ts.path} {_shape_text(ts)} holds {ts.dtype} scores "
+            f"and {xs.path} {_shape_text(xs)} {xs.dtype} labels; give the logits first: "
+            f"ce-loss compute {ts.path} {xs.path}" + (" --class-axis -1" if last else ""))
+
+
 def shape_error(exc: CeLossError, xs: Any, ts: Any, class_axis: int | None) -> str:
     """torch's shape message, naming the files and their shapes, with the likely fix."""
     message = str(exc).split("; the targets match the logits without")[0]
     x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
+    swapped = _swapped(xs, ts)
+    if swapped:
+        return f"{swapped} (torch: {message})"
+    batch = re.search(r"Expected input batch_size \((\d+)\) to match target batch_size "
+                      r"\((\d+)\)", message)
+    if batch:
+        from .pipeline import row_count_mismatch
+
+        return str(row_count_mismatch(int(batch[1]), int(batch[2]), xs.path, ts.path))
     if xs.path == "-" or xs.path not in message:
         def shape(src: Any) -> str:
             dims = ([] if src.n_rows is None else [src.n_rows]) + list(src.row_shape)
