@@ -326,7 +326,9 @@ def _print_headline(report: Report, console: Any) -> None:
     if tot.ignored:
         details.append(f"{count_text(tot.ignored)} ignored (ignore_index {spec.ignore_index})")
     if spec.weight is not None and spec.target_kind == "index":
-        details.append(f"weighted (denominator {tot.denominator:,.6g})")
+        d = tot.denominator  # a sum of weights: 6 digits, or the whole of a large one
+        details.append(f"weighted (denominator {d:,.0f})" if 1e6 <= abs(d) < 1e15
+                       else f"weighted (denominator {d:,.6g})")
     if spec.smoothing:
         details.append(f"label smoothing {spec.label_smoothing:g}")
     print_phrases(console, details)

@@ -195,7 +195,7 @@ def print_histogram(st: dict[str, Any], console: Any, max_rows: int = 16) -> Non
         cells = bar(n / w / top if top else 0.0, width)
         if n and not cells.strip():  # a count too small for a cell still shows
             cells = "▏" + cells[1:]
-        console.print(Text(f"  {lo:>{wl}}-{hi:>{wh}} ") + Text(cells, style="cyan")
+        console.print(Text(f"  {lo:>{wl}}-{hi:<{wh}} ") + Text(cells, style="cyan")
                       + Text(f" {cnt:>{wc}}"))
 
 
