@@ -14,10 +14,10 @@ from typing import Any
 # has LOSS_DECIMALS decimals and every other real number (probabilities, accuracies,
 # confidences, ECE, entropy, perplexity) DECIMALS, so a right-justified column lines up on
 # its decimal points; a column holding a value too large for fixed decimals is written in
-# scientific form throughout, as NumPy prints arrays (every such text has SCIENTIFIC_DIGITS
-# decimals before a two-digit exponent, so these line up too); counts have thousands
-# separators; indices (the # column) stay as they are, to be copied. The headline is torch's
-# number exactly (Report.text); plain, CSV and JSON are data and keep every digit.
+# scientific form throughout, as NumPy prints arrays (SCIENTIFIC_DIGITS decimals before a
+# two-digit exponent, one fewer before a three-digit one, so these line up too); counts have
+# thousands separators; indices (the # column) stay as they are, to be copied. The headline
+# is torch's number exactly (Report.text); plain, CSV and JSON are data and keep every digit.
 
 #: decimals of a loss in the table
 LOSS_DECIMALS = 6
