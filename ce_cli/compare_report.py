@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from . import render, report, writers
+from . import render, report, tables, writers
 from .audit.paired import FEW_CLUSTERS
 from .console import say
 from .errors import ExitCode
@@ -160,62 +160,90 @@ def _write(doc: dict[str, Any], c: Comparison, fmt: str, out: IO[str]) -> None:
 
 
 def _table(doc: dict[str, Any], console: Any) -> None:
+    """The two models, then B - A with its interval (the headline), then per class and the
+    positions where the two differ most; numbers by the table's rule (render.py): losses
+    with LOSS_DECIMALS decimals, each model's mean loss exactly as compute prints it."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    def f(v: Any, digits: int = 6) -> str:
-        return "-" if v is None else f"{v:.{digits}g}"
+    L = tables.LOSS_DECIMALS
 
+    def f(v: Any, decimals: int = L) -> str:
+        return tables.number_text(v, decimals)
+
+    # each model's mean loss exactly as compute prints it: texts of different lengths, lined
+    # up on their points by hand (rich strips the spaces a right-justified cell ends with)
+    losses = _points_aligned(["nan" if doc[k]["loss"] is None else repr(doc[k]["loss"])
+                              for k in ("a", "b")], "mean loss")
     models = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for name, justify in (("model", "left"), ("file", "left"), ("mean loss", "right"),
+    for name, justify in (("model", "left"), ("file", "left"), (losses[0], "left"),
                           ("accuracy", "right"), ("counted", "right")):
         models.add_column(Text(name), justify=justify, no_wrap=name != "file")
-    for key in ("a", "b"):
+    accuracies = tables.column_texts([doc[k]["accuracy"] for k in ("a", "b")], missing="-")
+    for key, loss, acc in zip(("a", "b"), losses[1:], accuracies):
         m = doc[key]
-        models.add_row(key.upper(), m["path"], f(m["loss"], 8), f(m["accuracy"], 4),
-                       f"{m['counted']:,}")
+        models.add_row(key.upper(), m["path"], loss, acc, tables.count_text(m["counted"]))
     console.print(models)
+    console.print()
     lo, hi = doc["ci95"]
     head = Text()
     head.append("B - A  ", style="bold")
     head.append(f(doc["difference"]), style="bold cyan")
-    head.append(f"  (standard error {f(doc['standard_error'], 3)}; 95% interval "
-                f"[{f(lo)}, {f(hi)}] over {doc['clusters']:,} clusters)")
     console.print(head)
+    tables.print_phrases(console, [
+        f"standard error {f(doc['standard_error'])}",
+        f"95% interval [{f(lo)}, {f(hi)}] over {tables.count_text(doc['clusters'])} clusters"])
     if doc.get("bootstrap"):
         b = doc["bootstrap"]
-        console.print(f"  bootstrap 95% interval [{f(b['ci95'][0])}, {f(b['ci95'][1])}] "
-                      f"({b['resamples']:,} resamples, seed {b['seed']})")
+        tables.print_phrases(console, [
+            f"bootstrap 95% interval [{f(b['ci95'][0])}, {f(b['ci95'][1])}]",
+            f"{tables.count_text(b['resamples'])} resamples, seed {b['seed']}"])
     if doc.get("note"):
-        console.print(Text(f"  {doc['note']}", style="yellow"))
+        tables.print_indented(console, Text(doc["note"], style="yellow"))
     if doc["b_better_share"] is not None:
-        console.print(f"  B's loss is lower on {100 * doc['b_better_share']:.1f}% of the "
-                      f"{doc['counted']:,} counted targets, A's on "
-                      f"{100 * doc['a_better_share']:.1f}%")
+        tables.print_phrases(console, [
+            f"B's loss is lower on {100 * doc['b_better_share']:.1f}% of the "
+            f"{tables.count_text(doc['counted'])} counted targets",
+            f"A's on {100 * doc['a_better_share']:.1f}%"])
     if doc.get("gate"):
         g = doc["gate"]
         console.print(Text(f"  --fail-if-worse (margin {g['margin']:g}): "
                            + ("FAILED" if g["failed"] else "passed"),
                            style="bold red" if g["failed"] else "green"))
     if doc["per_class"]:
-        table = Table(title=Text("per class, largest changes first", style="bold"),
-                      title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                      pad_edge=False)
+        rows = doc["per_class"][:10]
+        tables.heading(console, "per class, largest changes first" if len(rows) == len(
+            doc["per_class"]) else f"per class: the {len(rows)} largest changes of "
+            f"{tables.count_text(len(doc['per_class']))}")
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for name in ("class", "support", "A mean loss", "B mean loss", "B - A"):
             table.add_column(Text(name), justify="right", no_wrap=True)
-        for r in doc["per_class"][:10]:
-            table.add_row(str(r["class"]), f"{r['support']:,}", f(r["a_mean_loss"], 4),
-                          f(r["b_mean_loss"], 4), f(r["difference"], 4))
+        columns = [tables.column_texts([r[k] for r in rows], L, missing="-")
+                   for k in ("a_mean_loss", "b_mean_loss", "difference")]
+        for r, *cells in zip(rows, *columns):
+            table.add_row(str(r["class"]), tables.count_text(r["support"]), *cells)
         console.print(table)
     if doc["disagreements"]:
-        table = Table(title=Text("where the two differ most", style="bold"),
-                      title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                      pad_edge=False)
+        rows = doc["disagreements"]
+        tables.heading(console, "where the two differ most")
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for name in ("#", "target", "A loss", "B loss", "B - A"):
             table.add_column(Text(name), justify="right", no_wrap=True)
-        for r in doc["disagreements"]:
+        columns = [tables.column_texts([r[k] for r in rows], L, missing="-")
+                   for k in ("a_loss", "b_loss", "difference")]
+        for r, *cells in zip(rows, *columns):
             table.add_row(str(r.get("position", r["index"])),
-                          "-" if r["target"] is None else str(r["target"]),
-                          f(r["a_loss"]), f(r["b_loss"]), f(r["difference"]))
+                          "-" if r["target"] is None else str(r["target"]), *cells)
         console.print(table)
+
+
+def _points_aligned(texts: list[str], header: str) -> list[str]:
+    """``header`` and ``texts`` as cells of one width for a left-justified column: the
+    header and the numbers to the right, the numbers' decimal points in line."""
+    ints = max(t.index(".") if "." in t else len(t) for t in texts)
+    fracs = max(len(t) - t.index(".") if "." in t else 0 for t in texts)
+    cells = [(" " * (ints - (t.index(".") if "." in t else len(t))) + t).ljust(ints + fracs)
+             for t in texts]
+    width = max(len(header), ints + fracs)
+    return [header.rjust(width)] + [c.rjust(width) for c in cells]

@@ -15,6 +15,17 @@ import numpy as np
 
 from .loss import LossResult
 from .names import FORMATS  # noqa: F401,E402  (re-exported)
+from .tables import (
+    LOSS_DECIMALS,
+    column_texts,
+    count_text,
+    heading,
+    number_text,
+    print_indented,
+    print_phrases,
+)
+from .tables import print_histogram as _print_histogram
+from .tables import print_reliability as _print_reliability
 
 #: the table is drawn at least this wide (COLUMNS=0, a tiny terminal)
 MIN_WIDTH = 40
@@ -276,7 +287,29 @@ def write_csv(report: Report, out: IO[str], targets: np.ndarray | None = None) -
 # -- table ----------------------------------------------------------------------------------
 
 def write_table(report: Report, console: Any) -> None:
-    """The aggregate, then the first rows with their losses and softmax probabilities."""
+    """The headline, then what a user acts on (metrics, per sequence, worst samples, per
+    class), then the first rows and the plots; each section under a heading."""
+    _print_headline(report, console)
+    if report.explain is not None:
+        _print_explain(report.explain, console)
+    if report.stats is not None:
+        _print_metrics(report.stats, console, tokens=report.sequences is not None)
+    if report.sequences is not None:
+        _print_sequences(report.sequences, console)
+    if report.stats is not None:
+        stats = _named(report.stats, report.class_names)
+        _print_worst(stats, console)
+        _print_classes(stats, console)
+    if report.preview is not None and report.preview.index:
+        _print_rows(report.preview, console, report.class_names)
+    if report.stats is not None and report.plots:
+        _print_histogram(report.stats, console)
+        _print_reliability(report.stats, console)
+
+
+def _print_headline(report: Report, console: Any) -> None:
+    """The loss alone on the first line, exactly as torch's; what it was computed over on the
+    next, wrapped between phrases; why it is NaN, if it is."""
     from rich.text import Text
 
     result = report.result
@@ -287,33 +320,21 @@ def write_table(report: Report, console: Any) -> None:
     else:
         head.append(f"{result.reduction} loss  ", style="bold")
         head.append(report.text(result.loss), style="bold cyan")
-    head.append(f"   {report.dtype_name}, {spec.n_classes} classes, "
-                f"{tot.counted} of {tot.positions} targets counted")
-    if tot.ignored:
-        head.append(f", {tot.ignored} ignored (ignore_index {spec.ignore_index})")
-    if spec.weight is not None and spec.target_kind == "index":
-        head.append(f", weighted (denominator {tot.denominator:.6g})")
-    if spec.smoothing:
-        head.append(f", label smoothing {spec.label_smoothing:g}")
     console.print(head)
+    details = [report.dtype_name, f"{count_text(spec.n_classes)} classes",
+               f"{count_text(tot.counted)} of {count_text(tot.positions)} targets counted"]
+    if tot.ignored:
+        details.append(f"{count_text(tot.ignored)} ignored (ignore_index {spec.ignore_index})")
+    if spec.weight is not None and spec.target_kind == "index":
+        d = tot.denominator  # a sum of weights: 6 digits, or the whole of a large one
+        details.append(f"weighted (denominator {d:,.0f})" if 1e6 <= abs(d) < 1e15
+                       else f"weighted (denominator {d:,.6g})")
+    if spec.smoothing:
+        details.append(f"label smoothing {spec.label_smoothing:g}")
+    print_phrases(console, details)
     note = loss_note(result)
     if note:
-        console.print(Text(note, style="yellow"))
-    if report.explain is not None:
-        _print_explain(report.explain, console)
-    if report.stats is not None:
-        _print_metrics(report.stats, console)
-    if report.sequences is not None:
-        _print_sequences(report.sequences, console)
-    if report.preview is not None and report.preview.index:
-        _print_rows(report.preview, console, report.class_names)
-    if report.stats is not None:
-        stats = _named(report.stats, report.class_names)
-        _print_worst(stats, console)
-        _print_classes(stats, console)
-        if report.plots:
-            _print_histogram(report.stats, console)
-            _print_reliability(report.stats, console)
+        print_indented(console, Text(note, style="yellow"))
 
 
 def _print_rows(p: Preview, console: Any, names: list[str] | None = None) -> None:
@@ -322,111 +343,123 @@ def _print_rows(p: Preview, console: Any, names: list[str] | None = None) -> Non
     from rich.table import Table
     from rich.text import Text
 
+    heading(console, f"first {count_text(len(p.index))} rows")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("target", justify="right", no_wrap=True)
     table.add_column("loss", justify="right", style="cyan", no_wrap=True)
-    n_classes = p.probs.shape[1]
+    n_rows, n_classes = p.probs.shape
     index_targets = all(isinstance(v, int) for v in p.targets)
+    losses = column_texts(p.losses, LOSS_DECIMALS)
     fits = max(1, (console.width - 36) // 8)
+    columns: list[list[str]] = []
     if n_classes <= fits:
         for c in range(n_classes):
             table.add_column(Text(f"p[{class_name(names, c)}]"), justify="right",
                              no_wrap=True)
+            columns.append(column_texts(p.probs[:, c]))
     else:  # too many classes for a column each: the target's and the top class's
         if index_targets:
             table.add_column(Text("p[target]"), justify="right", no_wrap=True)
+            columns.append(column_texts(
+                [p.probs[i, t] if 0 <= t < n_classes else None
+                 for i, t in enumerate(p.targets)], missing="-"))
+        tops = [int(np.nanargmax(probs)) if np.isfinite(probs).any() else 0
+                for probs in p.probs]
         table.add_column("top class", justify="right", no_wrap=True)
         table.add_column(Text("p[top]"), justify="right", no_wrap=True)
-    for i in range(len(p.index)):
+        columns.append([str(class_name(names, top)) for top in tops])
+        columns.append(column_texts([p.probs[i, top] for i, top in enumerate(tops)]))
+    for i in range(n_rows):
         tgt = p.targets[i]
-        probs = p.probs[i]
-        cells: list[Any] = [p.index[i], str(class_name(names, tgt)), scalar_text(p.losses[i])]
-        if n_classes <= fits:
-            for c in range(n_classes):
-                cell = _prob(probs[c])
-                cells.append(Text(cell, style="bold") if index_targets and c == tgt else cell)
-        else:
-            if index_targets:
-                cells.append(_prob(probs[tgt]) if 0 <= tgt < n_classes else "-")
-            top = int(np.nanargmax(probs)) if np.isfinite(probs).any() else 0
-            cells += [str(class_name(names, top)), _prob(probs[top])]
+        cells: list[Any] = [p.index[i], str(class_name(names, tgt)), losses[i]]
+        for c, col in enumerate(columns):
+            bold = n_classes <= fits and index_targets and c == tgt
+            cells.append(Text(col[i], style="bold") if bold else col[i])
         table.add_row(*cells)
     console.print(table)
-    rest = p.total - len(p.index)
+    rest = p.total - n_rows
     if rest > 0:
-        console.print(Text(f"{rest} more rows not shown (--rows K shows more, "
+        console.print(Text(f"{count_text(rest)} more rows not shown (--rows K shows more, "
                            "-o FILE writes every loss)", style="dim"))
 
 
-def _f(v: Any, digits: int = 4) -> str:
-    return "nan" if v is None else f"{v:.{digits}g}"
-
-
-def _prob(v: Any, digits: int = 4) -> str:
-    """A probability with ``digits`` decimals; a wild value (1e308) in a few characters."""
-    v = math.nan if v is None else float(v)
-    return f"{v:.{digits}f}" if not math.isfinite(v) or abs(v) < 1e6 else f"{v:.{digits}g}"
-
-
-def _unit(v: Any) -> float | None:
-    """``v`` clamped to [0, 1] for drawing; None when it is missing, NaN or infinite."""
-    if v is None or not math.isfinite(float(v)):
-        return None
-    return min(1.0, max(0.0, float(v)))
+def _sums_text(ex: dict[str, Any]) -> str:
+    """The numerator, denominator and quotient of ``--explain`` (10 significant digits, as
+    explain() writes them), with thousands separators."""
+    num, den, q = ex.get("numerator"), ex.get("denominator"), ex.get("quotient")
+    if num is None or (ex.get("quotient") is not None and den is None):
+        return str(ex["values"])
+    text = f"{num:,.10g}"
+    if q is not None:
+        text += f" / {den:,.10g} = {q:,.10g}"
+    elif " / " in str(ex["values"]):  # a mean that is NaN: keep what explain() said
+        return str(ex["values"])
+    return text
 
 
 def _print_explain(ex: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
     from rich.text import Text
 
-    console.print(Text("explain", style="bold"))
-    console.print(Text(f"  {ex['expression']}", overflow="fold"))
-    console.print(Text(f"    = {ex['values']}" + (" (float64)" if ex.get("quotient") is not None
-                                                     else "")))
+    heading(console, "explain")
+    print_indented(console, Text(ex["expression"], overflow="fold"))
+    print_indented(console, Text(f"= {_sums_text(ex)}" + (
+        " (float64)" if ex.get("quotient") is not None else "")), 4)
     if ex.get("headline"):
-        console.print(Text(f"  the headline is {ex['headline']}"))
-    counts = f"  {ex['counted']} counted, {ex['ignored']} ignored"
+        print_indented(console, Text(f"the headline is {ex['headline']}"))
+    counts = [f"{count_text(ex['counted'])} counted", f"{count_text(ex['ignored'])} ignored"]
     if ex.get("zero_weight") is not None:
-        counts += f", {ex['zero_weight']} with weight 0"
-    console.print(counts + f", {ex['nonfinite']} with a non-finite loss")
+        counts.append(f"{count_text(ex['zero_weight'])} with weight 0")
+    counts.append(f"{count_text(ex['nonfinite'])} with a non-finite loss")
+    print_phrases(console, counts)
     if "nll_part" in ex:
-        console.print(f"  nll part {_f(ex['nll_part'], 6)} + smoothing part "
-                      f"{_f(ex['smoothing_part'], 6)}")
+        print_phrases(console, [f"nll part {number_text(ex['nll_part'], LOSS_DECIMALS)}",
+                                f"smoothing part "
+                                f"{number_text(ex['smoothing_part'], LOSS_DECIMALS)}"],
+                      sep=" + ")
     conv = ex["conventions"]
     console.print("  the same data under other conventions:")
-    for label, key in (("mean of the per-sample losses", "mean_of_per_sample_losses"),
-                       ("Keras sum_over_batch_size", "keras_sum_over_batch_size"),
-                       ("sklearn log_loss (clipped)", "sklearn_log_loss")):
-        console.print(f"    {label:<30} {_f(conv[key], 6)}")
+    rows = (("mean of the per-sample losses", "mean_of_per_sample_losses"),
+            ("Keras sum_over_batch_size", "keras_sum_over_batch_size"),
+            ("sklearn log_loss (clipped)", "sklearn_log_loss"))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(min_width=2)  # the indent
+    grid.add_column()
+    grid.add_column(justify="right", no_wrap=True)
+    for (label, _), value in zip(rows, column_texts([conv[key] for _, key in rows],
+                                                    LOSS_DECIMALS)):
+        grid.add_row("", label, value)
+    console.print(grid)
 
 
-def _print_metrics(st: dict[str, Any], console: Any) -> None:
-    from rich.text import Text
-
-    parts = [f"accuracy {_f(st['accuracy'])}"]
+def _print_metrics(st: dict[str, Any], console: Any, tokens: bool = False) -> None:
+    """Accuracy and top-k; perplexity ("token perplexity" for sequences), entropy, ECE."""
+    heading(console, "metrics")
     n_classes = len(st["per_class"])
-    parts += [f"top-{k} {_f(v)}" for k, v in st["top_k_accuracy"].items()
-              if 1 < int(k) < n_classes]
-    parts.append(f"token perplexity {_f(st['perplexity'])}")
-    parts.append(f"mean entropy {_f(st['mean_entropy'])}")
-    parts.append(f"ECE {_f(st['ece'])} ({len(st['calibration_bins'])} bins)")
-    console.print(Text("metrics", style="bold"))
-    console.print(Text("  " + ", ".join(parts[:len(parts) - 3])))
-    console.print(Text("  " + ", ".join(parts[len(parts) - 3:])))
+    print_phrases(console, [f"accuracy {number_text(st['accuracy'])}"] + [
+        f"top-{k} {number_text(v)}" for k, v in st["top_k_accuracy"].items()
+        if 1 < int(k) < n_classes])
+    print_phrases(console, [
+        f"{'token perplexity' if tokens else 'perplexity'} {number_text(st['perplexity'])}",
+        f"mean entropy {number_text(st['mean_entropy'])}",
+        f"ECE {number_text(st['ece'])} ({len(st['calibration_bins'])} bins)"])
 
 
 def _print_sequences(sq: dict[str, Any], console: Any) -> None:
-    from rich.text import Text
-
     p = sq["perplexity"]
-    console.print(Text("per sequence", style="bold"))
-    console.print(Text(
-        f"  {sq['sequences']} sequences of {sq['tokens_per_sequence']} tokens; perplexity "
-        f"{_f(sq['token_weighted_perplexity'])} over all tokens, per sequence median "
-        f"{_f(p['median'])} (10th-90th percentile {_f(p['p10'])}-{_f(p['p90'])})"))
+    heading(console, "per sequence")
+    print_phrases(console, [
+        f"{count_text(sq['sequences'])} sequences of {count_text(sq['tokens_per_sequence'])} "
+        "tokens",
+        f"perplexity {number_text(sq['token_weighted_perplexity'])} over all tokens"])
+    print_phrases(console, [
+        f"per sequence: median {number_text(p['median'])}",
+        f"10th-90th percentile {number_text(p['p10'])}-{number_text(p['p90'])}"])
     if sq["worst"]:
-        worst = ", ".join(f"#{w['sequence']} {_f(w['perplexity'])}" for w in sq["worst"])
-        console.print(Text(f"  highest perplexity: {worst}"))
+        worst = [f"#{w['sequence']} {number_text(w['perplexity'])}" for w in sq["worst"]]
+        worst[0] = f"highest perplexity: {worst[0]}"
+        print_phrases(console, worst)
 
 
 def _print_worst(st: dict[str, Any], console: Any) -> None:
@@ -434,16 +467,19 @@ def _print_worst(st: dict[str, Any], console: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    if not st["worst"]:
+    worst = st["worst"]
+    if not worst:
         return
-    table = Table(title=Text(f"{len(st['worst'])} worst samples", style="bold"),
-                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    heading(console, f"{count_text(len(worst))} worst samples")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for name in ("#", "loss", "target", "predicted", "p[target]"):
         table.add_column(Text(name), justify="right", no_wrap=True)
-    for w in st["worst"]:
-        table.add_row(str(w.get("position", w["index"])), _f(w["loss"], 6),
+    losses = column_texts([w["loss"] for w in worst], LOSS_DECIMALS)
+    probs = column_texts([w["p_target"] for w in worst], small=True)
+    for w, loss, prob in zip(worst, losses, probs):
+        table.add_row(str(w.get("position", w["index"])), loss,
                       str(w.get("target_name", w["target"])),
-                      str(w.get("predicted_name", w["predicted"])), _f(w["p_target"]))
+                      str(w.get("predicted_name", w["predicted"])), prob)
     console.print(table)
 
 
@@ -456,62 +492,20 @@ def _print_classes(st: dict[str, Any], console: Any, limit: int = 20) -> None:
     if not rows:
         return
     title = "per class"
-    if len(rows) > limit:  # the classes with the highest mean loss first
+    more = len(rows) > limit
+    if more:  # the classes with the highest mean loss first
+        title += f": {limit} of {count_text(len(rows))}, highest mean loss first"
         rows = sorted(rows, key=lambda c: -(c["mean_loss"] or 0.0))[:limit]
-        title += f" ({limit} with the highest mean loss; --format json has all)"
-    table = Table(title=Text(title, style="bold"), title_justify="left", box=box.SIMPLE_HEAD,
-                  show_edge=False, pad_edge=False)
+    heading(console, title)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for name in ("class", "support", "mean loss", "accuracy", "mean confidence"):
         table.add_column(Text(name), justify="right", no_wrap=True)
-    for c in rows:
-        table.add_row(str(c.get("class_name", c["class"])), str(c["support"]), _f(c["mean_loss"]),
-                      _f(c["accuracy"]), _f(c["mean_confidence"]))
+    for c, loss, acc, conf in zip(rows, column_texts([c["mean_loss"] for c in rows],
+                                                     LOSS_DECIMALS),
+                                  column_texts([c["accuracy"] for c in rows]),
+                                  column_texts([c["mean_confidence"] for c in rows])):
+        table.add_row(str(c.get("class_name", c["class"])), count_text(c["support"]), loss,
+                      acc, conf)
     console.print(table)
-
-
-def _bar(fraction: float | None, width: int) -> str:
-    cells = (_unit(fraction) or 0.0) * width
-    full = int(cells)
-    part = " ▏▎▍▌▋▊▉"[int((cells - full) * 8)] if full < width else ""
-    return ("█" * full + part.strip()).ljust(width)
-
-
-def _print_histogram(st: dict[str, Any], console: Any, max_rows: int = 16) -> None:
-    from rich.text import Text
-
-    edges = st["loss_histogram"]["edges"]
-    counts = list(st["loss_histogram"]["counts"])
-    nz = [i for i, c in enumerate(counts) if c]
-    if not nz:
-        return
-    lo, hi = nz[0], nz[-1] + 1
-    groups = [(edges[i], edges[i + 1], counts[i]) for i in range(lo, hi)]
-    while len(groups) > max_rows:  # merge neighbours until it fits
-        groups = [(groups[i][0], groups[min(i + 1, len(groups) - 1)][1],
-                   groups[i][2] + (groups[i + 1][2] if i + 1 < len(groups) else 0))
-                  for i in range(0, len(groups), 2)]
-    top = max(g[2] for g in groups)
-    width = max(10, min(40, console.width - 30))
-    console.print(Text("loss histogram", style="bold"))
-    for a, b, n in groups:
-        label = f"{a:5.2f}-{'inf' if b is None else f'{b:.2f}':>5}"
-        console.print(Text(f"  {label} ") + Text(_bar(n / top, width), style="cyan")
-                      + Text(f" {n}"))
-
-
-def _print_reliability(st: dict[str, Any], console: Any) -> None:
-    from rich.text import Text
-
-    bins = [b for b in st["calibration_bins"] if b["count"]]
-    if not bins:
-        return
-    width = max(10, min(40, console.width - 40))
-    console.print(Text("reliability (bar: accuracy, |: mean confidence)", style="bold"))
-    for b in bins:
-        bar = list(_bar(b["accuracy"], width))
-        conf = _unit(b["confidence"])  # huge or NaN with probabilities that are not
-        if conf is not None:
-            bar[min(width - 1, int(conf * width))] = "|"
-        console.print(Text(f"  {b['low']:.2f}-{b['high']:.2f} ") + Text("".join(bar),
-                      style="green") + Text(f" acc {_prob(b['accuracy'], 2)} conf "
-                                            f"{_prob(b['confidence'], 2)} n={b['count']}"))
+    if more:
+        console.print(Text("--format json has every class", style="dim"))

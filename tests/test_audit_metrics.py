@@ -896,9 +896,9 @@ def _table_sections(out):
             section = "rel"
             continue
         if section == "hist" and line.startswith("  "):
-            hist.append(int(line.split()[-1]))
+            hist.append(int(line.split()[-1].replace(",", "")))
         elif section == "rel" and line.startswith("  "):
-            rel.append(int(line.rsplit("n=", 1)[1]))
+            rel.append(int(line.rsplit("n=", 1)[1].replace(",", "")))
     return hist, rel
 
 
@@ -913,11 +913,12 @@ def test_table_shows_metrics_worst_histogram_and_reliability(tmp_path):
     out = run("compute", xp, tp, "--format", "table", "--worst", "4", "--top-k", "1,2",
               "--explain").stdout
     flat = " ".join(out.split())  # rich wraps long lines at the console width
-    assert f"accuracy {want['accuracy']:.4g}" in flat
-    assert f"top-2 {want['top_k']['2']:.4g}" in flat
-    assert f"ECE {want['ece']:.4g} (15 bins)" in flat
-    assert f"token perplexity {want['perplexity']:.4g}" in flat
-    assert f"mean entropy {want['mean_entropy']:.4g}" in flat
+    assert f"accuracy {want['accuracy']:.4f}," in flat
+    assert f"top-2 {want['top_k']['2']:.4f}" in flat
+    assert f"ECE {want['ece']:.4f} (15 bins)" in flat
+    assert f" perplexity {want['perplexity']:.4f}," in flat
+    assert "token perplexity" not in flat  # (N, C) classification: no tokens
+    assert f"mean entropy {want['mean_entropy']:.4f}," in flat
     assert "4 worst samples" in out and "per class" in out
     worst_rows = out.split("4 worst samples")[1].splitlines()[3:7]
     assert [int(r.split()[0]) for r in worst_rows] == [w["index"] for w in want["worst"]]
