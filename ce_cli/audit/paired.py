@@ -53,30 +53,38 @@ class PairedStats:
     keep_clusters: bool = False
     cluster_d: list[np.ndarray] = field(default_factory=list)
     cluster_w: list[np.ndarray] = field(default_factory=list)
+    #: the last cluster seen, which the next block may go on with: (id, d, W, counted)
+    _open: tuple[int, float, float, float] | None = None
 
     def update(self, la: np.ndarray, lb: np.ndarray, w: np.ndarray, counted: np.ndarray,
                per_cluster: int, offset: int, targets: np.ndarray | None = None) -> None:
-        """Add a block of whole clusters: per-position losses ``la``, ``lb`` and weights
-        ``w`` (0 where not counted), ``counted`` positions; ``per_cluster`` positions per
-        cluster; ``offset``: the flat position of the block's first."""
+        """Add a block: per-position losses ``la``, ``lb`` and weights ``w`` of the flat
+        positions ``offset ...``, ``counted`` positions; a cluster is ``per_cluster``
+        positions in a row. A cluster may run on into the next block: it is held open
+        until one starts after it (or :meth:`close`)."""
         m = la.shape[0]
         if m == 0:
             return
+        k = max(per_cluster, 1)
         with np.errstate(all="ignore"):
             a = la.astype(np.float64)
             b = lb.astype(np.float64)
             diff = np.where(counted, b - a, 0.0)
-            k = max(per_cluster, 1)
-            g = m // k
-            d_g = diff.reshape(g, k).sum(axis=1)
-            w_g = np.where(counted, w, 0.0).reshape(g, k).sum(axis=1)
-            has = counted.reshape(g, k).any(axis=1)
-            d_g, w_g = d_g[has], w_g[has]
-            part = _part(d_g, w_g)
-        self.merge_in(part)
-        if self.keep_clusters:
-            self.cluster_d.append(d_g)
-            self.cluster_w.append(w_g)
+            first = offset // k
+            ids = np.arange(offset, offset + m, dtype=np.int64) // k - first
+            size = int(ids[-1]) + 1
+            d_g = np.bincount(ids, weights=diff, minlength=size)
+            w_g = np.bincount(ids, weights=np.where(counted, w, 0.0), minlength=size)
+            n_g = np.bincount(ids, weights=counted, minlength=size)
+        if self._open is not None:
+            if self._open[0] == first:  # the cluster held open goes on here
+                d_g[0] += self._open[1]
+                w_g[0] += self._open[2]
+                n_g[0] += self._open[3]
+            else:
+                self._add(*(np.array([v]) for v in self._open[1:]))
+        self._open = (first + size - 1, float(d_g[-1]), float(w_g[-1]), float(n_g[-1]))
+        self._add(d_g[:-1], w_g[:-1], n_g[:-1])
         self.counted += int(counted.sum())
         self.b_better += int((counted & (b < a)).sum())
         self.a_better += int((counted & (a < b)).sum())
@@ -94,6 +102,24 @@ class PairedStats:
                 else:
                     heapq.heappushpop(self.worst, item)
 
+    def close(self) -> PairedStats:
+        """Count the cluster still held open (the last one); returns self."""
+        if self._open is not None:
+            self._add(*(np.array([v]) for v in self._open[1:]))
+            self._open = None
+        return self
+
+    def _add(self, d_g: np.ndarray, w_g: np.ndarray, n_g: np.ndarray) -> None:
+        has = n_g > 0  # clusters that hold a counted target
+        d_g, w_g = d_g[has], w_g[has]
+        if not d_g.shape[0]:
+            return
+        with np.errstate(all="ignore"):
+            self.merge_in(_part(d_g, w_g))
+        if self.keep_clusters:
+            self.cluster_d.append(d_g)
+            self.cluster_w.append(w_g)
+
     def merge_in(self, other: PairedStats) -> None:
         """Add ``other``'s clusters (the sums only; see :meth:`merged` for the rest)."""
         sum_w = self.sum_w + other.sum_w
@@ -109,6 +135,8 @@ class PairedStats:
         self.centre, self.m2, self.cross = centre, max(m2, 0.0), cross
 
     def merged(self, other: PairedStats) -> PairedStats:
+        self.close()
+        other.close()
         out = PairedStats(worst_k=self.worst_k)
         out.merge_in(self)
         out.merge_in(other)
@@ -121,6 +149,7 @@ class PairedStats:
 
     def shifted(self, offset: int) -> PairedStats:
         """These sums with the listed positions moved by ``offset`` (a later shard's)."""
+        self.close()
         out = PairedStats(**{**self.__dict__, "worst": [
             (gap, -(pos + offset), pos + offset, t, a, b) for gap, _, pos, t, a, b in self.worst]})
         heapq.heapify(out.worst)
@@ -165,6 +194,7 @@ class PairedStats:
 
     def to_doc(self) -> dict[str, Any]:
         """The sums of a partial result (never per-position or per-cluster arrays)."""
+        self.close()
         return {"clusters": self.clusters, "sum_w": self.sum_w, "sum_d": self.sum_d,
                 "sum_ww": self.sum_ww, "centre": self.centre, "m2": self.m2,
                 "cross": self.cross, "counted": self.counted, "b_better": self.b_better,

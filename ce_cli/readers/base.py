@@ -54,6 +54,13 @@ class Source:
     labels: Any = None
     #: the names the report gives the classes (set by ``run.sources.open_sources``)
     class_names: list[str] | None = None
+    #: ``flatten(keep)``: this source with every row axis but the last ``keep`` spread
+    #: into rows (``(B, L, V)`` as ``(B * L, V)`` rows), read as finely as any rows; None
+    #: when the reader cannot (see :func:`flattening`)
+    flatten: Callable[[int], Source] | None = None
+    #: the rows are the positions of rows of this shape (a flattened ``(B, L, V)``: the
+    #: rows are tokens, ``tokens`` is ``(L,)``); None: rows are rows
+    tokens: tuple[int, ...] | None = None
 
     def blocks(self, rows: int) -> Iterator[np.ndarray]:
         return self._blocks(max(1, int(rows)))
@@ -94,7 +101,34 @@ def array_source(path: str, role: str, array: np.ndarray) -> Source:
             yield native(array[start:start + rows])
 
     return Source(path, role, dtype, tuple(array.shape[1:]), array.shape[0], blocks,
-                  array=array)
+                  array=array, flatten=flattening(path, role, array))
+
+
+def flattening(path: str, role: str, array: np.ndarray, file: str | None = None,
+               what: str = ".npy file", widen: bool = False
+               ) -> Callable[[int], Source] | None:
+    """``Source.flatten`` for a C-contiguous ``array``: a source over the same values with
+    every axis but the last ``keep`` merged into rows (no copy). ``file``: the file the
+    array maps, read through reused buffers (:func:`buffered_blocks`) when large;
+    ``widen``: the values are raw bfloat16 bits, widened to float32 as read."""
+    if array.ndim < 2 or not array.flags.c_contiguous:
+        return None
+
+    def flatten(keep: int) -> Source:
+        flat = array.reshape(-1, *array.shape[array.ndim - keep:]) if keep else \
+            array.reshape(-1)
+        source = array_source(path, role, flat)
+        mapped = own_map(file, flat) if file is not None else None
+        if mapped is not None:
+            source._blocks = buffered_blocks(file, mapped, what=what)  # type: ignore[arg-type]
+        if widen:
+            raw = source._blocks
+            return Source(path, role, np.dtype(np.float32), source.row_shape, source.n_rows,
+                          lambda rows: (bfloat16_to_float32(native(b)) for b in raw(rows)),
+                          stored_dtype="bfloat16")
+        return source
+
+    return flatten
 
 
 def rechunk(parts: Iterable[np.ndarray], rows: int) -> Iterator[np.ndarray]:

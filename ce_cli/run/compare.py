@@ -10,6 +10,7 @@ comparisons exactly, and ``--engine dask`` runs one comparison per task.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -80,6 +81,8 @@ def run(job: CompareJob, *, on_rows: Any = None, said: list[Any] | None = None,
             raise CeLossError(sources.shape_error(exc, x, t, loss.class_axis)) from None
     pa, pb = passes
     paired = PairedStats(worst_k=job.worst, keep_clusters=job.keep_clusters)
+    # a cluster is a row of the file: of token rows (--shift), a sequence of them
+    per_cluster = math.prod(xa.tokens[1:]) if xa.tokens is not None else 0
     spec = pa.spec
     n_a = n_b = position = 0
     try:
@@ -100,7 +103,8 @@ def run(job: CompareJob, *, on_rows: Any = None, said: list[Any] | None = None,
                 counted = t != spec.ignore_index
                 w = np.ones(la.shape[0]) if spec.weight is None else \
                     spec.weight.astype(np.float64)[np.where(counted, t, 0)]
-            paired.update(la, lb, w, counted, la.shape[0] // xab.shape[0], position, t)
+            paired.update(la, lb, w, counted, per_cluster or la.shape[0] // xab.shape[0],
+                          position, t)
             position += la.shape[0]
             if on_rows is not None:
                 on_rows(la)  # its positions
@@ -109,6 +113,7 @@ def run(job: CompareJob, *, on_rows: Any = None, said: list[Any] | None = None,
                 f"{xa.path} has {n_a} rows but {xb.path} has {n_b}: compare needs both "
                 "models' outputs for the same samples, in the same order")
         a, b = pa.finish(), pb.finish()
+        paired.close()
     except TargetError as exc:
         raise CeLossError(sources.target_error(exc, xa, ta, read, loss.ignore_index)) from None
     except (ShapeError, DTypeError) as exc:

@@ -100,12 +100,23 @@ class Job:
     sequences: bool | None = None
 
 
-def _open(task: Task, read: ReadOptions, class_axis: int | None = None
+def _open(task: Task, read: ReadOptions, class_axis: int | None = None, *, cut: bool = True
           ) -> tuple[readers.Source, readers.Source]:
-    """The logits and targets sources of ``task``, opened as the default engine opens them."""
+    """The logits and targets sources of ``task``, opened as the default engine opens them:
+    its row range cut first (``cut``), then read shifted (``--shift``) like a whole file."""
+    from dataclasses import replace
+
+    from .shift import shift_pair
     from .sources import open_sources
 
-    return open_sources(read.with_paths(task.logits, task.targets), class_axis)
+    xs, ts = open_sources(replace(read.with_paths(task.logits, task.targets), shift=False))
+    names = xs.class_names
+    if cut:
+        xs, ts = _sliced(xs, task), _sliced(ts, task)
+    if read.shift:
+        xs, ts = shift_pair(xs, ts, class_axis)
+    xs.class_names = names
+    return xs, ts
 
 
 def check(tasks: list[Task], read: ReadOptions, class_axis: int | None = None) -> None:
@@ -116,7 +127,7 @@ def check(tasks: list[Task], read: ReadOptions, class_axis: int | None = None) -
     for task in tasks:
         if (task.logits, task.targets) not in seen:
             seen.add((task.logits, task.targets))
-            xs, ts = _open(task, read, class_axis)
+            xs, ts = _open(task, read, class_axis, cut=False)
             n_x, n_t = xs.n_rows, ts.n_rows
             if task.stop is not None and n_x is not None and n_t is not None and n_x != n_t:
                 # row-range tasks cut both files alike: say it as the default engine does
@@ -127,7 +138,6 @@ def run_task(task: Task, job: Job) -> dict[str, Any]:
     """The partial-result document of one task (runs on a worker)."""
     xs, ts = _open(task, job.read, job.loss.class_axis)
     names = xs.class_names  # merged partials must agree on them
-    xs, ts = _sliced(xs, task), _sliced(ts, task)
     loss = job.loss
     try:
         summary = pipeline.run(
@@ -175,11 +185,7 @@ def _compare_task(a: Task, b: Task, job: Any, said: tuple[Finding, ...]) -> dict
 
     def opener(read: ReadOptions) -> tuple[readers.Source, readers.Source]:
         task = a if read.logits == a.logits else b
-        xs, ts = _open(task, read, job.loss.class_axis)
-        names = xs.class_names
-        xs, ts = _sliced(xs, task), _sliced(ts, task)
-        xs.class_names = names
-        return xs, ts
+        return _open(task, read, job.loss.class_axis)
 
     where = f"[{a.start}:{a.stop or ''}]"
     c = comparing.run(comparing.with_paths(job, a.logits, b.logits, a.targets), said=list(said),

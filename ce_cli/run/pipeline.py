@@ -145,6 +145,8 @@ def _pass(
         one = t_all[None] if t_all.shape == x_all.shape else t_all.reshape(1)
         ts = array_source(ts.path, ts.role, one)
         x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
+    # token rows of (B, ..., L, V) logits (--shift on a mapped file): the loss's shape
+    grid = xs.tokens
     squeeze = t_row == (1,) and len(x_row) == 1 and x_row != (1,)
     if squeeze:  # a column of labels, (N, 1), as np.savetxt and DataFrames write them
         t_row = ()
@@ -191,13 +193,14 @@ def _pass(
     stats = None if audit is None else metrics.AuditStats(
         spec.n_classes, top_k=audit.top_k, bins=audit.bins, worst_k=audit.worst)
     if sequences is None:
-        sequences = audit is not None and class_axis is not None and len(x_row) == 2 \
-            and axis == 1 + len(x_row) - 1
+        sequences = audit is not None and (grid is not None or (
+            class_axis is not None and len(x_row) == 2 and axis == len(x_row)))
     # one sequence per leading index; a single row of tokens (L, V) is one sequence
-    seqs = SequenceStats(x_row[-1] if len(x_row) > 1 else 1 << 62) if sequences else None
+    length = grid[-1] if grid is not None else x_row[-1] if len(x_row) > 1 else 1 << 62
+    seqs = SequenceStats(length) if sequences else None
     # (B, L, V) with the classes last and class-index labels: are the labels aligned?
-    align = Alignment() if spec.target_kind == "index" and len(x_row) == 2 \
-        and axis == len(x_row) else None
+    align = Alignment() if spec.target_kind == "index" and (grid is not None or (
+        len(x_row) == 2 and axis == len(x_row))) else None
     rows = rows_per_read(xs)
     n_x = n_t = position = 0
     # the sources as read (a (C,) sample became a batch of one), then the blocks come in
@@ -226,7 +229,19 @@ def _pass(
         if keep_targets and spec.target_kind == "index":
             kept_targets.append(tb.reshape(-1))
         if align is not None and not align.full:
-            align.update(np.moveaxis(xb, 1, -1), tb, spec.ignore_index)
+            if grid is None:
+                align.update(np.moveaxis(xb, 1, -1), tb, spec.ignore_index)
+            elif length:  # token rows: the whole sequences in the block, else a run
+                m = xb.shape[0]
+                skip = -(n_x - m) % length  # rows before the block's first sequence starts
+                whole = (m - skip) // length
+                if whole:
+                    end = skip + whole * length
+                    align.update(xb[skip:end].reshape(whole, length, -1),
+                                 tb[skip:end].reshape(whole, length), spec.ignore_index)
+                else:
+                    k = min(m, length - (n_x - m) % length)
+                    align.update(xb[None, :k], tb[None, :k], spec.ignore_index)
         pieces = _token_rows(np.moveaxis(xb, 1, -1), tb, spec.target_kind) if tokens \
             else loss.iter_blocks(xb, tb, spec.target_kind)
         for xbb, tbb in pieces:
@@ -262,6 +277,11 @@ def _pass(
         raise row_count_mismatch(n_x, n_t, xs.path, ts.path)
     result = acc.finalize(reduction if reduction != "none" or keep_losses else "mean")
     loss_shape = () if unbatched else (n_x, *x_row[1:])
+    if grid is not None:  # token rows: the loss has the sequences' shape
+        per = math.prod(grid[1:])
+        loss_shape = (n_x // per if per else grid[0], *grid[1:])
+        x_row = (x_row[0], *grid[1:])
+        t_row = x_row if is_probs else tuple(grid[1:])
     if result.losses is not None:
         result.losses = result.losses.reshape(loss_shape)
         if reduction == "none":

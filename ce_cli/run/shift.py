@@ -53,6 +53,14 @@ def shift_pair(xs: Source, ts: Source, class_axis: int | None) -> tuple[Source, 
         return _drop_rows(xs, last=True), _drop_rows(ts, last=False)
     if not probs and t_row != x_row[:-1]:
         return xs, ts
+    if xs.flatten is not None and ts.flatten is not None and xs.n_rows is not None:
+        # token rows: a sequence of a 128K vocabulary is 525M values, too many for a block
+        length = x_row[-2]
+        grid = (xs.n_rows, *x_row[:-2], max(length - 1, 0))  # the shifted loss's shape
+        flat_x = _drop_every(xs.flatten(1), length, length - 1)
+        flat_t = _drop_every(ts.flatten(1 if probs else 0), length, 0)
+        flat_x.tokens = flat_t.tokens = grid
+        return flat_x, flat_t
 
     def sliced(src: Source, keep: slice, axis: int) -> Source:
         index = (slice(None),) * (axis + 1) + (keep,)
@@ -68,6 +76,32 @@ def shift_pair(xs: Source, ts: Source, class_axis: int | None) -> tuple[Source, 
 
     seq = len(x_row) - 2  # the sequence axis of a row, just before the classes
     return sliced(xs, slice(None, -1), seq), sliced(ts, slice(1, None), seq)
+
+
+def _drop_every(src: Source, period: int, which: int) -> Source:
+    """``src`` without row ``which`` of every ``period`` rows (the last token of each
+    sequence of the logits, the first of the labels); blocks are views, cut there."""
+    n = src.n_rows or 0
+    kept = n // period * (period - 1) if period else 0
+
+    def blocks(rows: int) -> Iterator[np.ndarray]:
+        start = 0
+        for b in src.blocks(rows):
+            m = b.shape[0]
+            pos = 0
+            while pos < m:
+                j = (start + pos) % period  # the block's row pos is token j of its sequence
+                if j == which:
+                    pos += 1
+                    continue
+                run = (which - j) % period  # rows up to the next dropped one
+                piece = b[pos:pos + run]
+                if piece.shape[0]:
+                    yield piece
+                pos += piece.shape[0]
+            start += m
+
+    return replace(src, n_rows=kept, _blocks=blocks, array=None, flatten=None)
 
 
 def _drop_rows(src: Source, *, last: bool) -> Source:
