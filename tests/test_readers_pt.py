@@ -589,7 +589,8 @@ def test_a_large_tensor_is_memory_mapped(tmp_path):
         finally:
             tracemalloc.stop()
         assert rows == 200_000
-        assert peak < 8 << 20, peak  # the tensor is 80 MB; its blocks are views
+        # the tensor is 80 MB; it is read through four reused buffers of a block each
+        assert peak < 5 * 8192 * 100 * 4, peak
 
 
 @pytest.mark.slow

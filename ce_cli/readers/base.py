@@ -222,12 +222,15 @@ BUFFERED_BYTES = 4 << 20
 
 def buffered_blocks(path: str, array: np.memmap, what: str = ".npy file"
                     ) -> Callable[[int], Iterator[np.ndarray]]:
-    """Row blocks read with ``readinto`` into two reused buffers, taking turns.
+    """Row blocks read with ``readinto`` into four reused buffers, taking turns, the next
+    blocks read on a thread while the caller computes on this one.
 
     Pages of a memory map stay in the process's resident set once touched, so a 10 GB
-    file would count as 10 GB; reading into a buffer keeps the resident set at two
-    blocks. Two buffers, so the block before the current one is still intact for a
-    consumer that holds on to it for one more step.
+    file would count as 10 GB; reading into buffers keeps the resident set at four
+    blocks: the block before the current one (still intact for a consumer that holds on
+    to it for one more step), the current one, one waiting and one being read
+    (``readinto`` lets go of the GIL, so a file larger than the page cache is read from
+    disk while the loss runs).
     """
     offset = array.offset
     row_shape = array.shape[1:]
@@ -237,25 +240,35 @@ def buffered_blocks(path: str, array: np.memmap, what: str = ".npy file"
 
     def blocks(rows: int) -> Iterator[np.ndarray]:
         rows = max(1, min(rows, n))
-        buffers = [np.empty((rows, *row_shape), dtype=array.dtype) for _ in range(2)]
+        starts = range(0, n, rows)
+        buffers = [np.empty((rows, *row_shape), dtype=array.dtype)
+                   for _ in range(min(4, len(starts)))]
         with open(path, "rb", buffering=0) as fh:
             fh.seek(offset)
-            turn = 0
-            for start in range(0, n, rows):
-                m = min(rows, n - start)
-                buf = buffers[turn][:m]
+
+            def read(k: int) -> np.ndarray:  # block k into its buffer
+                m = min(rows, n - starts[k])
+                buf = buffers[k % len(buffers)][:m]
                 view = memoryview(buf.reshape(-1).view(np.uint8))
                 got = 0
                 while got < m * row_bytes:
-                    k = fh.readinto(view[got:])
-                    if not k:
+                    step = fh.readinto(view[got:])
+                    if not step:
                         raise InputFileError(path, f"the {what} is truncated: it holds fewer "
                                              "bytes than its header promises",
                                              hint="copy or save the file again")
-                    got += k
+                    got += step
+                return buf
+
+            if len(buffers) < 4:  # three blocks or fewer: nothing worth overlapping
+                for k in range(len(starts)):
+                    buf = read(k)
+                    yield buf.byteswap(inplace=True).view(buf.dtype.newbyteorder("=")) \
+                        if swap else buf
+                return
+            for buf in prefetched(read(k) for k in range(len(starts))):
                 yield buf.byteswap(inplace=True).view(buf.dtype.newbyteorder("=")) \
                     if swap else buf
-                turn ^= 1
 
     return blocks
 
