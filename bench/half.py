@@ -1,0 +1,117 @@
+"""Benchmark: torch's half-precision answer (float16 and bfloat16 logits, no ``--dtype``)
+against the same logits in float32, each as a whole ``ce-loss compute`` process.
+
+    python bench/half.py                  # (4, 1024, 32000) and (1,000,000, 100), 3 reductions
+    python bench/half.py --quick          # small arrays, for a smoke run
+    python bench/half.py --only llm --reduction mean --reps 7
+
+The logits are drawn once in float32 and saved three ways in bench/data/half/ (kept between
+runs): float32 and float16 .npy, and bfloat16 .npy (ml_dtypes' ``<V2``, as ``np.save``
+writes it). Each case runs ``ce-loss compute LOGITS LABELS --class-axis -1 --format plain``
+(stdout to /dev/null) interleaved (float32, float16, bfloat16, float32, ...) and prints a
+markdown table of median wall times, their ratio to float32 (the issue asks for <= 1.5)
+and peak RSS (GNU time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = HERE / "data" / "half"
+
+#: the largest half / float32 wall-time ratio the issue asks for
+TARGET = 1.5
+
+#: name -> (logits shape, labels shape); the classes are last
+SHAPES = {"llm": ((4, 1024, 32000), (4, 1024)), "rows": ((1_000_000, 100), (1_000_000,))}
+QUICK = {"llm": ((2, 128, 32000), (2, 128)), "rows": ((100_000, 100), (100_000,))}
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def generate(name: str, shape: tuple[int, ...], labels: tuple[int, ...]
+             ) -> dict[str, Path]:
+    """The logits as float32, float16 and bfloat16 .npy files (written once), and labels."""
+    import ml_dtypes
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    tag = f"{name}-{'x'.join(map(str, shape))}"
+    files = {dt: DATA / f"{tag}-{dt}.npy" for dt in DTYPES}
+    files["labels"] = DATA / f"{tag}-labels.npy"
+    if all(p.exists() for p in files.values()):
+        return files
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    x *= 2
+    np.save(files["labels"], rng.integers(0, shape[-1], size=labels))
+    np.save(files["float32"], x)
+    np.save(files["float16"], x.astype(np.float16))
+    np.save(files["bfloat16"], x.astype(ml_dtypes.bfloat16))
+    return files
+
+
+def run_once(logits: Path, labels: Path, reduction: str) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of one ``ce-loss compute``, its stdout discarded."""
+    cmd = [sys.executable, "-m", "ce_cli", "compute", str(logits), str(labels),
+           "--class-axis", "-1", "--reduction", reduction, "--format", "plain"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    return wall, int(proc.stderr.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small arrays, for a smoke run")
+    ap.add_argument("--reps", type=int, default=5, help="interleaved runs per case (>= 5)")
+    ap.add_argument("--only", choices=sorted(SHAPES), action="append",
+                    help="one shape (repeatable); default both")
+    ap.add_argument("--reduction", choices=("mean", "sum", "none"), action="append",
+                    help="one reduction (repeatable); default all three")
+    args = ap.parse_args()
+    if not os.path.exists("/usr/bin/time"):
+        sys.exit("needs GNU time (/usr/bin/time) for peak RSS")
+    shapes = QUICK if args.quick else SHAPES
+    rows = []
+    for name in args.only or list(shapes):
+        shape, labels = shapes[name]
+        files = generate(name, shape, labels)
+        for reduction in args.reduction or ["mean", "sum", "none"]:
+            walls: dict[str, list[float]] = {dt: [] for dt in DTYPES}
+            rss: dict[str, list[float]] = {dt: [] for dt in DTYPES}
+            run_once(files["float32"], files["labels"], reduction)  # warm the page cache
+            for _ in range(args.reps):
+                for dt in DTYPES:
+                    wall, peak = run_once(files[dt], files["labels"], reduction)
+                    walls[dt].append(wall)
+                    rss[dt].append(peak)
+            base = statistics.median(walls["float32"])
+            for dt in DTYPES:
+                med = statistics.median(walls[dt])
+                ratio = med / base
+                verdict = "-" if dt == "float32" else ("yes" if ratio <= TARGET else "**no**")
+                rows.append(f"| {'x'.join(map(str, shape))} | {reduction} | {dt} | "
+                            f"{med:.2f} s | {ratio:.2f} | {verdict} | {max(rss[dt]):.0f} MiB |")
+            print(rows[-3], rows[-2], rows[-1], sep="\n", file=sys.stderr)
+    print(f"\nmedian of {args.reps} interleaved runs (float32, float16, bfloat16); "
+          f"ratio = half / float32, target <= {TARGET}\n")
+    print("| logits | reduction | dtype | median wall | ratio | <= 1.5 | peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
