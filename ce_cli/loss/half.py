@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .threads import _arange, _buf
+
 
 def _scaled(a: Any, factor: float) -> Any:
     """``a * factor`` as torch multiplies a tensor by a Python scalar: in the tensor's
@@ -59,6 +61,87 @@ def _half_lse(shifted: np.ndarray, class_last: bool) -> np.ndarray:
         s = np.exp(shifted).sum(axis=1).astype(np.float16).astype(shifted.dtype)
         return np.log(s).astype(np.float16).astype(shifted.dtype)
     return np.log(_class_sums(np.exp(shifted)))
+
+
+def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """torch's half log_softmax of a chunk of float16 logits at the targets ``t``:
+    ``lp[t]`` (float32, still to be rounded to half), the row shift (max) and the
+    log-sum-exp (float32), as :func:`~ce_cli.loss.kinds.normalise` with
+    :func:`_half_lse` takes them, in float32 passes over a reused buffer.
+
+    ``x`` is ``(m, C)`` rows in any layout, or ``(g, C, L)`` planes (class-first, not
+    ``class_last``). With the classes last the chunk is converted to ``(m, C)`` rows,
+    whose sums NumPy takes pairwise as ``np.sum(axis=1)`` does; else to a class-major
+    ``(C, m)`` block summed class after class, the order of torch's kernel for a class
+    axis that is not the last.
+    """
+    f32 = np.float32
+    m, c = t.shape[0], x.shape[1]
+    at = _buf("half_at", m, np.intp)
+    shift = _buf("half_shift", m, f32)
+    if class_last:
+        a = _buf("half_x", m * c, f32).reshape(m, c)
+        np.copyto(a, x)
+        np.multiply(_arange(m), c, out=at)
+        at += t
+        x_t = a.reshape(-1).take(at, out=_buf("half_xt", m, f32))
+        np.maximum.reduce(a, axis=1, out=shift)
+        np.subtract(a, shift[:, None], out=a)
+    else:
+        a = _buf("half_x", m * c, f32).reshape(c, m)
+        rows = x.ndim == 2 and x.strides[1] == x.itemsize and m > 1
+        if rows:  # classes contiguous: the row max on the half bits, then transposed
+            _half_row_max(x, shift)
+            np.copyto(a, x.T)
+        elif x.ndim == 3:  # (g, C, L) planes: C rows of the g * L positions
+            g, _, span = x.shape
+            np.copyto(a.reshape(c, g, span), x.transpose(1, 0, 2))
+        else:
+            np.copyto(a, x.T)
+        np.multiply(t, m, out=at)
+        at += _arange(m)
+        x_t = a.reshape(-1).take(at, out=_buf("half_xt", m, f32))
+        if not rows:
+            np.maximum.reduce(a, axis=0, out=shift)
+        np.subtract(a, shift, out=a)
+    np.exp(a, out=a)
+    lse = _buf("half_lse", m, f32)
+    if class_last:  # torch rounds the sum, then its log, to half
+        np.add.reduce(a, axis=1, out=lse)
+        np.copyto(lse, lse.astype(np.float16))
+        np.log(lse, out=lse)
+        np.copyto(lse, lse.astype(np.float16))
+    else:
+        _sequential_sums(a, lse)
+        np.log(lse, out=lse)
+    x_t -= shift
+    x_t -= lse
+    return x_t, shift, lse
+
+
+def _sequential_sums(a: np.ndarray, out: np.ndarray) -> None:
+    """``out[j] = (((a[0, j] + a[1, j]) + a[2, j]) + ...)`` for a contiguous ``(C, m)``
+    block, in ``a``'s dtype: vector adds, class after class. For one column NumPy's
+    reductions would sum pairwise, so that one is accumulated."""
+    if a.shape[1] == 1:
+        out[0] = np.add.accumulate(a[:, 0])[-1] if a.shape[0] else 0
+    else:
+        np.einsum("cm->m", a, out=out)
+
+
+def _half_row_max(x: np.ndarray, out: np.ndarray) -> None:
+    """Row maxima of ``(m, C)`` float16 rows (classes contiguous) into float32 ``out``,
+    found on the bits: ``b ^ 0x7FFF`` for a negative ``b`` orders them as the values
+    (NumPy's float16 max converts value by value, 40 times slower). A row holding a
+    NaN gets NaN, or (a negative NaN) a number: its losses are NaN either way."""
+    b = x.view(np.int16)
+    k = np.right_shift(b, 15, out=_buf("half_key", x.size, np.int16).reshape(x.shape))
+    np.bitwise_and(k, 0x7FFF, out=k)
+    np.bitwise_xor(k, b, out=k)
+    top = np.maximum.reduce(k, axis=1)
+    top ^= (top >> 15) & 0x7FFF
+    np.copyto(out, top.view(np.float16))
 
 
 class HalfCascade:
