@@ -169,6 +169,9 @@ class HalfCascade:
     LEVELS = 8
     STEP = 16
 
+    #: positions gathered before they are summed: NumPy calls cost per call, not per value
+    BATCH = 1 << 16
+
     def __init__(self, bfloat16: bool = False) -> None:
         # bfloat16 (torch's bfloat16 result of bfloat16 logits): the same cascade, each
         # addition rounded to bfloat16; its values are held in float32
@@ -177,14 +180,34 @@ class HalfCascade:
         dtype = np.float32 if bfloat16 else np.float16
         self.loss = np.zeros(self.LEVELS, dtype)
         self.weight = np.zeros(self.LEVELS, dtype)
+        self._pending: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+        self._pending_from = 0  # the first pending position
+        self._pending_n = 0
 
     def feed(self, loss: np.ndarray, weight: np.ndarray | None, counted: np.ndarray | None
              ) -> None:
         """Add the next positions: their half losses (``-lp[t] * w[t]``), weights
-        ``w[t]`` (None: unweighted) and which are counted (None: all)."""
-        m = loss.shape[0]
-        b = np.arange(self.positions, self.positions + m, dtype=np.int64)
-        self.positions += m
+        ``w[t]`` (None: unweighted) and which are counted (None: all). The arrays are
+        kept until summed (at :data:`BATCH` positions, or at :meth:`totals`)."""
+        if not self._pending:
+            self._pending_from = self.positions
+        self._pending.append((loss, weight, counted))
+        self.positions += loss.shape[0]
+        self._pending_n += loss.shape[0]
+        if self._pending_n >= self.BATCH:
+            self._sum_pending()
+
+    def _sum_pending(self) -> None:
+        parts, self._pending, self._pending_n = self._pending, [], 0
+        if not parts:
+            return
+        loss = _joined([p[0] for p in parts])
+        weight = None if parts[0][1] is None else _joined([p[1] for p in parts])
+        counted = None
+        if any(p[2] is not None for p in parts):
+            counted = _joined([np.ones(p[0].shape[0], np.bool_) if p[2] is None else p[2]
+                               for p in parts])
+        b = np.arange(self._pending_from, self._pending_from + loss.shape[0], dtype=np.int64)
         if counted is not None:
             b, loss = b[counted], loss[counted]
             weight = None if weight is None else weight[counted]
@@ -205,11 +228,16 @@ class HalfCascade:
 
     def totals(self) -> tuple[Any, Any]:
         """The loss and weight sums, as torch accumulates its levels."""
+        self._sum_pending()
         loss = weight = self.loss.dtype.type(0)
         for a, w in zip(self.loss, self.weight):
             loss = _half_add(loss, a, self.bfloat16)
             weight = _half_add(weight, w, self.bfloat16)
         return loss, weight
+
+
+def _joined(arrays: list[Any]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _rounded(values: np.ndarray, bfloat16: bool) -> np.ndarray:
@@ -250,10 +278,24 @@ def _half_runs(values: np.ndarray, ends: np.ndarray, carry: Any, bfloat16: bool 
     lengths = np.diff(np.append(starts, n))
     acc = np.zeros(starts.shape[0], values.dtype)
     acc[0] = carry
+    done = np.zeros(starts.shape[0], np.bool_)
+    # the closed runs after the first all of one length (all positions counted): a
+    # (runs, length) block summed column by column
+    closed = starts.shape[0] - (0 if ends[-1] else 1)
+    if closed > 2:
+        length = int(lengths[1])
+        if length <= _LONG_RUN and (lengths[1:closed] == length).all():
+            block = values[starts[1]:starts[1] + (closed - 1) * length]
+            block = block.reshape(closed - 1, length)
+            total = np.zeros(closed - 1, values.dtype)
+            for k in range(length):
+                total = _half_add(total, block[:, k], bfloat16)
+            acc[1:closed] = total
+            done[1:closed] = True
     # long runs (every flush point ignored, say) one at a time: add.accumulate in half
     # rounds after every addition, as a sequential half sum does (bfloat16, which NumPy
     # lacks, is added one value at a time)
-    for r in np.flatnonzero(lengths > _LONG_RUN):
+    for r in np.flatnonzero((lengths > _LONG_RUN) & ~done):
         part = np.concatenate((acc[r:r + 1], values[starts[r]:starts[r] + lengths[r]]))
         if bfloat16:
             total = part[0]
@@ -262,7 +304,7 @@ def _half_runs(values: np.ndarray, ends: np.ndarray, carry: Any, bfloat16: bool 
             acc[r] = total
         else:
             acc[r] = np.add.accumulate(part, dtype=np.float16)[-1]
-    short = np.flatnonzero(lengths[run] <= _LONG_RUN)
+    short = np.flatnonzero((lengths <= _LONG_RUN)[run] & ~done[run])
     rank = np.arange(n)[short] - starts[run[short]]
     order = short[np.argsort(rank, kind="stable")]
     at = 0
