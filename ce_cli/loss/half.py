@@ -60,7 +60,10 @@ def _half_lse(shifted: np.ndarray, class_last: bool) -> np.ndarray:
     if class_last:
         s = np.exp(shifted).sum(axis=1).astype(np.float16).astype(shifted.dtype)
         return np.log(s).astype(np.float16).astype(shifted.dtype)
-    return np.log(_class_sums(np.exp(shifted)))
+    e = np.ascontiguousarray(np.exp(shifted).T)
+    sums = np.empty(e.shape[1], e.dtype)
+    _sequential_sums(e, sums)
+    return np.log(sums)
 
 
 def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool
@@ -80,44 +83,59 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool
     m, c = t.shape[0], x.shape[1]
     at = _buf("half_at", m, np.intp)
     shift = _buf("half_shift", m, f32)
-    if class_last:
+    lse = _buf("half_lse", m, f32)
+    # classes contiguous: exp of the shifted rows, then (not class_last) turned class-major
+    rows = class_last or (x.ndim == 2 and x.strides[1] == x.itemsize)
+    if rows:
         a = _buf("half_x", m * c, f32).reshape(m, c)
-        np.copyto(a, x)
+        _widen(x, a)
         np.multiply(_arange(m), c, out=at)
         at += t
         x_t = a.reshape(-1).take(at, out=_buf("half_xt", m, f32))
         np.maximum.reduce(a, axis=1, out=shift)
         np.subtract(a, shift[:, None], out=a)
-    else:
+        np.exp(a, out=a)
+    else:  # class-first: a (C, m) block, g * L positions for (g, C, L) planes
         a = _buf("half_x", m * c, f32).reshape(c, m)
-        rows = x.ndim == 2 and x.strides[1] == x.itemsize and m > 1
-        if rows:  # classes contiguous: the row max on the half bits, then transposed
-            _half_row_max(x, shift)
-            np.copyto(a, x.T)
-        elif x.ndim == 3:  # (g, C, L) planes: C rows of the g * L positions
+        if x.ndim == 3:
             g, _, span = x.shape
-            np.copyto(a.reshape(c, g, span), x.transpose(1, 0, 2))
+            _widen(x.transpose(1, 0, 2), a.reshape(c, g, span))
         else:
-            np.copyto(a, x.T)
+            _widen(x.T, a)
         np.multiply(t, m, out=at)
         at += _arange(m)
         x_t = a.reshape(-1).take(at, out=_buf("half_xt", m, f32))
-        if not rows:
-            np.maximum.reduce(a, axis=0, out=shift)
+        np.maximum.reduce(a, axis=0, out=shift)
         np.subtract(a, shift, out=a)
-    np.exp(a, out=a)
-    lse = _buf("half_lse", m, f32)
+        np.exp(a, out=a)
     if class_last:  # torch rounds the sum, then its log, to half
         np.add.reduce(a, axis=1, out=lse)
         np.copyto(lse, lse.astype(np.float16))
         np.log(lse, out=lse)
         np.copyto(lse, lse.astype(np.float16))
     else:
+        if rows:
+            cols = _buf("half_cols", m * c, f32).reshape(c, m)
+            np.copyto(cols, a.T)
+            a = cols
         _sequential_sums(a, lse)
         np.log(lse, out=lse)
     x_t -= shift
     x_t -= lse
     return x_t, shift, lse
+
+
+_TO_FLOAT32: list[np.ndarray] = []
+
+
+def _widen(x: np.ndarray, out: np.ndarray) -> None:
+    """float16 ``x`` as float32 into ``out`` (same shape): looked up by their bits in a
+    table of all 65536 values (NumPy's own conversion of each), twice as fast as a
+    cast, which converts value by value."""
+    if not _TO_FLOAT32:
+        _TO_FLOAT32.append(np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+                           .astype(np.float32))
+    np.take(_TO_FLOAT32[0], x.view(np.uint16), out=out, mode="clip")  # (all in range)
 
 
 def _sequential_sums(a: np.ndarray, out: np.ndarray) -> None:
@@ -128,17 +146,6 @@ def _sequential_sums(a: np.ndarray, out: np.ndarray) -> None:
         out[0] = np.add.accumulate(a[:, 0])[-1] if a.shape[0] else 0
     else:
         np.einsum("cm->m", a, out=out)
-
-
-def _half_row_max(x: np.ndarray, out: np.ndarray) -> None:
-    """Row maxima of ``(m, C)`` float16 rows (classes contiguous) into float32 ``out``,
-    found on the bits: ``b ^ 0x7FFF`` for a negative ``b`` orders them as the values
-    (NumPy's float16 max converts value by value, 40 times slower). A row holding a
-    NaN gets NaN, or (a negative NaN) a number: its losses are NaN either way."""
-    k = _half_keys(x, _buf("half_key", x.size, np.int16).reshape(x.shape))
-    top = np.maximum.reduce(k, axis=1)
-    top ^= (top >> 15) & 0x7FFF
-    np.copyto(out, top.view(np.float16))
 
 
 #: the key of float16 -inf (0xFC00); NaNs with the sign bit set sort below it
@@ -320,7 +327,7 @@ def _half_runs(values: np.ndarray, ends: np.ndarray, carry: Any, bfloat16: bool 
 
 def half_range(x: np.ndarray) -> tuple[float, float]:
     """``(min, max)`` of float16 values as floats, NaN for both if any is NaN; a zero
-    comes out as +0. Found on the bits (see :func:`_half_row_max`): NumPy's float16
+    comes out as +0. Found on the bits (:func:`_half_keys`): NumPy's float16
     min and max convert value by value, 40 times slower."""
     k = _half_keys(x, np.empty(x.shape, np.int16))
     lo, hi = int(np.minimum.reduce(k, axis=None)), int(np.maximum.reduce(k, axis=None))

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import blocks
 from .blocks import (
+    KERNEL_ELEMENTS,
     _Chunk,
     _chunk_rows,
     _kernel_layout,
@@ -161,7 +162,12 @@ class LossAccumulator:
                 t = t.reshape(-1)
                 self._may_ignore = _check_targets(t, spec)
             out = np.empty(x.shape[0], dtype=spec.dtype)
-            self._consume(list(_row_chunks(x, t, 0, _rows_per_chunk(spec.n_classes))), out)
+            rows = _rows_per_chunk(spec.n_classes)
+            if self._half and not spec.class_last:
+                # class sums run down (C, m) columns: m of 16 or more keeps them fast
+                rows = max(rows, min(-(-x.shape[0] // self.threads),
+                                     _rows_per_chunk(spec.n_classes, 4 * KERNEL_ELEMENTS)))
+            self._consume(list(_row_chunks(x, t, 0, rows)), out)
         if self.keep_losses:
             self._parts.append(out)
         return out
