@@ -9,8 +9,9 @@ The logits are drawn once in float32 and saved three ways in bench/data/half/ (k
 runs): float32 and float16 .npy, and bfloat16 .npy (ml_dtypes' ``<V2``, as ``np.save``
 writes it). Each case runs ``ce-loss compute LOGITS LABELS --class-axis -1 --format plain``
 (stdout to /dev/null) interleaved (float32, float16, bfloat16, float32, ...) and prints a
-markdown table of median wall times, their ratio to float32 (the issue asks for <= 1.5)
-and peak RSS (GNU time).
+markdown table of median wall times, their ratio to float32 (the issue asks for <= 1.5),
+median CPU time (user + system, steadier when other work shares the machine) and its
+ratio, and peak RSS (GNU time).
 """
 
 from __future__ import annotations
@@ -59,18 +60,20 @@ def generate(name: str, shape: tuple[int, ...], labels: tuple[int, ...]
     return files
 
 
-def run_once(logits: Path, labels: Path, reduction: str) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one ``ce-loss compute``, its stdout discarded."""
+def run_once(logits: Path, labels: Path, reduction: str) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS MiB, CPU seconds) of one ``ce-loss compute``, its stdout
+    discarded. CPU time (user + system) is the steadier number on a busy machine."""
     cmd = [sys.executable, "-m", "ce_cli", "compute", str(logits), str(labels),
            "--class-axis", "-1", "--reduction", reduction, "--format", "plain"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], stdout=subprocess.DEVNULL,
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", *cmd], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, env=env)
     wall = time.perf_counter() - start
     if proc.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
-    return wall, int(proc.stderr.strip().splitlines()[-1]) / 1024
+    peak, user, system = proc.stderr.strip().splitlines()[-1].split()
+    return wall, int(peak) / 1024, float(user) + float(system)
 
 
 def main() -> None:
@@ -91,25 +94,31 @@ def main() -> None:
         files = generate(name, shape, labels)
         for reduction in args.reduction or ["mean", "sum", "none"]:
             walls: dict[str, list[float]] = {dt: [] for dt in DTYPES}
+            cpus: dict[str, list[float]] = {dt: [] for dt in DTYPES}
             rss: dict[str, list[float]] = {dt: [] for dt in DTYPES}
-            run_once(files["float32"], files["labels"], reduction)  # warm the page cache
+            for dt in DTYPES:  # warm the page cache
+                run_once(files[dt], files["labels"], reduction)
             for _ in range(args.reps):
                 for dt in DTYPES:
-                    wall, peak = run_once(files[dt], files["labels"], reduction)
+                    wall, peak, cpu = run_once(files[dt], files["labels"], reduction)
                     walls[dt].append(wall)
                     rss[dt].append(peak)
+                    cpus[dt].append(cpu)
             base = statistics.median(walls["float32"])
+            base_cpu = statistics.median(cpus["float32"])
             for dt in DTYPES:
-                med = statistics.median(walls[dt])
+                med, cpu = statistics.median(walls[dt]), statistics.median(cpus[dt])
                 ratio = med / base
                 verdict = "-" if dt == "float32" else ("yes" if ratio <= TARGET else "**no**")
                 rows.append(f"| {'x'.join(map(str, shape))} | {reduction} | {dt} | "
-                            f"{med:.2f} s | {ratio:.2f} | {verdict} | {max(rss[dt]):.0f} MiB |")
+                            f"{med:.2f} s | {ratio:.2f} | {verdict} | {cpu:.2f} s | "
+                            f"{cpu / base_cpu:.2f} | {max(rss[dt]):.0f} MiB |")
             print(rows[-3], rows[-2], rows[-1], sep="\n", file=sys.stderr)
     print(f"\nmedian of {args.reps} interleaved runs (float32, float16, bfloat16); "
           f"ratio = half / float32, target <= {TARGET}\n")
-    print("| logits | reduction | dtype | median wall | ratio | <= 1.5 | peak RSS |")
-    print("|---|---|---|---|---|---|---|")
+    print("| logits | reduction | dtype | median wall | ratio | <= 1.5 | median CPU | CPU ratio "
+          "| peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

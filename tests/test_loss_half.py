@@ -251,3 +251,70 @@ def test_half_range_is_numpys_min_and_max() -> None:
         else:
             assert (lo, hi) == (float(x.min()), float(x.max()))
     assert [str(v) for v in half_range(np.array([-0.0, 0.0], np.float16))] == ["0.0", "0.0"]
+
+
+# -- bfloat16 logits, through the command line --------------------------------------------------
+
+
+@pytest.mark.parametrize("shape, fmt", [((3000, 10), "npy"), ((2, 40, 300), "safetensors")])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bfloat16_file_gives_torchs_bfloat16_result(tmp_path: Any, monkeypatch: Any,
+                                                    shape: tuple[int, ...], fmt: str,
+                                                    reduction: str) -> None:
+    """A bfloat16 file read in reused blocks, classes last (``--class-axis -1`` for
+    (B, L, V)), some targets ignored: torch's bfloat16 mean and sum within an ulp, and
+    each loss torch's float32 loss of the same logits rounded to bfloat16 (torch's own
+    bfloat16 log_softmax rounds once more: up to a few ulps, more near 0)."""
+    import ml_dtypes
+    import torch
+    from helpers import run
+
+    from ce_cli.readers import base
+
+    monkeypatch.setattr(base, "BUFFERED_BYTES", 256)  # many blocks, buffers reused
+    rng = np.random.default_rng(len(shape))
+    x, t, _ = _half_case(rng, shape, np.float32)
+    xb = torch.from_numpy(x).bfloat16()
+    if fmt == "npy":
+        np.save(tmp_path / "x.npy", xb.float().numpy().astype(ml_dtypes.bfloat16))
+        logits = tmp_path / "x.npy"
+    else:
+        from safetensors.torch import save_file
+
+        save_file({"logits": xb}, str(tmp_path / "x.safetensors"))
+        logits = tmp_path / "x.safetensors"
+    np.save(tmp_path / "t.npy", t)
+    moved = xb.movedim(-1, 1) if x.ndim == 3 else xb
+    if reduction == "none":
+        want = round_bfloat16(torch_ce(moved.float().numpy(), t, reduction="none"))
+    else:
+        want = torch.nn.functional.cross_entropy(moved, torch.from_numpy(t),
+                                                 reduction=reduction).float().numpy()
+    want = want.reshape(-1).astype(np.float64)
+    args = ["--class-axis", "-1"] if x.ndim == 3 else []
+    done = run("compute", logits, tmp_path / "t.npy", *args, "--reduction", reduction,
+               "--format", "plain")
+    got = np.array(done.stdout.split(), np.float64)
+    # an ulp, and the float32 kernel's own accuracy (1e-6 of max(|loss|, 1), see
+    # test_loss_kernel) for losses near 0
+    tol = 2.0 ** (np.floor(np.log2(np.maximum(np.abs(want), 2.0 ** -100))) - 7) + \
+        1e-6 * np.maximum(np.abs(want), 1.0)
+    assert got.shape == want.shape
+    bad = np.abs(got - want) > tol
+    assert not bad.any(), (got[bad][:5], want[bad][:5])
+
+
+def test_bfloat16_blocks_reuse_buffers_nothing_holds() -> None:
+    """Widened blocks go into two buffers taking turns while the consumer lets go of
+    each block, and into new ones for a consumer that keeps them (or views of them)."""
+    from ce_cli.readers import base
+
+    rng = np.random.default_rng(1)
+    raw = [rng.integers(0, 1 << 16, (3, 5)).astype(np.uint16) for _ in range(6)]
+    want = [base.bfloat16_to_float32(r) for r in raw]
+    assert len({b.ctypes.data for b in base.widened_blocks(iter(raw))}) == 2
+    kept = list(base.widened_blocks(iter(raw)))
+    views = [b[1:, ::2].T for b in base.widened_blocks(iter(raw))]
+    for k, v, w in zip(kept, views, want):
+        assert _bits_equal(k.view(np.uint32), w.view(np.uint32))
+        assert _bits_equal(v.view(np.uint32), w[1:, ::2].T.view(np.uint32))
