@@ -53,12 +53,14 @@ def _half_lse(shifted: np.ndarray, class_last: bool) -> np.ndarray:
 
     With the classes on the last axis (``class_last``), torch rounds the sum to half,
     then its log to half (``log_softmax([0, -8])`` is exactly 0 there); on another class
-    axis it keeps both in float and sums class after class. A float32 sum within an ulp
-    of a half rounding boundary may still round the other way than torch's (its exp and
-    order differ): about 1 row in 20,000.
+    axis it keeps both in float and sums class after class. With the classes last, a
+    float32 sum within an ulp of a half rounding boundary may still round the other way
+    than torch's (its exp and order differ): about 1 row in 70,000, whether the rows are
+    summed by einsum (as here: 4 times faster) or pairwise (1.4M rows, C from 3 to 1000).
     """
     if class_last:
-        s = np.exp(shifted).sum(axis=1).astype(np.float16).astype(shifted.dtype)
+        e = np.ascontiguousarray(np.exp(shifted))
+        s = np.einsum("mc->m", e).astype(np.float16).astype(shifted.dtype)
         return np.log(s).astype(np.float16).astype(shifted.dtype)
     e = np.ascontiguousarray(np.exp(shifted).T)
     sums = np.empty(e.shape[1], e.dtype)
@@ -74,10 +76,11 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool
     :func:`_half_lse` takes them, in float32 passes over a reused buffer.
 
     ``x`` is ``(m, C)`` rows in any layout, or ``(g, C, L)`` planes (class-first, not
-    ``class_last``). With the classes last the chunk is converted to ``(m, C)`` rows,
-    whose sums NumPy takes pairwise as ``np.sum(axis=1)`` does; else to a class-major
-    ``(C, m)`` block summed class after class, the order of torch's kernel for a class
-    axis that is not the last.
+    ``class_last``). The chunk is widened into ``(m, C)`` rows (class-first chunks into
+    ``(C, m)`` columns), shifted by their max and exponentiated in place. With the
+    classes last the rows are summed by einsum, as :func:`_half_lse` sums them; else
+    they are turned class-major and summed class after class, the order of torch's
+    kernel for a class axis that is not the last.
     """
     f32 = np.float32
     m, c = t.shape[0], x.shape[1]
@@ -109,7 +112,7 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool
         np.subtract(a, shift, out=a)
         np.exp(a, out=a)
     if class_last:  # torch rounds the sum, then its log, to half
-        np.add.reduce(a, axis=1, out=lse)
+        np.einsum("mc->m", a, out=lse)
         np.copyto(lse, lse.astype(np.float16))
         np.log(lse, out=lse)
         np.copyto(lse, lse.astype(np.float16))
@@ -329,7 +332,7 @@ def half_range(x: np.ndarray) -> tuple[float, float]:
     """``(min, max)`` of float16 values as floats, NaN for both if any is NaN; a zero
     comes out as +0. Found on the bits (:func:`_half_keys`): NumPy's float16
     min and max convert value by value, 40 times slower."""
-    k = _half_keys(x, np.empty(x.shape, np.int16))
+    k = _half_keys(x, _buf("half_key", x.size, np.int16).reshape(x.shape))
     lo, hi = int(np.minimum.reduce(k, axis=None)), int(np.maximum.reduce(k, axis=None))
     if hi > 0x7C00 or lo < _NEG_INF_KEY:  # a NaN: positive ones sort above +inf
         return math.nan, math.nan
