@@ -318,3 +318,21 @@ def test_bfloat16_blocks_reuse_buffers_nothing_holds() -> None:
     for k, v, w in zip(kept, views, want):
         assert _bits_equal(k.view(np.uint32), w.view(np.uint32))
         assert _bits_equal(v.view(np.uint32), w[1:, ::2].T.view(np.uint32))
+
+
+def test_round_bfloat16_is_ml_dtypes_rounding() -> None:
+    """Ties to even, overflow to inf, subnormals, NaN kept: ml_dtypes' conversion, over a
+    sample of every float32 bit pattern and the edges."""
+    import ml_dtypes
+
+    bits = np.arange(0, 1 << 32, 4099, dtype=np.uint64).astype(np.uint32)
+    edges = [0x7F7FFFFF, 0x7F7F8000, 0x7F7F7FFF, 0xFF7FFFFF, 0x7F800000, 0xFF800000,
+             0x80000000, 0, 0x00008000, 0x00018000, 0x3F808000, 0x3F818000, 0x7FFFFFFF]
+    x = np.concatenate([bits, np.array(edges, np.uint32)]).view(np.float32)
+    got = round_bfloat16(x)
+    nan = np.isnan(x)
+    with np.errstate(invalid="ignore"):  # ml_dtypes warns on NaN
+        want = x.astype(ml_dtypes.bfloat16).astype(np.float32)
+    assert _bits_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
+    assert np.isnan(got[nan]).all()
+    assert round_bfloat16(np.float32(1.00390625)).shape == ()

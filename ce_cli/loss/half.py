@@ -282,13 +282,11 @@ def _half_runs(values: np.ndarray, ends: np.ndarray, carry: Any, bfloat16: bool 
     n = values.shape[0]
     if n == 0:
         return values, carry
-    run = np.zeros(n, np.int64)
-    np.cumsum(ends[:-1], out=run[1:])
     starts = np.flatnonzero(np.concatenate(([True], ends[:-1])))
     lengths = np.diff(np.append(starts, n))
     acc = np.zeros(starts.shape[0], values.dtype)
     acc[0] = carry
-    done = np.zeros(starts.shape[0], np.bool_)
+    todo = np.ones(starts.shape[0], np.bool_)
     # the closed runs after the first all of one length (all positions counted): a
     # (runs, length) block summed column by column
     closed = starts.shape[0] - (0 if ends[-1] else 1)
@@ -301,28 +299,24 @@ def _half_runs(values: np.ndarray, ends: np.ndarray, carry: Any, bfloat16: bool 
             for k in range(length):
                 total = _half_add(total, block[:, k], bfloat16)
             acc[1:closed] = total
-            done[1:closed] = True
-    # long runs (every flush point ignored, say) one at a time: add.accumulate in half
-    # rounds after every addition, as a sequential half sum does (bfloat16, which NumPy
-    # lacks, is added one value at a time)
-    for r in np.flatnonzero((lengths > _LONG_RUN) & ~done):
-        part = np.concatenate((acc[r:r + 1], values[starts[r]:starts[r] + lengths[r]]))
-        if bfloat16:
-            total = part[0]
-            for v in part[1:]:
-                total = _half_add(total, v, True)
-            acc[r] = total
-        else:
+            todo[1:closed] = False
+    if not bfloat16:
+        # long runs (every flush point ignored, say) one at a time: add.accumulate in
+        # half rounds after every addition, as a sequential half sum does
+        for r in np.flatnonzero((lengths > _LONG_RUN) & todo):
+            part = np.concatenate((acc[r:r + 1], values[starts[r]:starts[r] + lengths[r]]))
             acc[r] = np.add.accumulate(part, dtype=np.float16)[-1]
-    short = np.flatnonzero((lengths <= _LONG_RUN)[run] & ~done[run])
-    rank = np.arange(n)[short] - starts[run[short]]
-    order = short[np.argsort(rank, kind="stable")]
-    at = 0
-    for count in np.bincount(rank):
-        idx = order[at:at + count]
-        at += count
-        r = run[idx]
-        acc[r] = _half_add(acc[r], values[idx], bfloat16)
+            todo[r] = False
+    runs = np.flatnonzero(todo)
+    if runs.size:
+        # the longest first, so that the runs still going at step k are the first ones
+        runs = runs[np.argsort(-lengths[runs], kind="stable")]
+        first, left = starts[runs], lengths[runs]
+        total = acc[runs]
+        going = np.searchsorted(-left, -np.arange(int(left[0])), side="left")
+        for k, m in enumerate(going.tolist()):
+            total[:m] = _half_add(total[:m], values[first[:m] + k], bfloat16)
+        acc[runs] = total
     if ends[-1]:
         return acc, values.dtype.type(0)
     return acc[:-1], acc[-1]
@@ -345,7 +339,13 @@ def round_bfloat16(a: Any) -> np.ndarray:
     a bfloat16 is the top 16 bits of a float32. NaN stays NaN; past the largest
     bfloat16, inf."""
     x = np.asarray(a, dtype=np.float32)
-    bits = x.view(np.uint32).astype(np.uint64)
-    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-    out = bits.astype(np.uint32).view(np.float32).reshape(x.shape)
-    return np.where(np.isnan(x), x, out)
+    bits = x.view(np.uint32)
+    # in uint32: only NaN bits (put back below) can wrap past 2**32
+    out = np.right_shift(bits, 16, out=np.empty(x.shape, np.uint32))
+    out &= 1
+    out += 0x7FFF
+    out += bits
+    out &= 0xFFFF0000
+    rounded = out.view(np.float32)
+    np.copyto(rounded, x, where=np.isnan(x))
+    return rounded
