@@ -251,6 +251,10 @@ def test_half_range_is_numpys_min_and_max() -> None:
         else:
             assert (lo, hi) == (float(x.min()), float(x.max()))
     assert [str(v) for v in half_range(np.array([-0.0, 0.0], np.float16))] == ["0.0", "0.0"]
+    for values in ([-3.0, -0.5, -2.0], [0.5, 2.0], [-np.inf, 1.0, np.inf], [-0.0],
+                   [-6e4, -0.0, 3.0], [6e4, 1e-7]):  # all negative, none, both, subnormal
+        x = np.array(values, np.float16)
+        assert half_range(x) == (float(x.min()), float(x.max()))
 
 
 # -- bfloat16 logits, through the command line --------------------------------------------------
