@@ -95,7 +95,7 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool
         np.multiply(_arange(m), c, out=at)
         at += t
         x_t = a.reshape(-1).take(at, out=_buf("half_xt", m, f32))
-        np.maximum.reduce(a, axis=1, out=shift)
+        _half_row_max(x, shift)
         np.subtract(a, shift[:, None], out=a)
         np.exp(a, out=a)
     else:  # class-first: a (C, m) block, g * L positions for (g, C, L) planes
@@ -139,6 +139,19 @@ def _widen(x: np.ndarray, out: np.ndarray) -> None:
         _TO_FLOAT32.append(np.arange(1 << 16, dtype=np.uint16).view(np.float16)
                            .astype(np.float32))
     np.take(_TO_FLOAT32[0], x.view(np.uint16), out=out, mode="clip")  # (all in range)
+
+
+def _half_row_max(x: np.ndarray, out: np.ndarray) -> None:
+    """The largest of each ``(m, C)`` float16 row, into float32 ``out``, found on the
+    bits (twice as fast as on the widened rows): as int16 the non-negative values order
+    as their floats; a row with none takes its negative nearest 0 (the least as uint16).
+    A row holding a NaN may get a number instead of NaN: its sum, and loss, are NaN."""
+    top = np.maximum.reduce(x.view(np.int16), axis=1, out=_buf("half_top", x.shape[0],
+                                                                np.int16))
+    negative = np.flatnonzero(top < 0)
+    if negative.size:
+        top[negative] = np.minimum.reduce(x[negative].view(np.uint16), axis=1).view(np.int16)
+    _widen(top.view(np.float16), out)
 
 
 def _sequential_sums(a: np.ndarray, out: np.ndarray) -> None:

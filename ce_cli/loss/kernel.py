@@ -23,7 +23,6 @@ import numpy as np
 
 from . import blocks
 from .blocks import (
-    KERNEL_ELEMENTS,
     _Chunk,
     _chunk_rows,
     _kernel_layout,
@@ -166,7 +165,7 @@ class LossAccumulator:
             if self._half and not spec.class_last:
                 # class sums run down (C, m) columns: m of 16 or more keeps them fast
                 rows = max(rows, min(-(-x.shape[0] // self.threads),
-                                     _rows_per_chunk(spec.n_classes, 4 * KERNEL_ELEMENTS)))
+                                     _rows_per_chunk(spec.n_classes, 4 * blocks.KERNEL_ELEMENTS)))
             self._consume(list(_row_chunks(x, t, 0, rows)), out)
         if self.keep_losses:
             self._parts.append(out)
