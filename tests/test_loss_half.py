@@ -340,3 +340,18 @@ def test_round_bfloat16_is_ml_dtypes_rounding() -> None:
     assert _bits_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
     assert np.isnan(got[nan]).all()
     assert round_bfloat16(np.float32(1.00390625)).shape == ()
+
+
+def test_half_row_max_is_the_row_max() -> None:
+    """Rows of every sign mix, infinities, subnormals and -0: the widened row max (a
+    row with a NaN has a NaN loss whatever its max)."""
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    ordered = every[~np.isnan(every)]
+    rng = np.random.default_rng(3)
+    x = rng.choice(ordered, size=(4000, 7))
+    x[:1000] = -np.abs(x[:1000])  # all negative (or -0)
+    x[1000:1100] = np.float16(-0.0)
+    out = np.empty(x.shape[0], np.float32)
+    for rows in (x, np.asfortranarray(x)):
+        half._half_row_max(rows, out)
+        assert np.array_equal(out, rows.astype(np.float32).max(axis=1))
