@@ -4,11 +4,14 @@ against the same logits in float32, each as a whole ``ce-loss compute`` process.
     python bench/half.py                  # (4, 1024, 32000) and (1,000,000, 100), 3 reductions
     python bench/half.py --quick          # small arrays, for a smoke run
     python bench/half.py --only llm --reduction mean --reps 7
+    git archive OLD | tar -x -C /tmp/old     # then, before and after interleaved:
+    python bench/half.py --root /tmp/old --root .
 
 The logits are drawn once in float32 and saved three ways in bench/data/half/ (kept between
 runs): float32 and float16 .npy, and bfloat16 .npy (ml_dtypes' ``<V2``, as ``np.save``
 writes it). Each case runs ``ce-loss compute LOGITS LABELS --class-axis -1 --format plain``
-(stdout to /dev/null) interleaved (float32, float16, bfloat16, float32, ...) and prints a
+(stdout to /dev/null) interleaved (float32, float16, bfloat16, float32, ...; with several
+``--root`` checkouts, each of them in turn) and prints a
 markdown table of median wall times, their ratio to float32 (the issue asks for <= 1.5),
 median CPU time (user + system, steadier when other work shares the machine) and its
 ratio, and peak RSS (GNU time).
@@ -60,12 +63,14 @@ def generate(name: str, shape: tuple[int, ...], labels: tuple[int, ...]
     return files
 
 
-def run_once(logits: Path, labels: Path, reduction: str) -> tuple[float, float, float]:
+def run_once(logits: Path, labels: Path, reduction: str, root: Path = ROOT
+             ) -> tuple[float, float, float]:
     """(wall seconds, peak RSS MiB, CPU seconds) of one ``ce-loss compute``, its stdout
     discarded. CPU time (user + system) is the steadier number on a busy machine."""
-    cmd = [sys.executable, "-m", "ce_cli", "compute", str(logits), str(labels),
+    # -P: the checkout comes from PYTHONPATH, not from the working directory
+    cmd = [sys.executable, "-P", "-m", "ce_cli", "compute", str(logits), str(labels),
            "--class-axis", "-1", "--reduction", reduction, "--format", "plain"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(root)}
     start = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", *cmd], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, env=env)
@@ -84,41 +89,47 @@ def main() -> None:
                     help="one shape (repeatable); default both")
     ap.add_argument("--reduction", choices=("mean", "sum", "none"), action="append",
                     help="one reduction (repeatable); default all three")
+    ap.add_argument("--root", type=Path, action="append",
+                    help="a ce-loss checkout to run (repeatable, runs interleaved; default "
+                         "this one), e.g. an older commit exported by git archive")
     args = ap.parse_args()
     if not os.path.exists("/usr/bin/time"):
         sys.exit("needs GNU time (/usr/bin/time) for peak RSS")
     shapes = QUICK if args.quick else SHAPES
+    roots: list[Path] = args.root or [ROOT]
+    runs = [(root, dt) for root in roots for dt in DTYPES]
     rows = []
     for name in args.only or list(shapes):
         shape, labels = shapes[name]
         files = generate(name, shape, labels)
         for reduction in args.reduction or ["mean", "sum", "none"]:
-            walls: dict[str, list[float]] = {dt: [] for dt in DTYPES}
-            cpus: dict[str, list[float]] = {dt: [] for dt in DTYPES}
-            rss: dict[str, list[float]] = {dt: [] for dt in DTYPES}
+            walls: dict[tuple[Path, str], list[float]] = {r: [] for r in runs}
+            cpus: dict[tuple[Path, str], list[float]] = {r: [] for r in runs}
+            rss: dict[tuple[Path, str], list[float]] = {r: [] for r in runs}
             for dt in DTYPES:  # warm the page cache
-                run_once(files[dt], files["labels"], reduction)
+                run_once(files[dt], files["labels"], reduction, roots[0])
             for _ in range(args.reps):
-                for dt in DTYPES:
-                    wall, peak, cpu = run_once(files[dt], files["labels"], reduction)
-                    walls[dt].append(wall)
-                    rss[dt].append(peak)
-                    cpus[dt].append(cpu)
-            base = statistics.median(walls["float32"])
-            base_cpu = statistics.median(cpus["float32"])
-            for dt in DTYPES:
-                med, cpu = statistics.median(walls[dt]), statistics.median(cpus[dt])
+                for root, dt in runs:
+                    wall, peak, cpu = run_once(files[dt], files["labels"], reduction, root)
+                    walls[root, dt].append(wall)
+                    rss[root, dt].append(peak)
+                    cpus[root, dt].append(cpu)
+            for root, dt in runs:
+                base = statistics.median(walls[root, "float32"])
+                base_cpu = statistics.median(cpus[root, "float32"])
+                med, cpu = statistics.median(walls[root, dt]), statistics.median(cpus[root, dt])
                 ratio = med / base
                 verdict = "-" if dt == "float32" else ("yes" if ratio <= TARGET else "**no**")
-                rows.append(f"| {'x'.join(map(str, shape))} | {reduction} | {dt} | "
-                            f"{med:.2f} s | {ratio:.2f} | {verdict} | {cpu:.2f} s | "
-                            f"{cpu / base_cpu:.2f} | {max(rss[dt]):.0f} MiB |")
-            print(rows[-3], rows[-2], rows[-1], sep="\n", file=sys.stderr)
-    print(f"\nmedian of {args.reps} interleaved runs (float32, float16, bfloat16); "
-          f"ratio = half / float32, target <= {TARGET}\n")
-    print("| logits | reduction | dtype | median wall | ratio | <= 1.5 | median CPU | CPU ratio "
-          "| peak RSS |")
-    print("|---|---|---|---|---|---|---|---|---|")
+                rows.append(f"| {root.resolve().name} | {'x'.join(map(str, shape))} | "
+                            f"{reduction} | {dt} | {med:.2f} s | {ratio:.2f} | {verdict} | "
+                            f"{cpu:.2f} s | {cpu / base_cpu:.2f} | {max(rss[root, dt]):.0f} MiB |")
+                print(rows[-1], file=sys.stderr)
+    print(f"\nmedian of {args.reps} interleaved runs ({', '.join(DTYPES)}"
+          f"{' for each checkout' if len(roots) > 1 else ''}); ratio = half / float32 of "
+          f"the same checkout, target <= {TARGET}\n")
+    print("| checkout | logits | reduction | dtype | median wall | ratio | <= 1.5 | median CPU "
+          "| CPU ratio | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 
