@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..loss.half import half_range
+
 #: How far a row's sum may stray from 1 and still count as a probability row: 1e-2 in
 #: every dtype (no logits in [0, 1] sum that close to 1 by accident), widened for values
 #: rounded to d decimals (CSV written with %.3f, ...), whose C roundings add up to at
@@ -100,7 +102,8 @@ class InputScan:
             return
         with np.errstate(all="ignore"):
             self.rows += block.shape[0]
-            lo, hi = float(np.min(block)), float(np.max(block))
+            lo, hi = half_range(block) if block.dtype == np.float16 \
+                else (float(np.min(block)), float(np.max(block)))
             if math.isnan(lo) or math.isnan(hi) or hi == np.inf or lo == -np.inf:
                 bad = np.isnan(block) | (block == np.inf)
                 self.nonfinite_rows += int(bad.any(axis=1).sum())

@@ -31,7 +31,15 @@ from .blocks import (
     _rows_view,
     _targets_like,
 )
-from .half import HalfCascade, _class_sums, _half_lse, _per_class, _scaled, _smooth_target
+from .half import (
+    HalfCascade,
+    _class_sums,
+    _half_lse,
+    _per_class,
+    _scaled,
+    _smooth_target,
+    half_lp_at,
+)
 from .kinds import normalise, row_lse
 from .spec import LossSpec, _check_targets
 from .sums import (
@@ -125,6 +133,8 @@ class LossAccumulator:
         # (and every non-finite result) recomputed the shifted way torch computes them.
         # (C=1 stays on torch's arithmetic: its log_softmax is exactly 0, unshifted is not.)
         self._fast = spec.input_kind == "logits" and dt in _SAFE_SUM and spec.n_classes > 1
+        # float16 logits: torch's half arithmetic in float32 passes (half_lp_at)
+        self._half = spec.input_kind == "logits" and dt == np.float16 and spec.n_classes > 0
         w = spec.weight
         self._w_c = None if w is None else np.ascontiguousarray(w, dtype=self._cdt)
         self._w_sum = 0.0 if w is None else float(np.add.reduce(self._w_c, dtype=_F64))
@@ -151,7 +161,12 @@ class LossAccumulator:
                 t = t.reshape(-1)
                 self._may_ignore = _check_targets(t, spec)
             out = np.empty(x.shape[0], dtype=spec.dtype)
-            self._consume(list(_row_chunks(x, t, 0, _rows_per_chunk(spec.n_classes))), out)
+            rows = _rows_per_chunk(spec.n_classes)
+            if self._half and not spec.class_last:
+                # class sums run down (C, m) columns: m of 16 or more keeps them fast
+                rows = max(rows, min(-(-x.shape[0] // self.threads),
+                                     _rows_per_chunk(spec.n_classes, 4 * blocks.KERNEL_ELEMENTS)))
+            self._consume(list(_row_chunks(x, t, 0, rows)), out)
         if self.keep_losses:
             self._parts.append(out)
         return out
@@ -208,7 +223,10 @@ class LossAccumulator:
         if self._fast and m:
             nll, smooth, nll_sum, smooth_sum, clean = self._fast_index(xb, safe_t, ignored, out)
         else:
-            nll, smooth = self._reference_index(_rows_view(xb), safe_t)
+            if self._half and m:
+                nll, smooth = self._half_index(xb, safe_t)
+            else:
+                nll, smooth = self._reference_index(_rows_view(xb), safe_t)
             if ignored is not None:
                 # torch overwrites ignored positions (their logits never reach the result)
                 nll[ignored] = 0
@@ -361,6 +379,20 @@ class LossAccumulator:
             lse64 -= sums
             np.copyto(smooth, lse64, casting="same_kind")
         return smooth
+
+    def _half_index(self, xb: np.ndarray, safe_t: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`_reference_index` for float16 logits: the same arithmetic, to the bit,
+        in float32 passes over reused buffers (:func:`~ce_cli.loss.half.half_lp_at`)."""
+        spec = self.spec
+        lp_t, shift, lse = half_lp_at(xb, safe_t, spec.class_last)
+        lp_t = lp_t.astype(spec.dtype)
+        nll = -lp_t if spec.weight is None else -lp_t * _gather(spec.weight, safe_t)
+        smooth = None
+        if spec.smoothing:
+            xc = _rows_view(xb).astype(self._cdt)
+            smooth = self._smooth_term(xc, shift, lse).astype(spec.dtype, copy=False)
+        return nll, smooth
 
     def _reference_index(self, x: np.ndarray, safe_t: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from . import base, registry
-from .base import Source, array_source, bfloat16_to_float32, buffered_blocks, native
+from .base import Source, array_source, buffered_blocks, widened_blocks
 from .validate import check_numeric
 
 MAGIC = registry.get("npy").magics[0].data
@@ -204,8 +204,7 @@ def as_bfloat16(source: Source, descr: str | None, shown: str) -> Source:
     raw = source._blocks
 
     def widened(rows: int) -> Iterator[np.ndarray]:
-        for block in raw(rows):
-            yield bfloat16_to_float32(native(block))
+        return widened_blocks(raw(rows))
 
     note = (f"{shown} holds 2-byte raw values ({descr}), as NumPy saves ml_dtypes' "
             "bfloat16: read as bfloat16")

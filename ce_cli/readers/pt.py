@@ -35,7 +35,15 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import InputFileError
-from .base import Source, array_source, bfloat16_to_float32, buffered_blocks, native, own_map
+from .base import (
+    Source,
+    array_source,
+    bfloat16_to_float32,
+    buffered_blocks,
+    native,
+    own_map,
+    widened_blocks,
+)
 from .conventions import LOGITS_NAMES, TARGET_NAMES, example_member, member_hint, pick, pick_pair
 from .npz import ZIP_MAGIC
 from .validate import check_numeric
@@ -347,7 +355,7 @@ class _Archive:
             source = _bfloat16_source(where, role, array)
             if mapped is not None:
                 raw = buffered_blocks(self.path, mapped, what=".pt file")
-                source._blocks = lambda rows: (bfloat16_to_float32(b) for b in raw(rows))
+                source._blocks = lambda rows: widened_blocks(raw(rows))
             return source
         check_numeric(where, role, array.dtype)
         source = array_source(where, role, array)

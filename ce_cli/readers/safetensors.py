@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from . import base
-from .base import Source, array_source, bfloat16_to_float32, buffered_blocks
+from .base import Source, array_source, buffered_blocks, widened_blocks
 from .conventions import choose_pair, example_member, member_hint, pair_hint, taken_note
 from .validate import check_numeric
 
@@ -236,8 +236,7 @@ def _tensor_source(path: str, where: str, role: str, e: Entry,
     raw = source._blocks
 
     def widened(rows: int):
-        for block in raw(rows):
-            yield bfloat16_to_float32(block)
+        return widened_blocks(raw(rows))
 
     return Source(where, role, np.dtype(np.float32), source.row_shape, source.n_rows,
                   widened, stored_dtype="bfloat16")
