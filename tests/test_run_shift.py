@@ -319,3 +319,45 @@ def test_explain_agrees_with_the_headline(tmp_path, dtype):
         assert f"rounded to float16 is {float(np.float16(ex['quotient']))!r}" in ex["headline"]
     else:
         assert doc["loss"] == pytest.approx(ex["quotient"], rel=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "safetensors", "pt"])
+def test_shift_reads_mapped_files_as_token_rows(tmp_path, fmt):
+    """A sequence of a large vocabulary is too big for one block: mapped files are read
+    as (B * L, V) token rows, a few at a time, with the same result."""
+    from ce_cli.options import ReadOptions
+    from ce_cli.readers.base import array_source
+    from ce_cli.run import pipeline
+    from ce_cli.run.shift import shift_pair
+    from ce_cli.run.sources import open_sources
+
+    rng = np.random.default_rng(12)
+    x = torch.from_numpy(rng.normal(size=(3, 20, 9)) * 2).to(torch.bfloat16 if fmt != "npy"
+                                                             else torch.float16)
+    t = torch.from_numpy(rng.integers(0, 9, (3, 20)))
+    t[1, 15:] = -100
+    if fmt == "npy":
+        files = _save_pair(tmp_path, x, t, "float16")
+    elif fmt == "safetensors":
+        files = _save_pair(tmp_path, x, t, "bfloat16")
+    else:
+        torch.save({"logits": x, "labels": t}, tmp_path / "eval.pt")
+        files = [tmp_path / "eval.pt"]
+    read = ReadOptions(str(files[0]), str(files[1]) if len(files) > 1 else None, shift=True)
+    xs, ts = open_sources(read, -1)
+    assert xs.tokens == ts.tokens == (3, 19) and xs.row_shape == (9,) and xs.n_rows == 57
+    blocks = list(pipeline.aligned_blocks(xs, ts, 7))
+    assert max(b.shape[0] for b, _ in blocks) <= 7  # token rows, not whole sequences
+    got = np.concatenate([b for b, _ in blocks])
+    np.testing.assert_array_equal(got, x[:, :-1].float().reshape(-1, 9).numpy())
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]),
+                                  t[:, 1:].reshape(-1).numpy())
+    # the same number and the same (B, L - 1) losses as whole sequences give
+    whole_x = array_source("x", "logits", x.float().numpy())
+    whole_t = array_source("t", "targets", t.numpy())
+    whole = shift_pair(whole_x, whole_t, -1)
+    assert whole[0].tokens is not None  # arrays in memory flatten too
+    out = tmp_path / "losses.npy"
+    doc, _ = json_run("compute", *files, "--shift", "-q", "-o", out)
+    assert np.load(out).shape == (3, 19)
+    assert doc["loss"] == float(sliced_loss(x, t))

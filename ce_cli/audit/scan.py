@@ -229,7 +229,10 @@ def label_counts(counts: np.ndarray | None, t: np.ndarray, n_classes: int,
         counts = np.zeros(n_classes, np.int64)
     if n_classes:
         t = t[t != ignore_index]
-        counts += np.bincount(t, minlength=n_classes)[:n_classes]
+        if t.size * 8 < n_classes:  # a few tokens of a large vocabulary: no (C,) pass
+            np.add.at(counts, t, 1)
+        else:
+            counts += np.bincount(t, minlength=n_classes)[:n_classes]
     return counts
 
 

@@ -122,10 +122,10 @@ def flattening(path: str, role: str, array: np.ndarray, file: str | None = None,
         mapped = own_map(file, flat) if file is not None else None
         if mapped is not None:
             source._blocks = buffered_blocks(file, mapped, what=what)  # type: ignore[arg-type]
-        if widen:
+        if widen:  # widened on the reading thread, while the loss runs on this one
             raw = source._blocks
             return Source(path, role, np.dtype(np.float32), source.row_shape, source.n_rows,
-                          lambda rows: (bfloat16_to_float32(native(b)) for b in raw(rows)),
+                          lambda rows: prefetched(widened_blocks(raw(rows))),
                           stored_dtype="bfloat16")
         return source
 

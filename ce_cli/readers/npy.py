@@ -189,9 +189,12 @@ def read_npy(path: str, *, role: str, data: bytes | None = None, **_: object) ->
     except Exception as exc:  # numpy raises many types for damaged files; all are ours
         raise npy_error(path, role, exc) from None
     source = array_source(path, role, array)
-    if data is None and isinstance(array, np.memmap) and array.ndim >= 1 and \
-            array.flags.c_contiguous and array.nbytes > base.BUFFERED_BYTES:
+    mapped = data is None and isinstance(array, np.memmap)
+    if mapped and array.ndim >= 1 and array.flags.c_contiguous and \
+            array.nbytes > base.BUFFERED_BYTES:
         source._blocks = buffered_blocks(path, array)
+    source.flatten = base.flattening(path, role, array, file=path if mapped else None,
+                                     widen=h.bfloat16_descr is not None)
     return as_bfloat16(source, h.bfloat16_descr, "<stdin>" if path == "-" else path)
 
 
@@ -210,7 +213,7 @@ def as_bfloat16(source: Source, descr: str | None, shown: str) -> Source:
             "bfloat16: read as bfloat16")
     return Source(source.path, source.role, np.dtype(np.float32), source.row_shape,
                   source.n_rows, widened, notes=[*source.notes, note],
-                  stored_dtype="bfloat16")
+                  stored_dtype="bfloat16", flatten=source.flatten)
 
 
 def npy_error(path: str, role: str, exc: BaseException, what: str = ".npy file") -> InputFileError:

@@ -35,6 +35,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import InputFileError
+from . import base
 from .base import (
     Source,
     array_source,
@@ -351,16 +352,20 @@ class _Archive:
         t = self.tensors[name]
         array = self._view(t, where)
         mapped = None if self.data is not None else own_map(self.path, array)
+        flatten = base.flattening(where, role, array, what=".pt file",
+                                  file=None if self.data is not None else self.path,
+                                  widen=t.dtype == "bfloat16")
         if t.dtype == "bfloat16":
             source = _bfloat16_source(where, role, array)
             if mapped is not None:
                 raw = buffered_blocks(self.path, mapped, what=".pt file")
                 source._blocks = lambda rows: widened_blocks(raw(rows))
-            return source
-        check_numeric(where, role, array.dtype)
-        source = array_source(where, role, array)
-        if mapped is not None:
-            source._blocks = buffered_blocks(self.path, mapped, what=".pt file")
+        else:
+            check_numeric(where, role, array.dtype)
+            source = array_source(where, role, array)
+            if mapped is not None:
+                source._blocks = buffered_blocks(self.path, mapped, what=".pt file")
+        source.flatten = flatten
         return source
 
     def _view(self, t: _Tensor, where: str) -> np.ndarray:

@@ -227,10 +227,12 @@ def _tensor_source(path: str, where: str, role: str, e: Entry,
         except (OSError, ValueError) as exc:
             raise InputFileError(where, f"cannot map the tensor ({exc})") from None
     source = array_source(where, role, array)
-    if isinstance(array, np.memmap) and array.ndim >= 1 and \
-            array.nbytes > base.BUFFERED_BYTES:
-        # read through two reused buffers, not the map: see base.buffered_blocks
+    mapped = isinstance(array, np.memmap)
+    if mapped and array.ndim >= 1 and array.nbytes > base.BUFFERED_BYTES:
+        # read through reused buffers, not the map: see base.buffered_blocks
         source._blocks = buffered_blocks(path, array, what=".safetensors file")
+    source.flatten = base.flattening(where, role, array, file=path if mapped else None,
+                                     what=".safetensors file", widen=e.dtype == "BF16")
     if e.dtype != "BF16":
         return source
     raw = source._blocks
@@ -239,7 +241,7 @@ def _tensor_source(path: str, where: str, role: str, e: Entry,
         return widened_blocks(raw(rows))
 
     return Source(where, role, np.dtype(np.float32), source.row_shape, source.n_rows,
-                  widened, stored_dtype="bfloat16")
+                  widened, stored_dtype="bfloat16", flatten=source.flatten)
 
 
 def read_safetensors(path: str, *, role: str, data: bytes | None = None,

@@ -73,17 +73,43 @@ def aligned_blocks(xs: Source, ts: Source, rows: int) -> Iterator[tuple[np.ndarr
 
 def aligned(sources: list[Source], rows: int) -> Iterator[tuple[np.ndarray, ...]]:
     """:func:`aligned_blocks` of any number of sources (``compare``: two logits, one
-    targets); a last block of unequal lengths when one runs out first."""
-    cut = [_Rows(src, rows) for src in sources]
-    while True:
-        for c in cut:
+    targets); a last block of unequal lengths when one runs out first.
+
+    The first source leads: each of its blocks goes out as it was read (a view, never
+    copied) and the others are cut to its length; their blocks are copied only where
+    they do not line up (the targets, small beside the logits).
+    """
+    lead = sources[0]
+    rest = [_Rows(src, rows) for src in sources[1:]]
+    short = False
+    for piece in _at_most(lead.blocks(rows), rows):
+        k = piece.shape[0]
+        if short:  # another source has run out: count the lead's rows
+            yield (piece, *(c.take(0) for c in rest))
+            continue
+        for c in rest:
+            c.fill(k)
+        if any(c.have < k for c in rest):
+            short = True
+            yield (piece, *(c.take(c.have) for c in rest))
+            continue
+        yield (piece, *(c.take(k) for c in rest))
+    for c in rest:  # what the others hold past the lead's end, for the count
+        while True:
             c.fill(rows)
-        take = min(min(c.have for c in cut), rows)
-        if take == 0:
-            if any(c.have for c in cut):
-                yield tuple(c.take(c.have) for c in cut)
-            return
-        yield tuple(c.take(take) for c in cut)
+            if not c.have:
+                break
+            got = c.take(c.have)
+            yield (np.zeros((0, *lead.row_shape), lead.dtype),
+                   *(got if d is c else np.zeros((0, *d.source.row_shape), d.source.dtype)
+                     for d in rest))
+
+
+def _at_most(blocks: Iterator[np.ndarray], rows: int) -> Iterator[np.ndarray]:
+    """Non-empty views of at most ``rows`` rows (a reader may hand out bigger blocks)."""
+    for b in blocks:
+        for start in range(0, b.shape[0], rows):
+            yield b[start:start + rows]
 
 
 def _pass(
@@ -234,7 +260,7 @@ def _pass(
             elif length:  # token rows: the whole sequences in the block, else a run
                 m = xb.shape[0]
                 skip = -(n_x - m) % length  # rows before the block's first sequence starts
-                whole = (m - skip) // length
+                whole = max(0, (m - skip) // length)
                 if whole:
                     end = skip + whole * length
                     align.update(xb[skip:end].reshape(whole, length, -1),
@@ -397,9 +423,11 @@ def row_count_mismatch(n_x: int, n_t: int, x_path: str, t_path: str) -> ShapeErr
 
 
 def rows_per_read(source: Source) -> int:
-    """Rows of ``source`` per read: about :data:`READ_ELEMENTS` values."""
+    """Rows of ``source`` per read: about :data:`READ_ELEMENTS` values (twice that
+    for the token rows of a large vocabulary, whose blocks would be a few rows each)."""
     per_row = math.prod(source.row_shape) if source.row_shape else 1
-    return max(1, READ_ELEMENTS // max(per_row, 1))
+    elements = READ_ELEMENTS * (2 if source.tokens is not None else 1)
+    return max(1, elements // max(per_row, 1))
 
 
 def class_axis_of(class_axis: int | None, ndim: int) -> int:
