@@ -501,7 +501,8 @@ def compare(**options: Any) -> int:
 @click.option("--fail-above", "fail_above", type=float, default=None, metavar="X",
               help="Exit 1 after printing the result when the loss is above X or NaN.")
 def merge(**options: Any) -> int:
-    """Combine partial results written by 'compute --partial' into the final loss.
+    """Combine partial results written by 'compute --partial' into the final loss
+    (or those of 'compare --partial' into one comparison).
 
     The result equals one run over all the data the partials came from.
 
