@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -100,6 +100,25 @@ class LossResult:
 _TOTAL_FIELDS = ("positions", "counted", "ignored", "nll", "smooth", "denominator", "nonfinite")
 
 
+class ChunkHook(Protocol):
+    """Someone who reads the kernel's chunks as it computes them (the audit statistics
+    take their softmax from the kernel's ``exp``, in its threads, while it is in cache).
+
+    ``start(x)`` is called before the chunks of each block (or array) ``x`` of class-index
+    targets; ``chunk(x, t, offset, e)`` then for each chunk, in the thread computing it:
+    ``x`` the chunk's logits as the kernel reads them (``(m, C)`` rows with the classes
+    contiguous, or ``(g, C, L)`` planes), ``t`` its ``m`` targets with ignored ones set
+    to 0, ``offset`` its first position in the block, and ``e = exp(x)`` (unshifted, in
+    the compute dtype) where the fast kernel took it, else None. ``e`` is the kernel's
+    scratch, still to be read: a hook that writes into it puts it back before returning.
+    """
+
+    def start(self, x: np.ndarray) -> None: ...
+
+    def chunk(self, x: np.ndarray, t: np.ndarray, offset: int, e: np.ndarray | None
+              ) -> None: ...
+
+
 class LossAccumulator:
     """Feed ``(m, C)`` blocks of logits with their targets; read torch's loss at the end.
 
@@ -117,8 +136,9 @@ class LossAccumulator:
     """
 
     def __init__(self, spec: LossSpec, *, keep_losses: bool = False,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, hook: ChunkHook | None = None) -> None:
         self.spec = spec
+        self.hook = hook  # told about every chunk of class-index targets
         self.totals = LossTotals()
         self.keep_losses = keep_losses
         self.threads = default_threads() if threads is None else max(1, int(threads))
@@ -166,6 +186,8 @@ class LossAccumulator:
                 # class sums run down (C, m) columns: m of 16 or more keeps them fast
                 rows = max(rows, min(-(-x.shape[0] // self.threads),
                                      _rows_per_chunk(spec.n_classes, 4 * blocks.KERNEL_ELEMENTS)))
+            if self.hook is not None and spec.target_kind == "index":
+                self.hook.start(x)
             self._consume(list(_row_chunks(x, t, 0, rows)), out)
         if self.keep_losses:
             self._parts.append(out)
@@ -178,6 +200,8 @@ class LossAccumulator:
                                   planes=True))
         n = chunks[-1][2] + _chunk_rows(chunks[-1]) if chunks else 0
         out = np.empty(n, dtype=self.spec.dtype) if self.keep_losses else None
+        if self.hook is not None and self.spec.target_kind == "index":
+            self.hook.start(x)
         with np.errstate(all="ignore"):
             self._consume(chunks, out)
         if out is not None:
@@ -190,7 +214,7 @@ class LossAccumulator:
             xb, tb, off = chunks[i]
             m = _chunk_rows(chunks[i])
             o = out[off:off + m] if out is not None else _buf("out", m, self.spec.dtype)
-            return self._index_chunk(xb, tb, o) if index else self._probs_chunk(xb, tb, o)
+            return self._index_chunk(xb, tb, o, off) if index else self._probs_chunk(xb, tb, o)
 
         tot = self.totals
         for part in _run_parallel(len(chunks), work, self.threads):
@@ -201,7 +225,7 @@ class LossAccumulator:
 
     # -- the kernel: class-index targets ----------------------------------------------------
 
-    def _index_chunk(self, xb: np.ndarray, tb: np.ndarray, out: np.ndarray
+    def _index_chunk(self, xb: np.ndarray, tb: np.ndarray, out: np.ndarray, off: int = 0
                      ) -> tuple[Any, ...]:
         """Losses of one chunk into ``out``; returns its share of the totals."""
         spec = self.spec
@@ -221,8 +245,11 @@ class LossAccumulator:
             ignored = None
         smooth: np.ndarray | None
         if self._fast and m:
-            nll, smooth, nll_sum, smooth_sum, clean = self._fast_index(xb, safe_t, ignored, out)
+            nll, smooth, nll_sum, smooth_sum, clean = self._fast_index(xb, safe_t, ignored, out,
+                                                                       off)
         else:
+            if self.hook is not None:
+                self.hook.chunk(xb, safe_t, off, None)
             if self._half and m:
                 nll, smooth = self._half_index(xb, safe_t)
             else:
@@ -260,7 +287,7 @@ class LossAccumulator:
         return totals + ((nll.copy(), None if w_t is None else w_t.copy(), counted),)
 
     def _fast_index(self, xb: np.ndarray, safe_t: np.ndarray, ignored: np.ndarray | None,
-                    out: np.ndarray
+                    out: np.ndarray, off: int = 0
                     ) -> tuple[np.ndarray, np.ndarray | None, float, float, bool]:
         """Per-row ``w[t] * -lp[t]`` and (with smoothing) ``-sum_c w[c] lp[c]`` in ``dt``,
         ignored rows 0; their float64 sums; and whether all of them are finite.
@@ -291,6 +318,8 @@ class LossAccumulator:
             _row_sums(e, s)
             np.add(ws.base, safe_t, out=idx)
         ws.e_flat.take(idx, out=e_t)
+        if self.hook is not None:  # before the smoothing term reuses e
+            self.hook.chunk(x, safe_t, off, e)
         nll = out if not spec.smoothing else _buf("nll", m, dt)
         np.divide(s, e_t, out=nll)
         np.log(nll, out=nll)
