@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import heapq
 import math
+import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -66,25 +67,41 @@ class AuditStats:
             self.class_conf = np.zeros(c)
         if self.loss_hist.size == 0:
             self.loss_hist = np.zeros(len(LOSS_EDGES) - 1, np.int64)
+        # the kernel's hook (kernel_rows): not a field, so never merged or saved
+        self._rows: KernelRows | None = None
 
     # -- one block --------------------------------------------------------------------------
+
+    def kernel_rows(self, spec: LossSpec) -> KernelRows | None:
+        """A hook for the kernel (:class:`~ce_cli.loss.LossAccumulator` ``hook``) that takes
+        this audit's per-row values from the kernel's own pass, in its threads; then
+        :meth:`update` of the same block only sums them. None where there is nothing to
+        take (probability targets, probabilities or log-probabilities as input)."""
+        if spec.target_kind != "index" or spec.input_kind != "logits" or not spec.n_classes:
+            return None
+        self._rows = KernelRows(self.top_k, self.bins)
+        return self._rows
 
     def update(self, x: np.ndarray, target: np.ndarray, losses: np.ndarray, spec: LossSpec,
                offset: int = 0) -> None:
         """Add an ``(m, C)`` class-last block, its targets and torch's per-row losses.
 
         ``offset`` is the flat position of the block's first row (for the worst list).
+        When the kernel has just read ``x`` with :meth:`kernel_rows`' hook, its values are
+        used (rows it could not take are computed here); else they are computed here.
         """
+        rows = self._rows
         if x.shape[0] == 0 or spec.n_classes == 0:
             return
         with np.errstate(all="ignore"):
-            self._update(x, target, losses, spec, offset)
+            if rows is not None and rows.block is x and spec.target_kind == "index":
+                self._update_from(rows, x, target, losses, spec, offset)
+            else:
+                self._update(x, target, losses, spec, offset)
 
     def _update(self, x: np.ndarray, target: np.ndarray, losses: np.ndarray, spec: LossSpec,
                 offset: int) -> None:
-        c = spec.n_classes
-        xf = x.astype(np.float64, copy=False)
-        logp = normalise(xf, spec.input_kind).values
+        """The reference: every row's softmax again, in float64."""
         if spec.target_kind == "index":
             t = target.astype(np.int64, copy=False)
             keep = t != spec.ignore_index
@@ -92,38 +109,64 @@ class AuditStats:
             t = np.argmax(np.nan_to_num(target.astype(np.float64), nan=-np.inf), axis=1)
             keep = np.ones(x.shape[0], bool)
         if not keep.all():
-            logp, t, losses, xf = logp[keep], t[keep], losses[keep], xf[keep]
+            x, t, losses = x[keep], t[keep], losses[keep]
             rows = np.flatnonzero(keep) + offset
         else:
             rows = np.arange(x.shape[0]) + offset
-        m = t.shape[0]
-        if m == 0:
+        if t.shape[0] == 0:
             return
-        r = np.arange(m)
-        lp_t = logp[r, t]
-        p = np.exp(logp)
-        p_t = p[r, t]
-        pred = np.argmax(np.nan_to_num(p, nan=-1.0), axis=1)
-        conf = p[r, pred]
+        self._add(_reference_rows(x, t, spec, bool(self.top_k)), t, losses, rows, spec,
+                  x.dtype)
+
+    def _update_from(self, kr: KernelRows, x: np.ndarray, target: np.ndarray,
+                     losses: np.ndarray, spec: LossSpec, offset: int) -> None:
+        """The kernel's values of the block's counted rows; the rows it could not take
+        (non-finite or out of its range) the reference way."""
+        kr.block = None
+        t = target.reshape(-1).astype(np.int64, copy=False)
+        keep = t != spec.ignore_index
+        sel = None if keep.all() else np.flatnonzero(keep)
+        if sel is None:
+            rows = np.arange(t.shape[0]) + offset
+            v = kr.values(None)
+        else:
+            t, losses, rows = t[sel], losses[sel], sel + offset
+            v = kr.values(sel)
+        if t.shape[0] == 0:
+            return
+        redo = np.flatnonzero(v.redo)
+        if redo.size:
+            ref = _reference_rows(x[redo if sel is None else sel[redo]], t[redo], spec,
+                                  bool(self.top_k))
+            for name in _Values._fields:
+                got = getattr(ref, name)
+                if got is not None:
+                    getattr(v, name)[redo] = got
+        self._add(v, t, losses, rows, spec, x.dtype)
+
+    def _add(self, v: _Values, t: np.ndarray, losses: np.ndarray, rows: np.ndarray,
+             spec: LossSpec, dtype: np.dtype[Any]) -> None:
+        """Sum the per-row values of ``m`` counted rows (``rows``: their positions)."""
+        c = spec.n_classes
+        m = t.shape[0]
+        pred, conf, p_t = v.pred, v.conf, v.p_t
         hit = pred == t
         self.counted += m
-        self.correct += int(hit.sum())
+        self.correct += int(np.count_nonzero(hit))
         if self.top_k:
             # rank = how many classes beat the target; ties count in the target's favour
-            rank = (p > p_t[:, None]).sum(axis=1)
             for k in self.top_k:
-                self.topk_hits[k] += int((rank < k).sum())
-        self.nll_sum += float((-lp_t).sum())
-        plogp = np.where(p > 0, p * logp, 0.0)
-        self.entropy_sum += float((-plogp.sum(axis=1)).sum())
-        eps = np.finfo(x.dtype if x.dtype.kind == "f" else np.float64).eps
+                self.topk_hits[k] += int(np.count_nonzero(v.rank < k))
+        self.nll_sum += float((-v.lp_t).sum())
+        self.entropy_sum += float(v.entropy.sum())
+        eps = np.finfo(dtype if dtype.kind == "f" else np.float64).eps
         self.clipped_nll_sum += float((-np.log(np.clip(p_t, eps, 1 - eps))).sum())
         lf = losses.astype(np.float64)
         self.loss_sum += float(lf.sum())
         if spec.weight is not None and spec.target_kind == "index":
             self.zero_weight += int((spec.weight[t] == 0).sum())
-        self.nonfinite_logits += int((np.isnan(xf) | (xf == np.inf)).any(axis=1).sum())
-        self.underflow += int((p_t == 0).sum())
+        self.nonfinite_logits += int(np.count_nonzero(v.nonfinite))
+        self.underflow += int(np.count_nonzero(p_t == 0))
         # calibration: bins of the top-class confidence
         finite = np.isfinite(conf)
         b = np.clip((conf[finite] * self.bins).astype(np.int64), 0, self.bins - 1)
@@ -215,6 +258,223 @@ class AuditStats:
                                "counts": [int(v) for v in self.loss_hist]},
             "unseen_classes": [int(c) for c in np.flatnonzero(self.class_support == 0)],
         }
+
+
+class _Values(NamedTuple):
+    """Per-row values of counted rows, from which :meth:`AuditStats._add` sums."""
+
+    pred: np.ndarray  # the top class (the first of equal ones)
+    conf: np.ndarray  # its probability (float64)
+    lp_t: np.ndarray  # log-probability of the target (float64)
+    p_t: np.ndarray  # probability of the target (float64)
+    rank: np.ndarray | None  # classes more probable than the target (None: not needed)
+    entropy: np.ndarray  # of the softmax (float64)
+    nonfinite: np.ndarray  # the row holds NaN or +inf
+    redo: np.ndarray | None = None  # the kernel could not take the row (KernelRows)
+
+
+def _reference_rows(x: np.ndarray, t: np.ndarray, spec: LossSpec, rank: bool) -> _Values:
+    """Per-row values of ``(m, C)`` rows with labels ``t``: log_softmax in float64."""
+    xf = x.astype(np.float64, copy=False)
+    logp = normalise(xf, spec.input_kind).values
+    r = np.arange(t.shape[0])
+    lp_t = logp[r, t]
+    p = np.exp(logp)
+    p_t = p[r, t]
+    pred = np.argmax(np.nan_to_num(p, nan=-1.0), axis=1)
+    plogp = np.where(p > 0, p * logp, 0.0)
+    return _Values(pred=pred, conf=p[r, pred], lp_t=lp_t, p_t=p_t,
+                   rank=(p > p_t[:, None]).sum(axis=1) if rank else None,
+                   entropy=-plogp.sum(axis=1),
+                   nonfinite=(np.isnan(xf) | (xf == np.inf)).any(axis=1))
+
+
+#: The smallest top-class term ``exp(x_max)`` whose row :class:`KernelRows` takes (as the
+#: kernel's own bound): no term that matters is then a subnormal or flushed to 0.
+_SAFE_TOP = {np.dtype(np.float32): 2.0 ** -80, np.dtype(np.float64): 2.0 ** -900}
+
+#: Targets whose log-probability is below this (p_t near float64's underflow, 0 for a
+#: -inf logit) are ranked the reference way: float64 ranks them among equal zeros.
+_LOW_LOG_P = -700.0
+
+#: Confidences this close to a calibration bin's edge are taken the reference way, so
+#: that the bins count exactly what float64 counts (the fast ones are good to ~1e-7).
+_EDGE = 1e-6
+
+
+class KernelRows:
+    """The audit's per-row values from the kernel's own pass: a kernel hook
+    (:class:`~ce_cli.loss.kernel.ChunkHook`, see :meth:`AuditStats.kernel_rows`).
+
+    Per chunk, in the kernel's thread, from its unshifted ``e = exp(x)`` (float16 logits,
+    or chunks the fast kernel did not take, get their own in float32 or float64):
+    ``pred = argmax(x)``, ``R = sum_{c != pred} e_c / e_pred`` (float64 sums), the
+    confidence ``1 / (1 + R)``, ``lp_t = (x_t - x_max) - log1p(R)``, the entropy
+    ``log1p(R) + sum_c p_c (x_max - x_c)`` (every term >= 0: nothing cancels) and the
+    rank ``#{c: x_c > x_t}``. Rows with NaN or +inf, whose top term over- or underflows,
+    whose target's probability (nearly) underflows, or whose confidence lies within
+    :data:`_EDGE` of a bin edge are marked for the float64 reference
+    (:func:`_reference_rows`).
+    """
+
+    def __init__(self, top_k: tuple[int, ...], bins: int) -> None:
+        self.rank = max(top_k, default=1) > 1  # else rank < 1 is all that is asked
+        self.bins = bins
+        self.block: np.ndarray | None = None
+
+    def start(self, x: np.ndarray) -> None:
+        """A block (or whole array) begins: room for its positions' values."""
+        n = x.shape[0] * math.prod(x.shape[2:]) if x.ndim > 1 else 1
+        self.block = x
+        self.pred = np.empty(n, np.intp)
+        self.conf = np.empty(n)
+        self.lp_t = np.empty(n)
+        self.entropy = np.empty(n)
+        self.rank_of = np.empty(n, np.int64)
+        self.redo = np.empty(n, np.bool_)
+
+    def values(self, sel: np.ndarray | None) -> _Values:
+        """The values of the block's rows ``sel`` (None: all), as fresh arrays."""
+        n = self.pred.shape[0]
+        sel = slice(None) if sel is None else sel
+        lp_t = self.lp_t[sel]
+        return _Values(pred=self.pred[sel], conf=self.conf[sel], lp_t=lp_t, p_t=np.exp(lp_t),
+                       rank=self.rank_of[sel], entropy=self.entropy[sel],
+                       nonfinite=np.zeros(n, np.bool_)[sel], redo=self.redo[sel])
+
+    def chunk(self, x: np.ndarray, t: np.ndarray, offset: int, e: np.ndarray | None
+              ) -> None:
+        m = t.shape[0]
+        if m == 0 or x.shape[1] == 0 or self.block is None:
+            return
+        if e is None:
+            x, e = _own_exp(x)
+        elif x.dtype != e.dtype:  # float16 logits with their float32 exp
+            x = _widened(x, e.dtype)
+        pred = np.argmax(x, axis=1)
+        if x.ndim == 3:  # (g, C, L) planes
+            key = (x.shape[0], 1, x.shape[2])
+            at = pred.reshape(key)
+            top = np.take_along_axis(x, at, axis=1)
+            xt = np.take_along_axis(x, t.reshape(key), axis=1)
+            e_top = np.take_along_axis(e, at, axis=1)
+            np.put_along_axis(e, at, 0, axis=1)  # the other classes' sum, then e as it was
+            rest = _class_sum(e)
+            np.put_along_axis(e, at, e_top, axis=1)
+        else:  # (m, C) rows: flat indices where contiguous (nearly always)
+            key = (m, 1)
+            if x.flags.c_contiguous and e.flags.c_contiguous:
+                xf, ef = x.reshape(-1), e.reshape(-1)
+                at = np.arange(0, x.size, x.shape[1])
+                xt = xf.take(at + t).reshape(key)
+                at += pred
+            else:
+                xf, ef = x, e
+                at = (np.arange(m), pred)
+                xt = x[at[0], t].reshape(key)
+            top = xf[at].reshape(key)
+            e_top = ef[at]
+            ef[at] = 0  # the other classes' sum, then e as it was
+            rest = _class_sum(e)
+            ef[at] = e_top
+        d = np.subtract(x, top, out=_scratch("d", x.shape, x.dtype))
+        w = _class_sum(np.multiply(d, e, out=d))  # sum_c e_c (x_c - x_max) <= 0
+        if not np.isfinite(w).all():  # 0 * -inf at a -inf logit: that class adds nothing
+            np.subtract(x, top, out=d)
+            np.maximum(d, np.finfo(d.dtype).min, out=d)
+            w = _class_sum(np.multiply(d, e, out=d))
+        sl = slice(offset, offset + m)
+        if self.rank:
+            beats = np.greater(x, xt, out=_scratch("b", x.shape, np.bool_))
+            self.rank_of[sl] = _class_count(beats)
+        else:
+            self.rank_of[sl] = (xt < top).reshape(m)
+        self.pred[sl] = pred.reshape(m)
+        e_top = e_top.reshape(m).astype(np.float64)
+        rest /= e_top  # R = sum_{c != top} p_c / p_top
+        lse = np.log1p(rest)  # log-sum-exp of x - x_max
+        conf = np.divide(1.0, rest + 1.0, out=self.conf[sl])  # p_top
+        lp_t = np.subtract(xt.reshape(m), top.reshape(m), dtype=np.float64, out=self.lp_t[sl])
+        lp_t -= lse
+        w /= e_top
+        w *= conf  # sum_c p_c (x_c - x_max)
+        np.subtract(lse, w, out=self.entropy[sl])
+        ok = e_top >= _SAFE_TOP[e.dtype]
+        ok &= np.isfinite(lse)
+        ok &= np.isfinite(w)
+        # p_t of 0 (a -inf target): float64 ranks only the classes that did not underflow
+        ok &= lp_t > _LOW_LOG_P
+        # a confidence at an inner bin edge (the outer ones, 0 and 1, bin alike either way)
+        edge = conf * self.bins
+        k = np.rint(edge)
+        ok &= (np.abs(edge - k) > _EDGE * self.bins) | (k <= 0) | (k >= self.bins)
+        np.logical_not(ok, out=self.redo[sl])
+
+
+_LOCAL = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A per-thread buffer of ``shape``, reused from chunk to chunk (contents garbage)."""
+    bufs: dict[tuple[str, str], np.ndarray] = _LOCAL.__dict__.setdefault("bufs", {})
+    n = math.prod(shape)
+    key = (name, np.dtype(dtype).char)
+    b = bufs.get(key)
+    if b is None or b.shape[0] < n:
+        b = np.empty(max(n, 1), dtype)
+        if n <= 1 << 20:  # a chunk's worth; a giant single row is not kept
+            bufs[key] = b
+    return b[:n].reshape(shape)
+
+
+def _own_exp(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk the fast kernel did not take: its logits in float32 (from float16) or as
+    they are, copied to the kernel's layouts, and their exp."""
+    xc = _widened(x, np.float32 if x.dtype.itemsize < 4 else x.dtype)
+    return xc, np.exp(xc, out=_scratch("e", x.shape, xc.dtype))
+
+
+def _widened(x: np.ndarray, dtype: Any) -> np.ndarray:
+    """``x`` as ``dtype``, C-contiguous, in a per-thread buffer."""
+    xc = _scratch("x", x.shape, dtype)
+    np.copyto(xc, x)
+    return xc
+
+
+def _class_sum(a: np.ndarray) -> np.ndarray:
+    """Sums over the classes (axis 1) of rows or planes, one per position, in float64.
+
+    Row sums are einsum's in the rows' dtype (fast, and a row's sum does not depend on
+    where it sits), taken in pieces of at most :data:`_PIECE` classes (whose error stays
+    near 1e-7) that are added in float64; plane sums, class after class, accumulate in
+    float64 past 64 classes (as the kernel's).
+    """
+    if a.ndim == 3:
+        wide = a.shape[1] > 64
+        return np.add.reduce(a, axis=1, dtype=np.float64 if wide else None).reshape(-1) \
+            .astype(np.float64, copy=False)
+    m, c = a.shape
+    if c <= _PIECE:
+        return np.einsum("mc->m", a).astype(np.float64, copy=False)
+    k = c // _PIECE
+    parts = np.einsum("mkq->mk", a[:, :k * _PIECE].reshape(m, k, _PIECE))
+    total = parts.sum(axis=1, dtype=np.float64)
+    total += np.einsum("mc->m", a[:, k * _PIECE:])
+    return total
+
+
+#: Classes per piece of a float32 row sum (einsum's error grows with the count: 1e-6 near
+#: 30,000 classes, 1e-7 at 4,096)
+_PIECE = 4096
+
+
+def _class_count(b: np.ndarray) -> np.ndarray:
+    """True values over the classes (axis 1) of rows or planes, one count per position."""
+    if b.ndim == 3:
+        return np.add.reduce(b, axis=1, dtype=np.int32).reshape(-1)
+    if b.shape[1] < 256:  # bytes summed as bytes: no count overflows
+        return np.einsum("mc->m", b.view(np.uint8))
+    return np.einsum("mc->m", b.view(np.uint8), dtype=np.int32)
 
 
 def _heap_item(item: tuple[float, int, int, int, float], loss: float) -> Any:
