@@ -146,55 +146,62 @@ class AuditStats:
 
     def _add(self, v: _Values, t: np.ndarray, losses: np.ndarray, rows: np.ndarray,
              spec: LossSpec, dtype: np.dtype[Any]) -> None:
-        """Sum the per-row values of ``m`` counted rows (``rows``: their positions)."""
+        """Sum the per-row values of ``m`` counted rows (``rows``: their positions, later
+        than any seen before)."""
         c = spec.n_classes
         m = t.shape[0]
-        pred, conf, p_t = v.pred, v.conf, v.p_t
+        pred, conf, lp_t = v.pred, v.conf, v.lp_t
         hit = pred == t
         self.counted += m
         self.correct += int(np.count_nonzero(hit))
-        if self.top_k:
-            # rank = how many classes beat the target; ties count in the target's favour
-            for k in self.top_k:
-                self.topk_hits[k] += int(np.count_nonzero(v.rank < k))
-        self.nll_sum += float((-v.lp_t).sum())
+        # rank = how many classes beat the target; ties count in the target's favour
+        for k in self.top_k:
+            self.topk_hits[k] += int(np.count_nonzero(v.rank < k))
+        self.nll_sum -= float(lp_t.sum())
         self.entropy_sum += float(v.entropy.sum())
-        eps = np.finfo(dtype if dtype.kind == "f" else np.float64).eps
-        self.clipped_nll_sum += float((-np.log(np.clip(p_t, eps, 1 - eps))).sum())
+        # sklearn's -log(clip(p, eps, 1 - eps)), taken as -log p clipped
+        eps = float(np.finfo(dtype if dtype.kind == "f" else np.float64).eps)
+        nll = np.negative(lp_t)
+        self.clipped_nll_sum += float(np.clip(nll, -np.log(1 - eps), -np.log(eps), out=nll).sum())
         lf = losses.astype(np.float64)
         self.loss_sum += float(lf.sum())
         if spec.weight is not None and spec.target_kind == "index":
             self.zero_weight += int((spec.weight[t] == 0).sum())
         self.nonfinite_logits += int(np.count_nonzero(v.nonfinite))
-        self.underflow += int(np.count_nonzero(p_t == 0))
+        self.underflow += int(np.count_nonzero(np.exp(lp_t[lp_t < -700]) == 0))  # p_t is 0
         # calibration: bins of the top-class confidence
         finite = np.isfinite(conf)
-        b = np.clip((conf[finite] * self.bins).astype(np.int64), 0, self.bins - 1)
+        every = bool(finite.all())
+        cf, hf = (conf, hit) if every else (conf[finite], hit[finite])
+        b = np.clip((cf * self.bins).astype(np.int64), 0, self.bins - 1)
         self.bin_count += np.bincount(b, minlength=self.bins)
-        self.bin_conf += np.bincount(b, weights=conf[finite], minlength=self.bins)
-        self.bin_correct += np.bincount(b, weights=hit[finite], minlength=self.bins).astype(
-            np.int64)
+        self.bin_conf += np.bincount(b, weights=cf, minlength=self.bins)
+        self.bin_correct += np.bincount(b, weights=hf, minlength=self.bins).astype(np.int64)
         # per class, by target
+        fin = np.isfinite(lf)
+        clean = bool(fin.all())
         self.class_support += np.bincount(t, minlength=c)
-        self.class_loss += np.bincount(t, weights=np.nan_to_num(lf, nan=0.0, posinf=0.0),
-                                       minlength=c)
+        self.class_loss += np.bincount(
+            t, weights=lf if clean else np.nan_to_num(lf, nan=0.0, posinf=0.0), minlength=c)
         self.class_correct += np.bincount(t, weights=hit, minlength=c).astype(np.int64)
-        self.class_conf += np.bincount(t, weights=np.nan_to_num(conf), minlength=c)
+        self.class_conf += np.bincount(t, weights=conf if every else np.nan_to_num(conf),
+                                       minlength=c)
         # histogram of the finite losses
-        fin = lf[np.isfinite(lf)]
-        self.loss_hist += np.histogram(fin, bins=LOSS_EDGES)[0]
+        self.loss_hist += np.histogram(lf if clean else lf[fin], bins=LOSS_EDGES)[0]
         # the worst k (NaN sorts as worst: it is what an auditor wants to see first)
         if self.worst_k:
-            key = np.where(np.isnan(lf), np.inf, lf)
-            k = min(self.worst_k, m)
-            if k < m:  # the k largest, earlier rows first among ties (deterministic)
-                kth = np.partition(key, m - k)[m - k]
-                cand = np.flatnonzero(key >= kth)
-                top = cand[np.lexsort((cand, -key[cand]))][:k]
+            key = lf if clean else np.where(np.isnan(lf), np.inf, lf)
+            if len(self.worst) == self.worst_k:  # only what beats the heap's least can enter
+                cand = np.flatnonzero(key > self.worst[0][0])
             else:
-                top = np.arange(m)
+                cand = np.arange(m)
+            if cand.size > self.worst_k:  # the k largest, earlier rows first among ties
+                kth = np.partition(key[cand], cand.size - self.worst_k)[-self.worst_k]
+                cand = cand[key[cand] >= kth]
+            top = cand[np.lexsort((cand, -key[cand]))][:self.worst_k]
             for i in top:
-                item = (float(key[i]), int(rows[i]), int(t[i]), int(pred[i]), float(p_t[i]))
+                item = (float(key[i]), int(rows[i]), int(t[i]), int(pred[i]),
+                        float(np.exp(lp_t[i])))
                 if len(self.worst) < self.worst_k:
                     heapq.heappush(self.worst, _heap_item(item, float(lf[i])))
                 else:
@@ -266,7 +273,6 @@ class _Values(NamedTuple):
     pred: np.ndarray  # the top class (the first of equal ones)
     conf: np.ndarray  # its probability (float64)
     lp_t: np.ndarray  # log-probability of the target (float64)
-    p_t: np.ndarray  # probability of the target (float64)
     rank: np.ndarray | None  # classes more probable than the target (None: not needed)
     entropy: np.ndarray  # of the softmax (float64)
     nonfinite: np.ndarray  # the row holds NaN or +inf
@@ -283,7 +289,7 @@ def _reference_rows(x: np.ndarray, t: np.ndarray, spec: LossSpec, rank: bool) ->
     p_t = p[r, t]
     pred = np.argmax(np.nan_to_num(p, nan=-1.0), axis=1)
     plogp = np.where(p > 0, p * logp, 0.0)
-    return _Values(pred=pred, conf=p[r, pred], lp_t=lp_t, p_t=p_t,
+    return _Values(pred=pred, conf=p[r, pred], lp_t=lp_t,
                    rank=(p > p_t[:, None]).sum(axis=1) if rank else None,
                    entropy=-plogp.sum(axis=1),
                    nonfinite=(np.isnan(xf) | (xf == np.inf)).any(axis=1))
@@ -334,11 +340,10 @@ class KernelRows:
         self.redo = np.empty(n, np.bool_)
 
     def values(self, sel: np.ndarray | None) -> _Values:
-        """The values of the block's rows ``sel`` (None: all), as fresh arrays."""
+        """The values of the block's rows ``sel`` (None: all of them, as views)."""
         n = self.pred.shape[0]
         sel = slice(None) if sel is None else sel
-        lp_t = self.lp_t[sel]
-        return _Values(pred=self.pred[sel], conf=self.conf[sel], lp_t=lp_t, p_t=np.exp(lp_t),
+        return _Values(pred=self.pred[sel], conf=self.conf[sel], lp_t=self.lp_t[sel],
                        rank=self.rank_of[sel], entropy=self.entropy[sel],
                        nonfinite=np.zeros(n, np.bool_)[sel], redo=self.redo[sel])
 
@@ -351,18 +356,21 @@ class KernelRows:
             x, e = _own_exp(x)
         elif x.dtype != e.dtype:  # float16 logits with their float32 exp
             x = _widened(x, e.dtype)
-        pred = np.argmax(x, axis=1)
-        if x.ndim == 3:  # (g, C, L) planes
-            key = (x.shape[0], 1, x.shape[2])
-            at = pred.reshape(key)
-            top = np.take_along_axis(x, at, axis=1)
-            xt = np.take_along_axis(x, t.reshape(key), axis=1)
-            e_top = np.take_along_axis(e, at, axis=1)
-            np.put_along_axis(e, at, 0, axis=1)  # the other classes' sum, then e as it was
+        if x.ndim == 3:  # (g, C, L) planes: position i is (i // L, :, i % L)
+            g, _, span = x.shape
+            key = (g, 1, span)
+            pred = _plane_argmax(x).reshape(m)
+            gi, li = np.divmod(np.arange(m), span)
+            at = (gi, pred, li)
+            top = x[at].reshape(key)
+            xt = x[gi, t, li].reshape(key)
+            e_top = e[at]
+            e[at] = 0  # the other classes' sum, then e as it was
             rest = _class_sum(e)
-            np.put_along_axis(e, at, e_top, axis=1)
+            e[at] = e_top
         else:  # (m, C) rows: flat indices where contiguous (nearly always)
             key = (m, 1)
+            pred = np.argmax(x, axis=1)
             if x.flags.c_contiguous and e.flags.c_contiguous:
                 xf, ef = x.reshape(-1), e.reshape(-1)
                 at = np.arange(0, x.size, x.shape[1])
@@ -439,6 +447,21 @@ def _widened(x: np.ndarray, dtype: Any) -> np.ndarray:
     xc = _scratch("x", x.shape, dtype)
     np.copyto(xc, x)
     return xc
+
+
+def _plane_argmax(x: np.ndarray) -> np.ndarray:
+    """The first top class of each position of ``(g, C, L)`` planes, ``(g, L)``: for a few
+    classes their max, then class by class downwards (``argmax(axis=1)`` copies the
+    planes to rows first, three times slower). NaN positions get some class."""
+    g, c, span = x.shape
+    if c > 64:
+        return np.argmax(x, axis=1)
+    top = np.maximum.reduce(x, axis=1)
+    pred = np.zeros((g, span), np.intp)
+    hit = np.empty((g, span), np.bool_)
+    for k in range(c - 1, -1, -1):
+        np.copyto(pred, k, where=np.equal(x[:, k], top, out=hit))
+    return pred
 
 
 def _class_sum(a: np.ndarray) -> np.ndarray:
