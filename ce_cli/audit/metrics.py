@@ -401,21 +401,24 @@ class KernelRows:
         e_top = e_top.reshape(m).astype(np.float64)
         rest /= e_top  # R = sum_{c != top} p_c / p_top
         lse = np.log1p(rest)  # log-sum-exp of x - x_max
-        conf = np.divide(1.0, rest + 1.0, out=self.conf[sl])  # p_top
+        rest += 1.0
+        conf = np.divide(1.0, rest, out=self.conf[sl])  # p_top
         lp_t = np.subtract(xt.reshape(m), top.reshape(m), dtype=np.float64, out=self.lp_t[sl])
         lp_t -= lse
         w /= e_top
         w *= conf  # sum_c p_c (x_c - x_max)
-        np.subtract(lse, w, out=self.entropy[sl])
+        entropy = np.subtract(lse, w, out=self.entropy[sl])
         ok = e_top >= _SAFE_TOP[e.dtype]
-        ok &= np.isfinite(lse)
-        ok &= np.isfinite(w)
+        ok &= np.isfinite(entropy)  # NaN or +inf logits
         # p_t of 0 (a -inf target): float64 ranks only the classes that did not underflow
         ok &= lp_t > _LOW_LOG_P
         # a confidence at an inner bin edge (the outer ones, 0 and 1, bin alike either way)
         edge = conf * self.bins
-        k = np.rint(edge)
-        ok &= (np.abs(edge - k) > _EDGE * self.bins) | (k <= 0) | (k >= self.bins)
+        near = np.abs(edge - np.rint(edge)) <= _EDGE * self.bins
+        if near.any():
+            i = np.flatnonzero(near)
+            k = np.rint(edge[i])
+            ok[i[(k > 0) & (k < self.bins)]] = False
         np.logical_not(ok, out=self.redo[sl])
 
 
