@@ -1,6 +1,6 @@
 """The audit statistics taken from the kernel's own pass (issue 15, point 6).
 
-:class:`~ce_cli.audit.metrics.KernelRows` reads the kernel's ``exp(x)`` per chunk (its
+:class:`~ce_cli.audit.rows.KernelRows` reads the kernel's ``exp(x)`` per chunk (its
 hook) and the audit then only sums per-row values; the reference recomputes every row's
 softmax in float64 (``AuditStats._update``). Both must give the same statistics: counts
 exactly, float sums to ~1e-6 (float32 and float16 ``exp`` round; float64 to ~1e-12),
@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ce_cli import loss
-from ce_cli.audit import metrics
+from ce_cli.audit import metrics, rows
 from ce_cli.loss import blocks
 from ce_cli.readers.base import array_source
 from ce_cli.run import pipeline
@@ -197,7 +197,7 @@ def test_float16_logits_with_a_float32_exp_are_widened_once():
     t = rng.integers(0, 30, 300)
     got = {}
     for e in (None, np.exp(x.astype(np.float32))):
-        kr = metrics.KernelRows((1, 5), 15)
+        kr = rows.KernelRows((1, 5), 15)
         kr.start(x)
         kr.chunk(x, t, 0, e)
         v = kr.values(None)
@@ -234,13 +234,13 @@ def test_fast_audit_does_not_depend_on_the_thread_count(threads):
 def count_reference_rows(monkeypatch):
     """A list that gets the row count of every call of the float64 reference."""
     calls = []
-    real = metrics._reference_rows
+    real = metrics.reference_rows
 
     def counting(x, *a, **k):
         calls.append(x.shape[0])
         return real(x, *a, **k)
 
-    monkeypatch.setattr(metrics, "_reference_rows", counting)
+    monkeypatch.setattr(metrics, "reference_rows", counting)
     return calls
 
 
