@@ -256,6 +256,26 @@ def test_only_rows_the_kernel_cannot_take_are_recomputed(monkeypatch):
     assert sum(calls) <= 2 + 5  # the two non-finite rows, and any right on a bin edge
 
 
+def test_positions_the_hook_never_saw_are_taken_the_reference_way(monkeypatch):
+    """A kernel path that starts a block but skips ``chunk`` for some chunks (a new fast
+    path without the call, say) costs speed, not correctness."""
+    real = rows.KernelRows.chunk
+    seen = []
+
+    def every_other(self, x, t, offset, e):
+        seen.append(offset)
+        if len(seen) % 2:
+            real(self, x, t, offset, e)
+
+    monkeypatch.setattr(rows.KernelRows, "chunk", every_other)
+    rng = np.random.default_rng(13)
+    x = spoil(logits(rng, (30_000, 20), np.float32))
+    t = targets(rng, 30_000, 20)
+    fast, ref = audit(x, t, fast=True), audit(x, t, fast=False)
+    assert len(seen) >= 3  # one of them skipped
+    assert_same(fast, ref, 1e-6)
+
+
 def test_the_pipeline_takes_the_audit_from_the_kernel(monkeypatch):
     """``ce-loss compute``'s pass hands the kernel the audit's hook, and every row of a
     clean input is summed from the kernel's values."""

@@ -93,7 +93,7 @@ class KernelRows:
         self.lp_t = np.empty(n)
         self.entropy = np.empty(n)
         self.rank_of = np.empty(n, np.int64)
-        self.redo = np.empty(n, np.bool_)
+        self.redo = np.ones(n, np.bool_)  # a position no chunk() reached: the reference
 
     def values(self, sel: np.ndarray | None) -> Values:
         """The values of the block's rows ``sel`` (None: all of them, as views)."""
