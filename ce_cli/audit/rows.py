@@ -1,6 +1,6 @@
 """The audit's per-row values: from the kernel's own pass, or from a float64 log_softmax.
 
-:class:`KernelRows` is a kernel hook (:class:`~ce_cli.loss.kernel.ChunkHook`): per chunk,
+:class:`KernelRows` is a kernel hook (:class:`~ce_cli.loss.hook.ChunkHook`): per chunk,
 in the kernel's threads and while the chunk is in cache, it turns the kernel's unshifted
 ``exp(x)`` into each position's top class, confidence, log-probability of the target,
 entropy and rank of the target. :func:`reference_rows` computes the same from a float64
@@ -63,7 +63,7 @@ _EDGE = 1e-6
 
 class KernelRows:
     """The audit's per-row values from the kernel's own pass: a kernel hook
-    (:class:`~ce_cli.loss.kernel.ChunkHook`; see
+    (:class:`~ce_cli.loss.hook.ChunkHook`; see
     :meth:`~ce_cli.audit.metrics.AuditStats.kernel_rows`).
 
     Per chunk, in the kernel's thread, from its unshifted ``e = exp(x)`` (float16 logits,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from .half import (
     _smooth_target,
     half_lp_at,
 )
+from .hook import ChunkHook
 from .kinds import normalise, row_lse
 from .spec import LossSpec, _check_targets
 from .sums import (
@@ -98,25 +99,6 @@ class LossResult:
 
 
 _TOTAL_FIELDS = ("positions", "counted", "ignored", "nll", "smooth", "denominator", "nonfinite")
-
-
-class ChunkHook(Protocol):
-    """Someone who reads the kernel's chunks as it computes them (the audit statistics
-    take their softmax from the kernel's ``exp``, in its threads, while it is in cache).
-
-    ``start(x)`` is called before the chunks of each block (or array) ``x`` of class-index
-    targets; ``chunk(x, t, offset, e)`` then for each chunk, in the thread computing it:
-    ``x`` the chunk's logits as the kernel reads them (``(m, C)`` rows with the classes
-    contiguous, or ``(g, C, L)`` planes), ``t`` its ``m`` targets with ignored ones set
-    to 0, ``offset`` its first position in the block, and ``e = exp(x)`` (unshifted, in
-    the compute dtype) where the fast kernel took it, else None. ``e`` is the kernel's
-    scratch, still to be read: a hook that writes into it puts it back before returning.
-    """
-
-    def start(self, x: np.ndarray) -> None: ...
-
-    def chunk(self, x: np.ndarray, t: np.ndarray, offset: int, e: np.ndarray | None
-              ) -> None: ...
 
 
 class LossAccumulator:
@@ -186,9 +168,7 @@ class LossAccumulator:
                 # class sums run down (C, m) columns: m of 16 or more keeps them fast
                 rows = max(rows, min(-(-x.shape[0] // self.threads),
                                      _rows_per_chunk(spec.n_classes, 4 * blocks.KERNEL_ELEMENTS)))
-            if self.hook is not None and spec.target_kind == "index":
-                self.hook.start(x)
-            self._consume(list(_row_chunks(x, t, 0, rows)), out)
+            self._consume(list(_row_chunks(x, t, 0, rows)), out, x)
         if self.keep_losses:
             self._parts.append(out)
         return out
@@ -200,15 +180,15 @@ class LossAccumulator:
                                   planes=True))
         n = chunks[-1][2] + _chunk_rows(chunks[-1]) if chunks else 0
         out = np.empty(n, dtype=self.spec.dtype) if self.keep_losses else None
-        if self.hook is not None and self.spec.target_kind == "index":
-            self.hook.start(x)
         with np.errstate(all="ignore"):
-            self._consume(chunks, out)
+            self._consume(chunks, out, x)
         if out is not None:
             self._parts.append(out)
 
-    def _consume(self, chunks: list[_Chunk], out: np.ndarray | None) -> None:
+    def _consume(self, chunks: list[_Chunk], out: np.ndarray | None, x: np.ndarray) -> None:
         index = self.spec.target_kind == "index"
+        if self.hook is not None and index:
+            self.hook.start(x)  # the chunks of block (or array) x follow
 
         def work(i: int) -> tuple[Any, ...]:
             xb, tb, off = chunks[i]
