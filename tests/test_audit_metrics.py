@@ -37,6 +37,10 @@ from ce_cli.run import pipeline
 
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-9}
 
+#: the audit statistics (accuracy aside): those of float32 logits come from the kernel's
+#: float32 exp (issue 15), good to ~1e-7; those of float64 logits to ~1e-14
+METRICS_RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-9}
+
 #: the loss histogram's edges, as the issue fixes them (written out, not imported)
 EDGES = np.array([0.25 * i for i in range(40)] + [10.0, 15.0, 20.0, 50.0, np.inf])
 
@@ -45,6 +49,10 @@ EDGES = np.array([0.25 * i for i in range(40)] + [10.0, 15.0, 20.0, 50.0, np.inf
 
 def rtol_of(x):
     return RTOL[np.asarray(x).dtype]
+
+
+def metrics_rtol(x):
+    return METRICS_RTOL[np.asarray(x).dtype]
 
 
 def softmax_probs(rng, n, c, scale=3.0, dtype=np.float64):
@@ -594,7 +602,7 @@ def test_metrics_match_independent_computation(tmp_path, dtype, opts):
     doc, _ = json_run("compute", xp, tp, *args)
     want = oracle(x, t, top_k=(1, 2, 3, 9), bins=10, worst=7, **kw)
     close(doc["loss"], float(torch_ce(x, t, **kw)), rtol_of(x))
-    check_metrics(doc["metrics"], want, 1e-9, rtol_of(x))
+    check_metrics(doc["metrics"], want, metrics_rtol(x), rtol_of(x))
     assert doc["metrics"]["worst"][0]["index"] == 7
     assert doc["metrics"]["loss_histogram"]["counts"][-1] == 1  # [50, inf)
 
@@ -646,7 +654,7 @@ def test_metrics_over_many_small_blocks(tmp_path, monkeypatch, read_elements):
     assert len(calls) >= n // 5 - 1 and sum(calls) == n  # really many blocks
     want = oracle(x, t, weight=w, ignore_index=255, top_k=(1, 3), worst=12)
     close(doc["loss"], float(torch_ce(x, t, weight=w, ignore_index=255)), 2e-5)
-    check_metrics(doc["metrics"], want, 1e-9, 2e-5)
+    check_metrics(doc["metrics"], want, metrics_rtol(x), 2e-5)
     ex = doc["explain"]
     keep = t != 255
     assert ex["zero_weight"] == int((t[keep] == 3).sum())
@@ -673,7 +681,7 @@ def test_metrics_on_a_large_input(tmp_path):
     want = oracle(x, t, weight=w, top_k=(1, 2, 5))
     close(doc["loss"], float(torch_ce(x, t, weight=w)), 2e-5)
     # float32 per-sample losses may sit an ulp apart from torch's at a bin edge
-    check_metrics(doc["metrics"], want, 1e-8, 2e-5, hist_slack=3)
+    check_metrics(doc["metrics"], want, metrics_rtol(x), 2e-5, hist_slack=3)
     ex = doc["explain"]
     keep = t != -100
     close(ex["numerator"], want["sum"], 2e-5)
@@ -792,7 +800,7 @@ def _check_conventions(conv, x, t, w, ignore_index, eps):
     p = torch.softmax(torch.from_numpy(x.astype(np.float64)), dim=1).numpy()
     fe = np.finfo(x.dtype).eps
     pt = np.clip(p[np.flatnonzero(keep), t[keep]], fe, 1 - fe)
-    close(conv["sklearn_log_loss"], float(-np.log(pt).mean()), 1e-9)
+    close(conv["sklearn_log_loss"], float(-np.log(pt).mean()), metrics_rtol(x))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -40,6 +40,7 @@ from .half import (
     _smooth_target,
     half_lp_at,
 )
+from .hook import ChunkHook
 from .kinds import normalise, row_lse
 from .spec import LossSpec, _check_targets
 from .sums import (
@@ -117,8 +118,9 @@ class LossAccumulator:
     """
 
     def __init__(self, spec: LossSpec, *, keep_losses: bool = False,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, hook: ChunkHook | None = None) -> None:
         self.spec = spec
+        self.hook = hook  # told about every chunk of class-index targets
         self.totals = LossTotals()
         self.keep_losses = keep_losses
         self.threads = default_threads() if threads is None else max(1, int(threads))
@@ -166,7 +168,7 @@ class LossAccumulator:
                 # class sums run down (C, m) columns: m of 16 or more keeps them fast
                 rows = max(rows, min(-(-x.shape[0] // self.threads),
                                      _rows_per_chunk(spec.n_classes, 4 * blocks.KERNEL_ELEMENTS)))
-            self._consume(list(_row_chunks(x, t, 0, rows)), out)
+            self._consume(list(_row_chunks(x, t, 0, rows)), out, x)
         if self.keep_losses:
             self._parts.append(out)
         return out
@@ -179,18 +181,20 @@ class LossAccumulator:
         n = chunks[-1][2] + _chunk_rows(chunks[-1]) if chunks else 0
         out = np.empty(n, dtype=self.spec.dtype) if self.keep_losses else None
         with np.errstate(all="ignore"):
-            self._consume(chunks, out)
+            self._consume(chunks, out, x)
         if out is not None:
             self._parts.append(out)
 
-    def _consume(self, chunks: list[_Chunk], out: np.ndarray | None) -> None:
+    def _consume(self, chunks: list[_Chunk], out: np.ndarray | None, x: np.ndarray) -> None:
         index = self.spec.target_kind == "index"
+        if self.hook is not None and index:
+            self.hook.start(x)  # the chunks of block (or array) x follow
 
         def work(i: int) -> tuple[Any, ...]:
             xb, tb, off = chunks[i]
             m = _chunk_rows(chunks[i])
             o = out[off:off + m] if out is not None else _buf("out", m, self.spec.dtype)
-            return self._index_chunk(xb, tb, o) if index else self._probs_chunk(xb, tb, o)
+            return self._index_chunk(xb, tb, o, off) if index else self._probs_chunk(xb, tb, o)
 
         tot = self.totals
         for part in _run_parallel(len(chunks), work, self.threads):
@@ -201,7 +205,7 @@ class LossAccumulator:
 
     # -- the kernel: class-index targets ----------------------------------------------------
 
-    def _index_chunk(self, xb: np.ndarray, tb: np.ndarray, out: np.ndarray
+    def _index_chunk(self, xb: np.ndarray, tb: np.ndarray, out: np.ndarray, off: int = 0
                      ) -> tuple[Any, ...]:
         """Losses of one chunk into ``out``; returns its share of the totals."""
         spec = self.spec
@@ -221,8 +225,11 @@ class LossAccumulator:
             ignored = None
         smooth: np.ndarray | None
         if self._fast and m:
-            nll, smooth, nll_sum, smooth_sum, clean = self._fast_index(xb, safe_t, ignored, out)
+            nll, smooth, nll_sum, smooth_sum, clean = self._fast_index(xb, safe_t, ignored, out,
+                                                                       off)
         else:
+            if self.hook is not None:
+                self.hook.chunk(xb, safe_t, off, None)
             if self._half and m:
                 nll, smooth = self._half_index(xb, safe_t)
             else:
@@ -260,7 +267,7 @@ class LossAccumulator:
         return totals + ((nll.copy(), None if w_t is None else w_t.copy(), counted),)
 
     def _fast_index(self, xb: np.ndarray, safe_t: np.ndarray, ignored: np.ndarray | None,
-                    out: np.ndarray
+                    out: np.ndarray, off: int = 0
                     ) -> tuple[np.ndarray, np.ndarray | None, float, float, bool]:
         """Per-row ``w[t] * -lp[t]`` and (with smoothing) ``-sum_c w[c] lp[c]`` in ``dt``,
         ignored rows 0; their float64 sums; and whether all of them are finite.
@@ -291,6 +298,8 @@ class LossAccumulator:
             _row_sums(e, s)
             np.add(ws.base, safe_t, out=idx)
         ws.e_flat.take(idx, out=e_t)
+        if self.hook is not None:  # before the smoothing term reuses e
+            self.hook.chunk(x, safe_t, off, e)
         nll = out if not spec.smoothing else _buf("nll", m, dt)
         np.divide(s, e_t, out=nll)
         np.log(nll, out=nll)

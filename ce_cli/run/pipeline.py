@@ -218,6 +218,8 @@ def _pass(
         if input_kind == "logits" else None
     stats = None if audit is None else metrics.AuditStats(
         spec.n_classes, top_k=audit.top_k, bins=audit.bins, worst_k=audit.worst)
+    if stats is not None:  # the audit reads the kernel's exp(x) as it goes
+        acc.hook = stats.kernel_rows(spec)
     if sequences is None:
         sequences = audit is not None and (grid is not None or (
             class_axis is not None and len(x_row) == 2 and axis == len(x_row)))
