@@ -91,7 +91,9 @@ class PairedStats:
         if self.worst_k:
             gap = np.where(counted, np.abs(diff), -1.0)
             gap = np.where(np.isnan(gap), np.inf, gap)
-            top = np.argsort(-gap, kind="stable")[:self.worst_k]
+            k = min(self.worst_k, m)
+            top = np.argpartition(-gap, k - 1)[:k] if k < m else np.arange(m)
+            top = top[np.lexsort((top, -gap[top]))]  # largest first, earlier on ties
             for i in top:
                 if gap[i] < 0:
                     break
