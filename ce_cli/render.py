@@ -420,16 +420,20 @@ def _print_explain(ex: dict[str, Any], console: Any) -> None:
                       sep=" + ")
     conv = ex["conventions"]
     console.print("  the same data under other conventions:")
-    rows = (("mean of the per-sample losses", "mean_of_per_sample_losses"),
-            ("Keras sum_over_batch_size", "keras_sum_over_batch_size"),
-            ("sklearn log_loss (clipped)", "sklearn_log_loss"))
+    weighted = "w[t]" in ex.get("expression", "")
+    rows = (("mean of the per-sample losses, as Keras's ignore_class",
+             "mean_of_per_sample_losses"),
+            ("Keras, padding as sample_weight 0 (over all positions)",
+             "keras_sum_over_batch_size"),
+            ("sklearn log_loss" + (" with sample_weight=w[t]" if weighted else "")
+             + " (clipped)", "sklearn_log_loss"))
     grid = Table.grid(padding=(0, 2))
     grid.add_column(min_width=2)  # the indent
     grid.add_column()
     grid.add_column(justify="right", no_wrap=True)
     for (label, _), value in zip(rows, column_texts([conv[key] for _, key in rows],
                                                     LOSS_DECIMALS)):
-        grid.add_row("", label, value)
+        grid.add_row("", Text(label), value)
     console.print(grid)
 
 

@@ -800,7 +800,10 @@ def _check_conventions(conv, x, t, w, ignore_index, eps):
     p = torch.softmax(torch.from_numpy(x.astype(np.float64)), dim=1).numpy()
     fe = np.finfo(x.dtype).eps
     pt = np.clip(p[np.flatnonzero(keep), t[keep]], fe, 1 - fe)
-    close(conv["sklearn_log_loss"], float(-np.log(pt).mean()), metrics_rtol(x))
+    # sklearn's log_loss with the class weights as sample weights (w[t])
+    sw = np.ones(pt.shape) if w is None else np.asarray(w, np.float64)[t[keep]]
+    close(conv["sklearn_log_loss"], float((sw * -np.log(pt)).sum() / sw.sum()),
+          metrics_rtol(x))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -1029,3 +1032,4 @@ def test_probs_kind_negative_values_are_not_called_infinite(tmp_path):
     assert result.stdout == "nan\n"
     assert "values outside [0, 1]" in result.stderr
     assert "loss is inf" not in result.stderr
+

@@ -46,6 +46,9 @@ class AuditStats:
     nll_sum: float = 0.0  # unweighted, unsmoothed -log p(target): perplexity
     entropy_sum: float = 0.0
     clipped_nll_sum: float = 0.0  # sklearn log_loss: -log(clip(p, eps, 1 - eps))
+    #: with --weight: the same weighted by w[t] (sklearn's sample_weight), and sum w[t]
+    clipped_nll_wsum: float = 0.0
+    weight_sum: float = 0.0
     loss_sum: float = 0.0  # torch's per-sample losses (weighted, smoothed) over counted
     zero_weight: int = 0  # counted targets whose class weight is 0
     nonfinite_logits: int = 0  # counted rows with a NaN or +inf logit
@@ -169,7 +172,12 @@ class AuditStats:
         # sklearn's -log(clip(p, eps, 1 - eps)), taken as -log p clipped
         eps = float(np.finfo(dtype if dtype.kind == "f" else np.float64).eps)
         nll = np.negative(lp_t)
-        self.clipped_nll_sum += float(np.clip(nll, -np.log(1 - eps), -np.log(eps), out=nll).sum())
+        clipped = np.clip(nll, -np.log(1 - eps), -np.log(eps), out=nll)
+        self.clipped_nll_sum += float(clipped.sum())
+        if spec.weight is not None and spec.target_kind == "index":
+            w_t = spec.weight.astype(np.float64)[t]
+            self.clipped_nll_wsum += float((w_t * clipped).sum())
+            self.weight_sum += float(w_t.sum())
         lf = losses.astype(np.float64)
         self.loss_sum += float(lf.sum())
         if spec.weight is not None and spec.target_kind == "index":
@@ -219,6 +227,7 @@ class AuditStats:
     def merge(self, other: AuditStats) -> AuditStats:
         out = AuditStats(self.n_classes, self.top_k, self.bins, self.worst_k)
         for name in ("counted", "correct", "nll_sum", "entropy_sum", "clipped_nll_sum",
+                     "clipped_nll_wsum", "weight_sum",
                      "loss_sum", "zero_weight", "nonfinite_logits", "underflow",
                      "bin_count", "bin_conf", "bin_correct", "class_support", "class_loss",
                      "class_correct", "class_conf", "loss_hist"):
@@ -359,12 +368,20 @@ def explain(result: Any, stats: AuditStats | None, dtype: str | None = None
             doc["smoothing_part"] = _num((eps / c) * tot.smooth / d)
         counted = tot.counted if tot.counted else math.nan
         positions = tot.positions if tot.positions else math.nan
+        sklearn = None
+        if stats is not None and stats.counted:
+            sklearn = _num(stats.clipped_nll_wsum / stats.weight_sum) if weighted and \
+                spec.target_kind == "index" else _num(stats.clipped_nll_sum / stats.counted)
         doc["conventions"] = {
             "torch": _num(result.loss) if np.ndim(result.loss) == 0 else None,
+            # Keras SparseCategoricalCrossentropy(ignore_class=...): divides by the valid
+            # entries (its sample weights, w[t] here, do not divide)
             "mean_of_per_sample_losses": _num(numerator / counted),
+            # Keras with the padding given sample_weight 0: divides by every position
             "keras_sum_over_batch_size": _num(numerator / positions),
-            "sklearn_log_loss": (_num(stats.clipped_nll_sum / stats.counted)
-                                 if stats is not None and stats.counted else None),
+            # sklearn.metrics.log_loss(y, softmax, sample_weight=w[y]) on the counted
+            # targets, probabilities clipped at the dtype's eps
+            "sklearn_log_loss": sklearn,
         }
     return doc
 
