@@ -142,11 +142,11 @@ class KernelRows:
             rest = _class_sum(e)
             ef[at] = e_top
         d = np.subtract(x, top, out=_scratch("d", x.shape, x.dtype))
-        w = _class_sum(np.multiply(d, e, out=d))  # sum_c e_c (x_c - x_max) <= 0
+        w = _weighted_sum(d, e)  # sum_c e_c (x_c - x_max) <= 0
         if not np.isfinite(w).all():  # 0 * -inf at a -inf logit: that class adds nothing
             np.subtract(x, top, out=d)
             np.maximum(d, np.finfo(d.dtype).min, out=d)
-            w = _class_sum(np.multiply(d, e, out=d))
+            w = _weighted_sum(d, e)
         sl = slice(offset, offset + m)
         if self.rank:
             beats = np.greater(x, xt, out=_scratch("b", x.shape, np.bool_))
@@ -250,10 +250,21 @@ def _class_sum(a: np.ndarray) -> np.ndarray:
 _PIECE = 4096
 
 
+def _weighted_sum(d: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """``sum_c d_c e_c`` per position, in float64 (``d`` is scratch: it may be overwritten):
+    einsum's products and sums for rows of at most :data:`_PIECE` classes, else the
+    products, then :func:`_class_sum`."""
+    if d.ndim == 2 and d.shape[1] <= _PIECE:
+        return np.einsum("mc,mc->m", d, e).astype(np.float64)
+    return _class_sum(np.multiply(d, e, out=d))
+
+
 def _class_count(b: np.ndarray) -> np.ndarray:
     """True values over the classes (axis 1) of rows or planes, one count per position."""
     if b.ndim == 3:
         return np.add.reduce(b, axis=1, dtype=np.int32).reshape(-1)
     if b.shape[1] < 256:  # bytes summed as bytes: no count overflows
         return np.einsum("mc->m", b.view(np.uint8))
+    if b.shape[0] <= 64:  # a few long rows: count_nonzero of each is 3x einsum's speed
+        return np.array([np.count_nonzero(row) for row in b], np.int64)
     return np.einsum("mc->m", b.view(np.uint8), dtype=np.int32)
