@@ -9,7 +9,8 @@ Each case runs ``ce-loss compute X T --format plain``, ``--format json`` and ``-
 table`` (stdout to /dev/null) as whole processes (``python -P -m ce_cli`` with this
 checkout, or ``--root``, on PYTHONPATH), interleaved (plain, json, table, plain, ...)
 after one untimed warm-up each, and prints the median wall times, the json/plain and
-table/plain ratios (issue 15 asks for <= 2) and peak RSS (GNU time's, the largest over
+table/plain ratios (issue 15 asks for <= 2), the same ratios of CPU time (user + system:
+steadier than wall time on a shared machine) and peak RSS (GNU time's, the largest over
 the runs). The JSON's loss must be the plain run's. Data goes to bench/data/ (gitignored).
 """
 
@@ -18,7 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from run import DATA, compare_processes, make_npy, table  # noqa: E402
+from run import DATA, TIME, make_npy, table  # noqa: E402
 
 #: the issue's target: table and JSON at most this many times the plain run's wall time
 TARGET = 2.0
@@ -74,6 +80,30 @@ def cases(quick: bool, only: str | None) -> list[tuple[str, Path, Path, list[str
     return out
 
 
+def timed(argv: list[str], env: dict[str, str], keep: bool) -> tuple[float, float, float, str]:
+    """(wall s, CPU s (user + system), peak RSS MiB, stdout) of one process; stdout is
+    thrown away unless ``keep``. GNU time measures the command alone (a child forked from
+    this process would inherit its RSS as a floor); without it, wait4's rusage."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as note:
+        cmd = [TIME, "-f", "%U %S %M", "-o", note.name, *argv] if os.path.exists(TIME) \
+            else argv
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE if keep else
+                              subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            sys.exit(f"{' '.join(argv[-6:])} failed: {proc.stderr.strip()[-300:]}")
+        if cmd is argv:
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            rss = after.ru_maxrss / 1024
+        else:
+            user, system, kib = note.read().split()[-3:]
+            cpu, rss = float(user) + float(system), int(kib) / 1024
+    return wall, cpu, rss, (proc.stdout or "").strip()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small arrays, for a smoke run")
@@ -88,31 +118,35 @@ def main() -> None:
     print(f"# ce-loss audit cost, {args.root} (medians of {reps} interleaved runs; "
           f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start)\n",
           flush=True)
+    fmts = ("plain", "json", "table")
     rows = []
     for label, xp, tp, extra in cases(args.quick, args.only):
         base = [*ce, str(xp), str(tp), *extra]
-        runs = {fmt: [*base, "--format", fmt] for fmt in ("plain", "json")}
-        # the table, forced (stdout is not a terminal), thrown away by a shell
-        runs["table"] = ["sh", "-c", 'exec "$@" > /dev/null', "sh", *base, "--format", "table"]
-        res = compare_processes(label, runs, reps, env)
-        for fmt, r in res.items():
-            if r["code"] != 0:
-                sys.exit(f"{label} --format {fmt} failed: {r['out']}")
-        plain = res["plain"]["wall_s"]
-        got = json.loads(res["json"]["out"])["loss"]
-        if str(got) != res["plain"]["out"] and float(got) != float(res["plain"]["out"]):
-            sys.exit(f"{label}: json loss {got} != plain {res['plain']['out']}")
-        r_json, r_table = res["json"]["wall_s"] / plain, res["table"]["wall_s"] / plain
-        rows.append([label, f"{plain:.2f}", f"{res['json']['wall_s']:.2f}",
-                     f"{res['table']['wall_s']:.2f}",
-                     f"{r_json:.2f} {'yes' if r_json <= TARGET else '**no**'}",
-                     f"{r_table:.2f} {'yes' if r_table <= TARGET else '**no**'}",
-                     " / ".join(f"{res[f]['rss_mib']:.0f}" for f in ("plain", "json", "table"))])
-        print(f"{label}: plain {plain:.2f} s, json {r_json:.2f}x, table {r_table:.2f}x",
-              flush=True)
+        for fmt in fmts:  # warm-up: the files in the page cache, the imports compiled
+            timed([*base, "--format", fmt], env, keep=False)
+        got: dict[str, list[tuple[float, float, float, str]]] = {f: [] for f in fmts}
+        for _ in range(reps):
+            for fmt in fmts:  # the table forced (stdout is not a terminal), thrown away
+                got[fmt].append(timed([*base, "--format", fmt], env, keep=fmt != "table"))
+        wall = {f: statistics.median(r[0] for r in got[f]) for f in fmts}
+        cpu = {f: statistics.median(r[1] for r in got[f]) for f in fmts}
+        plain_out = got["plain"][0][3]
+        loss = json.loads(got["json"][0][3])["loss"]
+        if str(loss) != plain_out and float(loss) != float(plain_out):
+            sys.exit(f"{label}: json loss {loss} != plain {plain_out}")
+        ratio = {f: wall[f] / wall["plain"] for f in fmts}
+        rows.append([label, *(f"{wall[f]:.2f}" for f in fmts),
+                     *(f"{ratio[f]:.2f} {'yes' if ratio[f] <= TARGET else '**no**'}"
+                       for f in ("json", "table")),
+                     " / ".join(f"{cpu[f] / cpu['plain']:.2f}" for f in ("json", "table")),
+                     " / ".join(f"{max(r[2] for r in got[f]):.0f}" for f in fmts)])
+        print(f"{label}: plain {wall['plain']:.2f} s, json {ratio['json']:.2f}x, table "
+              f"{ratio['table']:.2f}x (CPU {cpu['json'] / cpu['plain']:.2f}x, "
+              f"{cpu['table'] / cpu['plain']:.2f}x)", flush=True)
     print()
     print(table(["input", "plain s", "json s", "table s", f"json/plain (<= {TARGET:g})",
-                 f"table/plain (<= {TARGET:g})", "peak RSS MiB plain / json / table"], rows))
+                 f"table/plain (<= {TARGET:g})", "CPU json / table to plain",
+                 "peak RSS MiB plain / json / table"], rows))
 
 
 if __name__ == "__main__":

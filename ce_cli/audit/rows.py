@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..loss import LossSpec, normalise
+from ..loss.half import _widen
 
 
 class Values(NamedTuple):
@@ -202,9 +203,13 @@ def _own_exp(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _widened(x: np.ndarray, dtype: Any) -> np.ndarray:
-    """``x`` as ``dtype``, C-contiguous, in a per-thread buffer."""
+    """``x`` as ``dtype``, C-contiguous, in a per-thread buffer (float16 by the loss's
+    table of all 65536 values, three times as fast as a cast)."""
     xc = _scratch("x", x.shape, dtype)
-    np.copyto(xc, x)
+    if x.dtype == np.float16 and xc.dtype == np.float32:
+        _widen(x, xc)
+    else:
+        np.copyto(xc, x)
     return xc
 
 
