@@ -18,6 +18,8 @@ class ChunkHook(Protocol):
     to 0, ``offset`` its first position in the block, and ``e = exp(x)`` (unshifted, in
     the compute dtype) where the fast kernel took it, else None. ``e`` is the kernel's
     scratch, still to be read: a hook that writes into it puts it back before returning.
+    (The audit's hook takes ratios of ``e`` within a row, so a path that has the rows'
+    ``exp(x - max)`` instead, as the float16 one does, may pass that.)
     """
 
     def start(self, x: np.ndarray) -> None: ...
