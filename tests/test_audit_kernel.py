@@ -206,6 +206,23 @@ def test_float16_logits_with_a_float32_exp_are_widened_once():
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_row_shifted_exp_gives_the_same_values():
+    """The hook's values are ratios within a row: exp(x - max) serves as exp(x) does."""
+    rng = np.random.default_rng(14)
+    x = logits(rng, (400, 50), np.float32, scale=5.0)
+    t = rng.integers(0, 50, 400)
+    got = []
+    for e in (np.exp(x), np.exp(x - x.max(axis=1, keepdims=True))):
+        kr = rows.KernelRows((1, 5), 15)
+        kr.start(x)
+        kr.chunk(x, t, 0, e)
+        got.append(kr.values(None))
+    a, b = got
+    assert (a.pred == b.pred).all() and (a.rank == b.rank).all() and not b.redo.any()
+    for name in ("conf", "lp_t", "entropy"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-6, atol=1e-12)
+
+
 def test_confidence_on_a_calibration_bins_edge_is_binned_as_float64_bins_it():
     """All-equal rows have confidence 1/C: for C = 3, 5 and 15 a bin edge of 15 bins."""
     for c in (3, 5, 15):
