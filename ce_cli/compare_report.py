@@ -32,20 +32,14 @@ def finish(c: Comparison, out: OutputOptions, *, fail_if_worse: bool = False,
     c = Comparison(report.as_reported(c.a), report.as_reported(c.b), c.paired, c.names,
                    c.bootstrap)
     doc = as_dict(c)
+    why = _worse(doc, margin) if fail_if_worse else None
     if fail_if_worse:
-        doc["gate"] = {"margin": margin, "failed": _worse(doc, margin) is not None}
+        doc["gate"] = {"margin": margin, "failed": why is not None}
     with writers.Batch(written) as batch:
         if out.partial is not None:
             writers.write_text(out.partial, json.dumps(to_document(c)) + "\n", batch=batch)
         report.emit_text(lambda stream: _write(doc, c, out.fmt, stream), batch)
-    if fail_if_worse:
-        why = _worse(doc, margin)
-        if why:
-            say("check failed", why)
-            return ExitCode.CHECK_FAILED
-    if out.strict and any(f.kind == "warning" for f in said):
-        return ExitCode.CHECK_FAILED
-    return ExitCode.OK
+    return report.exit_status(why, said, out.strict)
 
 
 def _worse(doc: dict[str, Any], margin: float) -> str | None:

@@ -84,11 +84,16 @@ def finish(summary: Summary, out: OutputOptions, *, written: list[str] | None = 
             plots=out.plots, dtype=summary.result_dtype, class_names=summary.class_names,
             sequences=None if summary.sequences is None else summary.sequences.summary())
         emit(report, out.fmt, targets=summary.targets, batch=batch)
-    failed = gate(result, out.fail_above, summary.result_dtype)
+    return exit_status(gate(result, out.fail_above, summary.result_dtype), said, out.strict)
+
+
+def exit_status(failed: str | None, said: list[Finding], strict: bool) -> ExitCode:
+    """1 when a gate failed (``failed``: why, said here) or, under ``--strict``, when a
+    warning was given; else 0. The result has been printed by now."""
     if failed:
         say("check failed", failed)
         return ExitCode.CHECK_FAILED
-    if out.strict and any(f.kind == "warning" for f in said):
+    if strict and any(f.kind == "warning" for f in said):
         return ExitCode.CHECK_FAILED
     return ExitCode.OK
 
