@@ -204,3 +204,8 @@ def test_models_that_do_not_match_are_refused(nc, tmp_path):
     assert "classes" in wide.stderr and wide.stderr.count("\n") == 1
     both = run("compare", "-", "-", d / "t.npy", exit_code=2)
     assert "stdin" in both.stderr
+    # one input on stdin: said, not read as empty the second time it is opened
+    for args in (["-", d / "b.npy", d / "t.npy"], [d / "a.npy", d / "b.npy", "-"]):
+        done = run("compare", *args, input=(d / "t.npy").read_bytes(), exit_code=2)
+        assert "(stdin); save it to a file first" in done.stderr
+        assert done.stderr.count("\n") == 1

@@ -141,8 +141,10 @@ def compare(read: ReadOptions, b_logits: str, loss: LossOptions, audit: AuditOpt
 
     sources.check_given({"A": read.logits, "B": b_logits, "TARGETS": read.targets,
                          "--weight": loss.weight, "--partial": out.partial})
-    if sum(readers.is_stdin(p) for p in (read.logits, b_logits, read.targets)) > 1:
-        raise UsageError("only one of A, B and TARGETS can be - (stdin)", option="B")
+    for name, path in (("A", read.logits), ("B", b_logits), ("TARGETS", read.targets)):
+        if readers.is_stdin(path):  # each model's pair is opened on its own
+            raise UsageError(f"compare reads its inputs as files, and {name} is - (stdin); "
+                             "save it to a file first (e.g. > a.npy) and name that")
     if out.partial is not None:
         writers.check_output(out.partial, suffixes=(".json",))
     writers.check_apart({"--partial": out.partial},
@@ -165,8 +167,6 @@ def compare(read: ReadOptions, b_logits: str, loss: LossOptions, audit: AuditOpt
                              "--engine dask", option="--bootstrap")
         from . import dask_engine
 
-        if any(readers.is_stdin(p) for p in (read.logits, b_logits, read.targets)):
-            raise UsageError("--engine dask reads files; for stdin use the default engine")
         if not dask_engine.available():
             raise CeLossError(f"--engine dask needs Dask: {dask_engine.INSTALL_HINT}")
         result = dask_engine.compare(job, scheduler, said=tuple(weight_said))
