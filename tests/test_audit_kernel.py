@@ -321,25 +321,30 @@ def test_the_pipeline_takes_the_audit_from_the_kernel(monkeypatch):
 
 def test_the_hook_sees_every_chunk_with_the_kernels_exp():
     """The kernel's side of the contract: ``start`` per block, then each chunk with its
-    targets (ignored ones 0), its offset and ``exp(x)`` where the fast kernel took one."""
+    targets (ignored ones 0), its offset and ``exp(x)`` where the fast kernel took one;
+    float16 rows come widened to float32 with their row-shifted ``exp(x - max)`` (the
+    half kernel's own), and class-first float16 chunks as they are, with no exp."""
 
     class Spy:
-        def __init__(self):
+        def __init__(self, shifted):
             self.starts, self.chunks = [], []
+            self.shifted = shifted
 
         def start(self, x):
             self.starts.append(x.shape)
 
         def chunk(self, x, t, offset, e):
             if e is not None:
-                np.testing.assert_allclose(e, np.exp(x.astype(e.dtype)), rtol=1e-6)
+                assert x.dtype == e.dtype == np.float32
+                want = x - x.max(axis=1, keepdims=True) if self.shifted else x
+                np.testing.assert_allclose(e, np.exp(want), rtol=1e-6)
             self.chunks.append((offset, t.shape[0], t.min(initial=0), e is not None))
 
     rng = np.random.default_rng(2)
     x = logits(rng, (5000, 60), np.float32)
     t = targets(rng, 5000, 60, ignored=0.3)
-    for dtype, fast in ((np.float32, True), (np.float16, False)):
-        spy = Spy()
+    for dtype, fast in ((np.float32, True), (np.float16, True)):
+        spy = Spy(shifted=dtype == np.float16)
         spec = loss.make_spec(x.shape, dtype, t.shape, t.dtype)
         acc = loss.LossAccumulator(spec, threads=2, hook=spy)
         acc.update(x.astype(dtype), t)
@@ -348,6 +353,15 @@ def test_the_hook_sees_every_chunk_with_the_kernels_exp():
         assert sum(m for _, m, _, _ in got) == 5000 and got[0][0] == 0
         assert all(a[0] + a[1] == b[0] for a, b in zip(got, got[1:]))
         assert all(lo >= 0 and took == fast for _, _, lo, took in got)
+    # float16 (1, C, L) read as rows whose classes are not contiguous: the half kernel
+    # reads them class-major, and the hook gets them as they are, with no exp
+    planes = logits(rng, (1, 60, 5000), np.float16)
+    spy = Spy(shifted=True)
+    spec = loss.make_spec(planes.shape, np.float16, (1, 5000), t.dtype)
+    loss.LossAccumulator(spec, threads=2, hook=spy).update(planes[0].T, t)
+    assert spy.starts == [(5000, 60)]
+    assert sum(m for _, m, _, _ in spy.chunks) == 5000
+    assert not any(took for *_, took in spy.chunks)
 
 
 def test_merged_fast_audits_equal_one_fast_pass():

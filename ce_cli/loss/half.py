@@ -68,8 +68,14 @@ def _half_lse(shifted: np.ndarray, class_last: bool) -> np.ndarray:
     return np.log(sums)
 
 
-def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def half_rows(x: np.ndarray, class_last: bool) -> bool:
+    """Whether :func:`half_lp_at` widens the chunk ``x`` into ``(m, C)`` rows (the classes
+    last, or 2-D with the classes contiguous), the layout a chunk hook reads."""
+    return class_last or (x.ndim == 2 and x.strides[1] == x.itemsize)
+
+
+def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool, hook: Any = None,
+               offset: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """torch's half log_softmax of a chunk of float16 logits at the targets ``t``:
     ``lp[t]`` (float32, still to be rounded to half), the row shift (max) and the
     log-sum-exp (float32), as :func:`~ce_cli.loss.kinds.normalise` with
@@ -81,6 +87,11 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool
     classes last the rows are summed by einsum, as :func:`_half_lse` sums them; else
     they are turned class-major and summed class after class, the order of torch's
     kernel for a class axis that is not the last.
+
+    A ``hook`` (:class:`~ce_cli.loss.hook.ChunkHook`) is handed the widened rows and
+    their row-shifted ``exp(x - max)`` (kept in a second buffer: the same passes, no
+    second exp), as ``hook.chunk(rows, t, offset, e)``; only in the rows layout
+    (:func:`half_rows`), where the caller leaves it to this function.
     """
     f32 = np.float32
     m, c = t.shape[0], x.shape[1]
@@ -88,7 +99,7 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool
     shift = _buf("half_shift", m, f32)
     lse = _buf("half_lse", m, f32)
     # classes contiguous: exp of the shifted rows, then (not class_last) turned class-major
-    rows = class_last or (x.ndim == 2 and x.strides[1] == x.itemsize)
+    rows = half_rows(x, class_last)
     if rows:
         a = _buf("half_x", m * c, f32).reshape(m, c)
         _widen(x, a)
@@ -96,8 +107,12 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool
         at += t
         x_t = a.reshape(-1).take(at, out=_buf("half_xt", m, f32))
         _half_row_max(x, shift)
-        np.subtract(a, shift[:, None], out=a)
-        np.exp(a, out=a)
+        e = a if hook is None else _buf("half_e", m * c, f32).reshape(m, c)
+        np.subtract(a, shift[:, None], out=e)
+        np.exp(e, out=e)
+        if hook is not None:
+            hook.chunk(a, t, offset, e)
+            a = e
     else:  # class-first: a (C, m) block, g * L positions for (g, C, L) planes
         a = _buf("half_x", m * c, f32).reshape(c, m)
         if x.ndim == 3:

@@ -18,8 +18,9 @@ class ChunkHook(Protocol):
     to 0, ``offset`` its first position in the block, and ``e = exp(x)`` (unshifted, in
     the compute dtype) where the fast kernel took it, else None. ``e`` is the kernel's
     scratch, still to be read: a hook that writes into it puts it back before returning.
-    (The audit's hook takes ratios of ``e`` within a row, so a path that has the rows'
-    ``exp(x - max)`` instead, as the float16 one does, may pass that.)
+    float16 logits in rows come widened to float32 with the half kernel's row-shifted
+    ``e = exp(x - max)`` (the audit's hook takes ratios of ``e`` within a row, so either
+    serves); float16 planes come as they are, with None.
     """
 
     def start(self, x: np.ndarray) -> None: ...

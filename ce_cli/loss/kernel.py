@@ -39,6 +39,7 @@ from .half import (
     _scaled,
     _smooth_target,
     half_lp_at,
+    half_rows,
 )
 from .hook import ChunkHook
 from .kinds import normalise, row_lse
@@ -228,10 +229,11 @@ class LossAccumulator:
             nll, smooth, nll_sum, smooth_sum, clean = self._fast_index(xb, safe_t, ignored, out,
                                                                        off)
         else:
-            if self.hook is not None:
+            half = self._half and m
+            if self.hook is not None and not (half and half_rows(xb, spec.class_last)):
                 self.hook.chunk(xb, safe_t, off, None)
-            if self._half and m:
-                nll, smooth = self._half_index(xb, safe_t)
+            if half:
+                nll, smooth = self._half_index(xb, safe_t, off)
             else:
                 nll, smooth = self._reference_index(_rows_view(xb), safe_t)
             if ignored is not None:
@@ -389,12 +391,13 @@ class LossAccumulator:
             np.copyto(smooth, lse64, casting="same_kind")
         return smooth
 
-    def _half_index(self, xb: np.ndarray, safe_t: np.ndarray
+    def _half_index(self, xb: np.ndarray, safe_t: np.ndarray, off: int
                     ) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`_reference_index` for float16 logits: the same arithmetic, to the bit,
-        in float32 passes over reused buffers (:func:`~ce_cli.loss.half.half_lp_at`)."""
+        in float32 passes over reused buffers (:func:`~ce_cli.loss.half.half_lp_at`,
+        which also hands the hook its chunk of rows)."""
         spec = self.spec
-        lp_t, shift, lse = half_lp_at(xb, safe_t, spec.class_last)
+        lp_t, shift, lse = half_lp_at(xb, safe_t, spec.class_last, self.hook, off)
         lp_t = lp_t.astype(spec.dtype)
         nll = -lp_t if spec.weight is None else -lp_t * _gather(spec.weight, safe_t)
         smooth = None
