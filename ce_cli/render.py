@@ -29,6 +29,11 @@ from .tables import print_reliability as _print_reliability
 
 #: the table is drawn at least this wide (COLUMNS=0, a tiny terminal)
 MIN_WIDTH = 40
+#: a JSON row lists this many of its most probable classes (``rows[].top``)
+JSON_TOP_CLASSES = 5
+#: up to this many classes a JSON row also carries its whole softmax (``rows[].softmax``);
+#: a vocabulary's would be 32,000-256,000 numbers a row (``--softmax FILE`` writes them)
+JSON_SOFTMAX_CLASSES = 1000
 
 
 @dataclass
@@ -210,14 +215,29 @@ def as_dict(report: Report) -> dict[str, Any]:
         doc["sequences"] = report.sequences
     if report.preview is not None:
         p = report.preview
-        doc["rows"] = [
-            {"index": p.index[i], "target": class_name(report.class_names, p.targets[i]),
-             "loss": _json_number(p.losses[i]),
-             "softmax": _json_floats(p.probs[i])}
-            for i in range(len(p.index))
-        ]
+        doc["rows"] = [_json_row(p, i, report.class_names) for i in range(len(p.index))]
         doc["rows_not_shown"] = p.total - len(p.index)
     return doc
+
+
+def _json_row(p: Preview, i: int, names: list[str] | None) -> dict[str, Any]:
+    """Row ``i`` of the preview: its target, loss, the target's probability and the most
+    probable classes, and the whole softmax where the classes are few enough to read."""
+    probs = np.asarray(p.probs[i], dtype=np.float64)
+    target = p.targets[i]
+    row: dict[str, Any] = {"index": p.index[i], "target": class_name(names, target),
+                           "loss": _json_number(p.losses[i])}
+    if isinstance(target, int):
+        row["p_target"] = _json_number(probs[target]) if 0 <= target < probs.size else None
+    k = min(JSON_TOP_CLASSES, probs.size)
+    ranked = np.where(np.isnan(probs), -np.inf, probs)
+    top = np.argpartition(-ranked, k - 1)[:k] if k else np.zeros(0, dtype=np.intp)
+    top = top[np.lexsort((top, -ranked[top]))]  # most probable first, ties by class
+    row["top"] = [{"class": class_name(names, int(c)), "p": _json_number(probs[c])}
+                  for c in top]
+    if probs.size <= JSON_SOFTMAX_CLASSES:
+        row["softmax"] = _json_floats(probs)
+    return row
 
 
 def _finite_only(value: Any) -> Any:

@@ -179,6 +179,7 @@ def test_json_names_the_classes(tmp_path):
                       "--rows", "4", "--worst", "3")
     assert doc["classes"] == NAMES
     assert [r["target"] for r in doc["rows"]] == labels[:4]
+    assert [r["top"][0]["class"] for r in doc["rows"]] == [NAMES[i] for i in x[:4].argmax(1)]
     for c in doc["metrics"]["per_class"]:
         assert c["class_name"] == NAMES[c["class"]]
     p = _softmax(x)

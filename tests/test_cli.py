@@ -104,6 +104,28 @@ def test_json_has_counts_and_torch_value():
     np.testing.assert_allclose(probs, e / e.sum(), rtol=1e-6)
 
 
+def test_json_rows_carry_target_and_top_classes_and_the_softmax_when_it_is_readable(tmp_path):
+    import torch
+
+    rng = np.random.default_rng(5)
+    for n_classes, whole in ((7, True), (1000, True), (1001, False)):
+        x = (rng.standard_normal((3, n_classes)) * 4).astype(np.float32)
+        t = np.array([2, -100, n_classes - 1])
+        doc = json.loads(run("compute", *save(tmp_path, x, t), "--format", "json").stdout)
+        want = torch.softmax(torch.from_numpy(x).double(), dim=1).numpy()
+        for i, row in enumerate(doc["rows"]):
+            assert ("softmax" in row) is whole
+            if whole:
+                np.testing.assert_allclose(row["softmax"], want[i], rtol=1e-6)
+            order = np.argsort(-want[i], kind="stable")[:5]
+            assert [c["class"] for c in row["top"]] == order.tolist()
+            np.testing.assert_allclose([c["p"] for c in row["top"]], want[i][order], rtol=1e-6)
+            if t[i] >= 0:
+                assert row["p_target"] == pytest.approx(want[i][t[i]], rel=1e-6)
+            else:
+                assert row["p_target"] is None
+
+
 def test_json_all_ignored_is_null_with_note(tmp_path, arrays):
     x, _, xp, _ = arrays
     np.save(tmp_path / "ign.npy", np.full(7, -100))
