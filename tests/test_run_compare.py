@@ -127,6 +127,36 @@ def test_language_model_outputs_cluster_by_sequence(tmp_path):
     assert doc["clusters"] == bsz
 
 
+@pytest.mark.parametrize("read_elements", [7 * 40, 1 << 20])
+def test_long_unshifted_sequences_cluster_by_sequence(tmp_path, monkeypatch, read_elements):
+    """``--class-axis -1`` without ``--shift``: torch's loss of ``x.movedim(-1, 1)``; a
+    sequence longer than a block (7 * 40 values: read as runs of tokens) is still one
+    cluster, and the numbers are those of whole sequences."""
+    from ce_cli.run import pipeline
+
+    monkeypatch.setattr(pipeline, "READ_ELEMENTS", read_elements)
+    rng = np.random.default_rng(9)
+    bsz, length, v = 5, 26, 40
+    ids = rng.integers(0, v, (bsz, length))
+    ids[3, 18:] = -100
+    a = (rng.normal(size=(bsz, length, v)) * 2).astype(np.float32)
+    b = a * 0.8
+    for name, arr in (("a", a), ("b", b), ("ids", ids)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    doc, _ = json_run("compare", tmp_path / "a.npy", tmp_path / "b.npy",
+                      tmp_path / "ids.npy", "--class-axis", "-1", "-q")
+
+    def torch_none(x):
+        return _losses(np.moveaxis(x, -1, 1).copy(), ids).reshape(-1)
+
+    la, lb = torch_none(a), torch_none(b)
+    den = (ids != -100).astype(float).reshape(-1)
+    want_d, want_se, g = paired_reference(la, lb, den, np.repeat(np.arange(bsz), length))
+    assert doc["difference"] == pytest.approx(want_d, rel=1e-5)
+    assert doc["standard_error"] == pytest.approx(want_se, rel=1e-5)
+    assert doc["clusters"] == bsz
+
+
 def test_merged_shards_and_dask_equal_one_run(nc, monkeypatch):
     a, b, t, d = nc
     one, _ = json_run("compare", d / "a.npy", d / "b.npy", d / "t.npy", "-q")

@@ -361,3 +361,67 @@ def test_shift_reads_mapped_files_as_token_rows(tmp_path, fmt):
     doc, _ = json_run("compute", *files, "--shift", "-q", "-o", out)
     assert np.load(out).shape == (3, 19)
     assert doc["loss"] == float(sliced_loss(x, t))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_long_unshifted_sequences_are_read_as_runs_of_tokens(tmp_path, monkeypatch, dtype,
+                                                             reduction):
+    """``--class-axis -1`` without ``--shift``: a sequence longer than a block is read as
+    runs of tokens (a 128K vocabulary's is gigabytes), and the result is still torch's
+    loss of ``logits.movedim(-1, 1)``, bit for bit in half precision, with the same
+    per-sequence rows and audit as whole sequences give."""
+    from ce_cli.options import ReadOptions
+    from ce_cli.run import pipeline
+    from ce_cli.run.sources import open_sources
+
+    rng = np.random.default_rng(21)
+    b, length, v = 3, 23, 11
+    x = torch.from_numpy(rng.normal(size=(b, length, v)) * 3).to(getattr(torch, dtype))
+    t = torch.from_numpy(rng.integers(0, v, (b, length)))
+    t[1, 17:] = -100
+    weight = rng.uniform(0.2, 2.0, v)
+    np.savetxt(tmp_path / "w.csv", weight[None], delimiter=",")
+    files = _save_pair(tmp_path, x, t, dtype)
+    args = [*files, "--class-axis", "-1", "--weight", tmp_path / "w.csv",
+            "--label-smoothing", "0.1", "--reduction", reduction]
+    w = torch.from_numpy(weight).to(x.dtype)
+    want = F.cross_entropy(x.movedim(-1, 1), t, weight=w, label_smoothing=0.1,
+                           reduction=reduction)
+
+    def computed(read_elements):
+        monkeypatch.setattr(pipeline, "READ_ELEMENTS", read_elements)
+        read = ReadOptions(str(files[0]), str(files[1]) if len(files) > 1 else None)
+        xs, _ = open_sources(read, -1)
+        out = tmp_path / f"none_{read_elements}.npy"
+        doc, _ = json_run("compute", *args, "-q", "-o", out,
+                          "--per-sequence", tmp_path / f"seq_{read_elements}.csv")
+        return xs, doc, np.load(out), (tmp_path / f"seq_{read_elements}.csv").read_text()
+
+    xs, doc, losses, seqs = computed(4 * v)  # a block: a few tokens
+    assert xs.tokens == (b, length) and xs.row_shape == (v,)
+    whole_xs, whole_doc, whole_losses, whole_seqs = computed(1 << 20)
+    assert whole_xs.tokens is None  # a sequence fits a block: read as rows, as before
+    assert losses.shape == (b, length)
+    np.testing.assert_array_equal(losses, whole_losses)
+    torch_none = F.cross_entropy(x.movedim(-1, 1), t, weight=w, label_smoothing=0.1,
+                                 reduction="none")
+    got = losses.astype(np.float32) if dtype == "bfloat16" else losses
+    if dtype == "float16":  # torch's own roundings
+        np.testing.assert_array_equal(got, torch_none.numpy())
+    else:  # bfloat16's are computed in float32 (README: torch rounds its steps to bfloat16)
+        np.testing.assert_allclose(got, torch_none.float().numpy(),
+                                   rtol=2e-6 if dtype == "float32" else 2e-2, atol=1e-6)
+    if reduction == "none":
+        assert doc["loss"] == whole_doc["loss"]
+    elif dtype == "float32":
+        assert doc["loss"] == pytest.approx(float(want), rel=1e-6)
+    elif dtype == "float16":
+        assert doc["loss"] == float(want)
+    else:  # within one bfloat16 ulp of torch's (as test_run_dtype holds)
+        assert abs(doc["loss"] - float(want)) <= 2.0 ** (np.floor(np.log2(abs(float(want)))) - 7)
+    assert doc["loss"] == whole_doc["loss"]
+    assert seqs == whole_seqs
+    for key in ("accuracy", "top_k", "mean_entropy", "ece"):
+        if key in doc["metrics"]:
+            assert doc["metrics"][key] == pytest.approx(whole_doc["metrics"][key], rel=1e-9)

@@ -61,7 +61,7 @@ def run(job: CompareJob, *, on_rows: Any = None, said: list[Any] | None = None,
     read_b = read.with_paths(job.b_logits, read.targets)
     if opener is None:
         def opener(r: ReadOptions) -> tuple[Any, Any]:
-            return sources.open_sources(r, loss.class_axis)
+            return sources.open_sources(r, loss.class_axis, tokens=False)
     xa, ta = opener(read)
     xb, tb = opener(read_b)
     options: dict[str, Any] = dict(
@@ -71,6 +71,11 @@ def run(job: CompareJob, *, on_rows: Any = None, said: list[Any] | None = None,
         before=list(said or []))
     names = inputs or (f"{xa.path} {ta.path}", f"{xb.path} {tb.path}")
     _check_shapes(xa, xb, loss.class_axis)
+    if not read.shift:  # long sequences as runs of tokens, where both files can
+        (xa2, ta2), (xb2, tb2) = (sources.as_tokens(x, t, loss.class_axis)
+                                  for x, t in ((xa, ta), (xb, tb)))
+        if xa2.tokens is not None and xb2.tokens is not None:
+            xa, ta, xb, tb = xa2, ta2, xb2, tb2
     passes = []
     for x, t, r, name in ((xa, ta, read, names[0]), (xb, tb, read_b, names[1])):
         try:

@@ -183,12 +183,17 @@ def _pass(
         t_row in (x_row[:-1], x_row)
     if axis != 1:
         x_row = (x_row[axis - 1],) + x_row[:axis - 1] + x_row[axis:]
+    # unshifted sequences read as runs of tokens (run.shift.token_pair): torch's loss of
+    # the (B, V, L) layout, its positions fed a run at a time
+    runs = grid is not None and not shifted and not tokens
+    if runs:
+        x_row, t_row = (x_row[0], *grid[1:]), tuple(grid[1:])
 
     # torch decides the target kind by shape: compare the shapes of one row
     is_probs = t_row == x_row
     t_dtype = (ts.dtype if ts.dtype.kind == "f" else np.dtype(np.float64)) if is_probs \
         else np.dtype(np.int64)
-    n_x_known, n_t_known = xs.n_rows, ts.n_rows
+    n_x_known, n_t_known = (grid[0], grid[0]) if runs else (xs.n_rows, ts.n_rows)
     n_guess = n_x_known if n_x_known is not None else 1
     t_guess = n_t_known if (n_t_known is not None and n_x_known is not None) else n_guess
     try:
@@ -271,6 +276,7 @@ def _pass(
                     k = min(m, length - (n_x - m) % length)
                     align.update(xb[None, :k], tb[None, :k], spec.ignore_index)
         pieces = _token_rows(np.moveaxis(xb, 1, -1), tb, spec.target_kind) if tokens \
+            else _runs(xb, tb, n_x - xb.shape[0], length, spec.target_kind) if runs \
             else loss.iter_blocks(xb, tb, spec.target_kind)
         for xbb, tbb in pieces:
             scan.update(xbb)
@@ -355,6 +361,19 @@ def _token_rows(xb: np.ndarray, tb: np.ndarray, target_kind: str
                   for i in range(xb.shape[0]))
     for xg, tg in groups:
         yield from loss.iter_blocks(xg, tg, target_kind)
+
+
+def _runs(xb: np.ndarray, tb: np.ndarray, first: int, length: int, target_kind: str
+          ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Token rows ``(m, V)`` from position ``first`` on, cut where a sequence of
+    ``length`` tokens ends, each run as the ``(1, V, l)`` K-dim view torch's
+    ``logits.movedim(-1, 1)`` holds (the loss is that layout's, not the rows')."""
+    pos = 0
+    m = xb.shape[0]
+    while pos < m:
+        end = min(m, pos + length - (first + pos) % length)
+        yield from loss.iter_blocks(xb[pos:end].T[None], tb[pos:end][None], target_kind)
+        pos = end
 
 
 def _add_sequences(seqs: SequenceStats, losses: np.ndarray, tb: np.ndarray,

@@ -14,6 +14,7 @@ the rows instead (the last logits row and the first label are left out).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -76,6 +77,27 @@ def shift_pair(xs: Source, ts: Source, class_axis: int | None) -> tuple[Source, 
 
     seq = len(x_row) - 2  # the sequence axis of a row, just before the classes
     return sliced(xs, slice(None, -1), seq), sliced(ts, slice(1, None), seq)
+
+
+def token_pair(xs: Source, ts: Source, class_axis: int | None, least: int
+               ) -> tuple[Source, Source]:
+    """Unshifted ``(B, ..., L, V)`` logits (``--class-axis -1``) against ``(B, ..., L)``
+    class indices, as token rows when one sequence holds more than ``least`` values: a
+    block is then a run of tokens, not a whole sequence (one of a 128K vocabulary is 2 GB
+    in float32). The loss is still torch's of ``logits.movedim(-1, 1)``: the pass reads the
+    runs as that layout's positions (``Source.tokens`` names the sequences' shape). Other
+    pairs, and those whose readers cannot flatten, are passed on as they are."""
+    x_row, t_row = tuple(xs.row_shape), tuple(ts.row_shape)
+    ndim = 1 + len(x_row)
+    if class_axis is None or len(x_row) < 2 or \
+            (class_axis if class_axis >= 0 else class_axis + ndim) != ndim - 1:
+        return xs, ts
+    if t_row != x_row[:-1] or math.prod(x_row) <= least or xs.n_rows is None \
+            or xs.n_rows != ts.n_rows or xs.flatten is None or ts.flatten is None:
+        return xs, ts
+    flat_x, flat_t = xs.flatten(1), ts.flatten(0)
+    flat_x.tokens = flat_t.tokens = (xs.n_rows, *x_row[:-1])
+    return flat_x, flat_t
 
 
 def _drop_every(src: Source, period: int, which: int) -> Source:

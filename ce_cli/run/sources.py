@@ -19,20 +19,32 @@ from ..audit.findings import Finding
 from ..errors import CeLossError, InputFileError, TargetError, UsageError
 from ..options import ReadOptions
 from ..readers.classes import bind
+from . import pipeline
 from .pipeline import class_axis_of
 
 
-def open_sources(read: ReadOptions, class_axis: int | None = None) -> tuple[Any, Any]:
+def open_sources(read: ReadOptions, class_axis: int | None = None, tokens: bool = True
+                 ) -> tuple[Any, Any]:
     """Open the logits and targets sources, or both from one table. The class names are
     decided here, once (``readers.classes.bind``), and kept as ``xs.class_names``; with
     ``read.shift`` the pair is read shifted (:func:`~ce_cli.run.shift.shift_pair`, which
-    checks ``class_axis``)."""
+    checks ``class_axis``); without it, long sequences with the classes last are read as
+    runs of tokens (:func:`~ce_cli.run.shift.token_pair`; ``tokens=False``: as rows)."""
     xs, ts = _open_pair(read)
     if read.shift:
         from .shift import shift_pair
 
         xs, ts = shift_pair(xs, ts, class_axis)
+    elif tokens:
+        xs, ts = as_tokens(xs, ts, class_axis)
     return xs, ts
+
+
+def as_tokens(xs: Any, ts: Any, class_axis: int | None) -> tuple[Any, Any]:
+    """Unshifted sequences of more than a block's values, as runs of tokens."""
+    from .shift import token_pair
+
+    return token_pair(xs, ts, class_axis, pipeline.READ_ELEMENTS)
 
 
 def _open_pair(read: ReadOptions) -> tuple[Any, Any]:
