@@ -68,3 +68,24 @@ def test_streamed_loss_equals_torch(seed, n, sizes):
     np.testing.assert_allclose(run.result.losses,
                                torch_ce(x, t, label_smoothing=0.1, reduction="none"),
                                rtol=1e-9)
+
+
+def test_the_alignment_checks_top_class_of_float16_is_numpys_argmax():
+    """float16 is ranked by its bits: the same top class as NumPy's argmax, negatives,
+    infinities, subnormals and NaN included."""
+    from ce_cli.audit.alignment import top_class
+
+    rng = np.random.default_rng(4)
+    bits = rng.integers(0, 1 << 16, (400, 37), dtype=np.uint16)
+    x = bits.view(np.float16).copy()
+    x[np.isnan(x)] = 0  # NaN: below
+    x[::7, 3] = np.inf
+    x[::11] = -np.abs(x[::11])  # rows of negative values only
+    x[5, :] = -np.inf
+    x[6, :] = np.float16(-6e-8)  # a subnormal, everywhere: the first
+    want = np.argmax(x, axis=-1)
+    np.testing.assert_array_equal(top_class(x), want)
+    np.testing.assert_array_equal(top_class(x[:, ::-1]), np.argmax(x[:, ::-1], axis=-1))
+    x[9, 20] = np.nan  # NumPy's argmax picks a NaN; so does the bit order
+    assert top_class(x)[9] == np.argmax(x, axis=-1)[9] == 20
+    np.testing.assert_array_equal(top_class(x.astype(np.float32)), np.argmax(x, axis=-1))
