@@ -21,6 +21,32 @@ _STYLES = {"error": "1;31", "internal error": "1;31", "check failed": "1;31",
            "warning": "1;33", "note": "1;36"}
 
 
+#: what the table imports to draw itself (rich.console alone takes about 50 ms)
+_TABLE_MODULES = ("rich.console", "rich.table", "rich.text", "rich.box", "rich.rule",
+                  "rich.cells")
+
+
+def warm_up_table() -> None:
+    """Import what the table needs on a daemon thread while the pass runs (whose NumPy
+    calls let go of the GIL): the import costs no wall time of its own. The later
+    ``import`` of the same modules waits for this one to finish, as imports do."""
+    import threading
+
+    if all(name in sys.modules for name in _TABLE_MODULES):
+        return
+
+    def load() -> None:
+        import importlib
+
+        for name in _TABLE_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001  (the table's own import says what failed)
+                return
+
+    threading.Thread(target=load, name="ce-loss-warm-up", daemon=True).start()
+
+
 def use_color(stream: Any) -> bool:
     """Whether to colour what goes to ``stream``: ``--color``, then ``NO_COLOR`` (any
     value), ``FORCE_COLOR``, and whether it is a terminal that is not ``TERM=dumb``."""

@@ -31,6 +31,10 @@ def compute(read: ReadOptions, loss: LossOptions, audit: AuditOptions, out: Outp
     if out.fail_above is not None and loss.reduction == "none":
         raise UsageError("--fail-above checks a mean or a sum; drop --reduction none",
                          option="--fail-above")
+    if out.fmt == "table":
+        from ..console import warm_up_table
+
+        warm_up_table()
     if engine == "dask":
         summary = _compute_on_dask(read, loss, audit, out, scheduler)
     else:
