@@ -425,3 +425,31 @@ def test_long_unshifted_sequences_are_read_as_runs_of_tokens(tmp_path, monkeypat
     for key in ("accuracy", "top_k", "mean_entropy", "ece"):
         if key in doc["metrics"]:
             assert doc["metrics"][key] == pytest.approx(whole_doc["metrics"][key], rel=1e-9)
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_token_rows_keep_the_readers_notes_and_the_class_names(tmp_path, monkeypatch, shift):
+    """Read as token rows (with or without --shift), a file still says what its reader
+    said (an ml_dtypes bfloat16 .npy) and its classes keep their names."""
+    import ml_dtypes
+
+    from ce_cli.run import pipeline
+
+    monkeypatch.setattr(pipeline, "READ_ELEMENTS", 20)  # a sequence is 60 values
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(2, 12, 5)) * 2).astype(ml_dtypes.bfloat16)
+    t = rng.integers(0, 5, (2, 12))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    names = ["a", "b", "c", "d", "e"]
+    doc, result = json_run("compute", tmp_path / "x.npy", tmp_path / "t.npy",
+                           "--class-axis", "-1", "--classes", ",".join(names),
+                           *(["--shift"] if shift else []))
+    assert any("2-byte raw values" in line for line in said(result.stderr, "note"))
+    labels = t[:, 1:] if shift else t
+    assert [r["target"] for r in doc["rows"]] == [names[i] for i in labels.reshape(-1)[:10]]
+    assert doc["dtype"] == "bfloat16"
+    want = F.cross_entropy(torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16)
+                           [:, :-1 if shift else None].movedim(-1, 1),
+                           torch.from_numpy(labels))
+    assert abs(doc["loss"] - float(want)) <= 2.0 ** (np.floor(np.log2(float(want))) - 7)

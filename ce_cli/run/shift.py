@@ -58,8 +58,8 @@ def shift_pair(xs: Source, ts: Source, class_axis: int | None) -> tuple[Source, 
         # token rows: a sequence of a 128K vocabulary is 525M values, too many for a block
         length = x_row[-2]
         grid = (xs.n_rows, *x_row[:-2], max(length - 1, 0))  # the shifted loss's shape
-        flat_x = _drop_every(xs.flatten(1), length, length - 1)
-        flat_t = _drop_every(ts.flatten(1 if probs else 0), length, 0)
+        flat_x = _drop_every(_flattened(xs, 1), length, length - 1)
+        flat_t = _drop_every(_flattened(ts, 1 if probs else 0), length, 0)
         flat_x.tokens = flat_t.tokens = grid
         return flat_x, flat_t
 
@@ -95,9 +95,19 @@ def token_pair(xs: Source, ts: Source, class_axis: int | None, least: int
     if t_row != x_row[:-1] or math.prod(x_row) <= least or xs.n_rows is None \
             or xs.n_rows != ts.n_rows or xs.flatten is None or ts.flatten is None:
         return xs, ts
-    flat_x, flat_t = xs.flatten(1), ts.flatten(0)
+    flat_x, flat_t = _flattened(xs, 1), _flattened(ts, 0)
     flat_x.tokens = flat_t.tokens = (xs.n_rows, *x_row[:-1])
     return flat_x, flat_t
+
+
+def _flattened(src: Source, keep: int) -> Source:
+    """``src.flatten(keep)`` with what the reader and the class names said of ``src``
+    (its notes, names and stored dtype): the same file, read as token rows."""
+    assert src.flatten is not None
+    flat = src.flatten(keep)
+    return replace(flat, notes=list(src.notes), class_names=src.class_names,
+                   column_names=src.column_names, labels=src.labels,
+                   stored_dtype=src.stored_dtype or flat.stored_dtype)
 
 
 def _drop_every(src: Source, period: int, which: int) -> Source:
