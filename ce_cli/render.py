@@ -29,6 +29,8 @@ from .tables import print_reliability as _print_reliability
 
 #: the table is drawn at least this wide (COLUMNS=0, a tiny terminal)
 MIN_WIDTH = 40
+#: per-position losses (``--reduction none``) are spelled and written this many at a time
+TEXT_CHUNK = 1 << 16
 #: a JSON row lists this many of its most probable classes (``rows[].top``)
 JSON_TOP_CLASSES = 5
 #: up to this many classes a JSON row also carries its whole softmax (``rows[].softmax``);
@@ -75,6 +77,18 @@ class Report:
             return exact_text(value)
         return scalar_text(value)
 
+    def texts(self, values: np.ndarray) -> list[str]:
+        """:meth:`text` of every value of ``values`` (flattened), in bulk: a million
+        losses of ``--reduction none`` take about a second, not eight."""
+        a = np.asarray(values).reshape(-1)
+        if self.dtype_name in ("float16", "bfloat16") and a.dtype.itemsize in (2, 4):
+            # at most 65536 distinct values (their bits: -0.0 is not 0.0), each said once
+            bits = a.view(np.uint16 if a.dtype.itemsize == 2 else np.uint32)
+            distinct, which = np.unique(bits, return_inverse=True)
+            words = [exact_text(v) for v in distinct.view(a.dtype)]
+            return [words[i] for i in which.reshape(-1).tolist()]
+        return scalar_texts(a)
+
 
 def scalar_text(value: Any) -> str:
     """Shortest text that reads back as the same value of its dtype; nan/inf as Python."""
@@ -90,6 +104,21 @@ def scalar_text(value: Any) -> str:
         # numpy's shortest digits for the narrower dtype, spelled the way Python spells floats
         return repr(float(np.format_float_scientific(v, unique=True)))
     return str(v)
+
+
+def scalar_texts(a: np.ndarray) -> list[str]:
+    """:func:`scalar_text` of every value of the flat array ``a``: NumPy's shortest
+    digits of a whole array at once (``astype(str)``), respelled as Python spells floats
+    where NumPy chose an exponent (``1.2345679e+08`` is ``123456790.0``)."""
+    if a.dtype.kind != "f":
+        return [scalar_text(v) for v in a]
+    if a.dtype == np.float64:
+        return [repr(f) for f in a.tolist()]  # nan, inf and -inf as Python spells them
+    spelled = a.astype(str)
+    words: list[str] = spelled.tolist()
+    for i in np.flatnonzero(np.char.find(spelled, "e") >= 0).tolist():
+        words[i] = repr(float(words[i]))
+    return words
 
 
 def exact_text(value: Any) -> str:
@@ -138,7 +167,9 @@ def write_plain(report: Report, out: IO[str]) -> None:
     """One number for mean/sum; one loss per line for none (C order for K-dim)."""
     loss = report.result.loss
     if report.result.reduction == "none":
-        out.write("".join(report.text(v) + "\n" for v in np.asarray(loss).reshape(-1)))
+        flat = np.asarray(loss).reshape(-1)
+        for start in range(0, flat.size, TEXT_CHUNK):  # a chunk at a time: bounded memory
+            out.write("\n".join(report.texts(flat[start:start + TEXT_CHUNK])) + "\n")
     else:
         out.write(report.text(loss) + "\n")
 
@@ -175,7 +206,7 @@ def as_dict(report: Report) -> dict[str, Any]:
     result = report.result
     spec, tot = result.spec, result.totals
     if result.reduction == "none":
-        loss: Any = _nested(np.asarray(result.loss))
+        loss: Any = _json_losses(np.asarray(result.loss), report)
     else:
         loss = _json_number(result.loss, report)
     doc: dict[str, Any] = {"loss": loss}
@@ -251,10 +282,20 @@ def _finite_only(value: Any) -> Any:
     return value
 
 
-def _nested(a: np.ndarray) -> Any:
+def _json_losses(a: np.ndarray, report: Report) -> Any:
+    """Per-position losses as nested JSON lists of ``a``'s shape, each number what plain
+    output prints (a half result's exact value), NaN and infinities as None."""
+    flat = a.reshape(-1)
+    values: list[float | None] = []
+    for start in range(0, flat.size, TEXT_CHUNK):
+        values += map(float, report.texts(flat[start:start + TEXT_CHUNK]))
+    for i in np.flatnonzero(~np.isfinite(flat)).tolist():
+        values[i] = None
     if a.ndim == 0:
-        return _json_number(a)
-    return [_nested(v) for v in a]
+        return values[0]
+    nested = np.empty(len(values), dtype=object)
+    nested[:] = values
+    return nested.reshape(a.shape).tolist()
 
 
 def _json_floats(a: np.ndarray) -> list[float | None]:
@@ -294,9 +335,15 @@ def write_csv(report: Report, out: IO[str], targets: np.ndarray | None = None) -
         flat_t = None if targets is None or result.spec.target_kind != "index" \
             else np.asarray(targets).reshape(-1)
         out.write("index,target,loss\n" if flat_t is not None else "index,loss\n")
-        for i, v in enumerate(losses):
-            mid = f"{int(flat_t[i])}," if flat_t is not None else ""
-            out.write(f"{i},{mid}{report.text(v)}\n")
+        for start in range(0, losses.size, TEXT_CHUNK):
+            end = min(start + TEXT_CHUNK, losses.size)
+            words = report.texts(losses[start:end])
+            index = range(start, end)
+            if flat_t is not None:
+                rows = map("{},{},{}\n".format, index, flat_t[start:end].tolist(), words)
+            else:
+                rows = map("{},{}\n".format, index, words)
+            out.write("".join(rows))
         return
     tot = result.totals
     names = ["loss", "reduction", "dtype", "n_classes", "positions", "counted", "ignored"]

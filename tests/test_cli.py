@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_one_error_line, run, save, torch_ce
+from helpers import assert_one_error_line, json_run, run, save, torch_ce
 
 from ce_cli import __version__
 
@@ -528,3 +528,60 @@ def test_a_weight_list_too_long_for_a_file_name_is_a_usage_error(tmp_path):
     done = run("compute", tmp_path / "x.npy", tmp_path / "t.npy", "--weight", weight,
                exit_code=2)
     assert "neither a readable file" in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_none_is_torchs_half_values_exactly_in_plain_csv_and_json(tmp_path, dtype):
+    """--reduction none of half logits: every format gives each loss as its exact decimal
+    value, so float() of it is torch's value (JSON too: it spelled them shortest)."""
+    import ml_dtypes
+    import torch
+
+    rng = np.random.default_rng(17)
+    x = (rng.standard_normal((300, 9)) * 4).astype(np.float32)
+    t = rng.integers(0, 9, 300)
+    t[::13] = -100
+    tx = torch.from_numpy(x).to(getattr(torch, dtype))
+    want = torch.nn.functional.cross_entropy(tx, torch.from_numpy(t), reduction="none")
+    want = want.float().numpy().astype(np.float64)
+    saved = x.astype(np.float16) if dtype == "float16" else x.astype(ml_dtypes.bfloat16)
+    xp, tp = save(tmp_path, saved, t)
+    plain = run("compute", xp, tp, "--reduction", "none", "-q").stdout.split()
+    close_to_half = np.abs(np.array([float(v) for v in plain]) - want)
+    assert close_to_half.max() <= (0 if dtype == "float16" else 2.0 ** -6 * want.max())
+    if dtype == "float16":
+        assert [float(v) for v in plain] == want.tolist()
+    csv_rows = run("compute", xp, tp, "--reduction", "none", "--format", "csv",
+                   "-q").stdout.splitlines()
+    assert csv_rows[0] == "index,target,loss"
+    assert [r.split(",")[2] for r in csv_rows[1:]] == plain
+    assert [int(r.split(",")[1]) for r in csv_rows[1:]] == t.tolist()
+    doc, _ = json_run("compute", xp, tp, "--reduction", "none", "-q")
+    assert doc["loss"] == [float(v) for v in plain]
+    from decimal import Decimal
+    assert all(Decimal(v) == Decimal(float(v)) for v in plain)  # exact, not shortest
+
+
+def test_bulk_texts_are_the_one_by_one_texts():
+    """The per-position writers spell a whole chunk at once: the same text as one by one,
+    for every float32 bit pattern class (subnormal, huge, NaN, -0.0) and float64."""
+    from ce_cli.render import Report, exact_text, scalar_text, scalar_texts
+
+    rng = np.random.default_rng(8)
+    v = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    v = np.concatenate([v, np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e8, 123456790.0,
+                                     1e-5, 3.0, 1e16], np.float32)])
+    assert scalar_texts(v) == [scalar_text(x) for x in v]
+    with np.errstate(invalid="ignore"):  # NaN payloads
+        d = v.astype(np.float64) * 1.000001
+    assert scalar_texts(d) == [scalar_text(x) for x in d]
+    h = rng.integers(0, 2**16, 50_000, dtype=np.uint32).astype(np.uint16).view(np.float16)
+
+    class Half(Report):
+        def __init__(self, name):  # only what texts() reads
+            self.dtype = name
+
+    assert Half("float16").texts(h) == [exact_text(x) for x in h]
+    b = (rng.integers(0, 2**16, 50_000, dtype=np.uint32) << 16).view(np.float32)
+    assert Half("bfloat16").texts(b) == [exact_text(x) for x in b]
+    assert Half("bfloat16").texts(np.array([-0.0, 0.0], np.float32)) == ["-0.0", "0.0"]
