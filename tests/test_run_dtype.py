@@ -82,8 +82,7 @@ def test_bfloat16_logits_give_a_bfloat16_result_printed_exactly(capsys):
     got = float(text)
     assert got == float(np.float32(got))  # exactly a bfloat16 value
     assert round_bfloat16(np.float32(got)) == np.float32(got)
-    ulp = 2.0 ** (np.floor(np.log2(abs(want.item()))) - 7)
-    assert abs(got - want.item()) <= ulp  # within one bfloat16 ulp of torch
+    assert got == want.item()  # torch's bfloat16 value, bit for bit
     from decimal import Decimal
     assert Decimal(text) == Decimal(got)  # the exact decimal value, not a shortest repr
     # --dtype float32: F.cross_entropy(x.float(), t)
@@ -152,3 +151,45 @@ def test_a_float16_result_is_printed_as_its_exact_value(half, fmt):
         text = out.split('"loss": ')[1].split(",")[0]
     assert float(text) == want  # a reader recovers torch's value exactly
     assert Decimal(text) == Decimal(want)  # the exact decimal, every digit
+
+
+@pytest.mark.parametrize("layout", ["rows", "sequences"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_bfloat16_is_torchs_bfloat16_arithmetic_bit_for_bit(tmp_path, layout, weighted,
+                                                             smoothing):
+    """bfloat16 logits, no --dtype: torch rounds its log_softmax (the class-last sum and
+    its log too), each weighted loss, the smoothing term, the count it divides by and
+    every step of the combination to bfloat16. Every reduction, rows (N, C) and
+    sequences (B, L, V) with --class-axis -1 (torch's K-dim layout), ignored targets,
+    a weight (rounded to bfloat16, as torch needs its weight in the logits' dtype)."""
+    import ml_dtypes
+
+    rng = np.random.default_rng(2 + weighted + 4 * (layout == "rows"))
+    shape = (700, 300) if layout == "rows" else (5, 60, 40)  # 700 counts round in bfloat16
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    t = rng.integers(0, shape[-1], shape[:-1])
+    t[rng.random(t.shape) < 0.1] = -100
+    w = rng.uniform(0.2, 2.0, shape[-1])
+    np.save(tmp_path / "x.npy", x.astype(ml_dtypes.bfloat16))
+    np.save(tmp_path / "t.npy", t)
+    np.savetxt(tmp_path / "w.csv", w[None], delimiter=",")
+    xb = torch.from_numpy(x).bfloat16()
+    moved = xb.movedim(-1, 1) if layout == "sequences" else xb
+    opts = ["--label-smoothing", str(smoothing)]
+    opts += ["--class-axis", "-1"] if layout == "sequences" else []
+    opts += ["--weight", str(tmp_path / "w.csv")] if weighted else []
+    weight = torch.from_numpy(w).bfloat16() if weighted else None
+    for reduction in ("mean", "sum", "none"):
+        want = F.cross_entropy(moved, torch.from_numpy(t), weight=weight,
+                               label_smoothing=smoothing, reduction=reduction)
+        out = tmp_path / "none.npy"
+        done = run("compute", tmp_path / "x.npy", tmp_path / "t.npy", *opts, "-q",
+                   "--reduction", reduction, "-o", out)
+        if reduction == "none":
+            np.testing.assert_array_equal(np.load(out).astype(np.float32),
+                                          want.float().numpy())
+            printed = [float(v) for v in done.stdout.split()]
+            assert printed == want.float().numpy().ravel().tolist()
+        else:
+            assert float(done.stdout) == float(want), (reduction, done.stdout, float(want))

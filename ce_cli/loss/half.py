@@ -15,13 +15,16 @@ import numpy as np
 from .threads import _arange, _buf
 
 
-def _scaled(a: Any, factor: float) -> Any:
+def _scaled(a: Any, factor: float, bfloat16: bool = False) -> Any:
     """``a * factor`` as torch multiplies a tensor by a Python scalar: in the tensor's
     dtype, except that half is computed in float32 with the scalar unrounded (so a tiny
-    eps/C is not 0 and inf * eps/C stays inf)."""
+    eps/C is not 0 and inf * eps/C stays inf); ``bfloat16``: ``a`` holds bfloat16 values
+    in float32, and the product is rounded to bfloat16 the same way."""
     dt = np.asarray(a).dtype
     if dt == np.float16:
         return (np.float32(factor) * np.asarray(a, np.float32)).astype(np.float16)
+    if bfloat16:
+        return round_bfloat16(np.float32(factor) * np.asarray(a, np.float32))
     return a * dt.type(factor)
 
 
@@ -75,7 +78,8 @@ def half_rows(x: np.ndarray, class_last: bool) -> bool:
 
 
 def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool, hook: Any = None,
-               offset: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               offset: int = 0, bfloat16: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """torch's half log_softmax of a chunk of float16 logits at the targets ``t``:
     ``lp[t]`` (float32, still to be rounded to half), the row shift (max) and the
     log-sum-exp (float32), as :func:`~ce_cli.loss.kinds.normalise` with
@@ -92,6 +96,10 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool, hook: Any = None,
     their row-shifted ``exp(x - max)`` (kept in a second buffer: the same passes, no
     second exp), as ``hook.chunk(rows, t, offset, e)``; only in the rows layout
     (:func:`half_rows`), where the caller leaves it to this function.
+
+    ``bfloat16``: ``x`` holds bfloat16 values as float32 (read as they are), and the
+    class-last sum and its log are rounded to bfloat16, as torch's bfloat16 log_softmax
+    rounds them (``LogSoftmaxKernelImpl.h`` keeps both in ``scalar_t``).
     """
     f32 = np.float32
     m, c = t.shape[0], x.shape[1]
@@ -101,36 +109,43 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool, hook: Any = None,
     # classes contiguous: exp of the shifted rows, then (not class_last) turned class-major
     rows = half_rows(x, class_last)
     if rows:
-        a = _buf("half_x", m * c, f32).reshape(m, c)
-        _widen(x, a)
-        np.multiply(_arange(m), c, out=at)
-        at += t
-        x_t = a.reshape(-1).take(at, out=_buf("half_xt", m, f32))
-        _half_row_max(x, shift)
-        e = a if hook is None else _buf("half_e", m * c, f32).reshape(m, c)
+        if bfloat16:  # float32 already: read in place, the exp into a buffer
+            a = x
+            x_t = x[_arange(m), t].astype(f32, copy=False)
+            np.maximum.reduce(x, axis=1, out=shift)
+            e = _buf("half_x", m * c, f32).reshape(m, c)
+        else:
+            a = _buf("half_x", m * c, f32).reshape(m, c)
+            _widen(x, a)
+            np.multiply(_arange(m), c, out=at)
+            at += t
+            x_t = a.reshape(-1).take(at, out=_buf("half_xt", m, f32))
+            _half_row_max(x, shift)
+            e = a if hook is None else _buf("half_e", m * c, f32).reshape(m, c)
         np.subtract(a, shift[:, None], out=e)
         np.exp(e, out=e)
         if hook is not None:
             hook.chunk(a, t, offset, e)
-            a = e
+        a = e
     else:  # class-first: a (C, m) block, g * L positions for (g, C, L) planes
         a = _buf("half_x", m * c, f32).reshape(c, m)
-        if x.ndim == 3:
-            g, _, span = x.shape
-            _widen(x.transpose(1, 0, 2), a.reshape(c, g, span))
+        src, dst = (x.transpose(1, 0, 2), a.reshape(c, *x.shape[::2])) if x.ndim == 3 \
+            else (x.T, a)
+        if bfloat16:
+            np.copyto(dst, src)
         else:
-            _widen(x.T, a)
+            _widen(src, dst)
         np.multiply(t, m, out=at)
         at += _arange(m)
         x_t = a.reshape(-1).take(at, out=_buf("half_xt", m, f32))
         np.maximum.reduce(a, axis=0, out=shift)
         np.subtract(a, shift, out=a)
         np.exp(a, out=a)
-    if class_last:  # torch rounds the sum, then its log, to half
+    if class_last:  # torch rounds the sum, then its log, to half (or bfloat16)
         np.einsum("mc->m", a, out=lse)
-        np.copyto(lse, lse.astype(np.float16))
+        _round_into(lse, bfloat16)
         np.log(lse, out=lse)
-        np.copyto(lse, lse.astype(np.float16))
+        _round_into(lse, bfloat16)
     else:
         if rows:
             cols = _buf("half_cols", m * c, f32).reshape(c, m)
@@ -141,6 +156,11 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool, hook: Any = None,
     x_t -= shift
     x_t -= lse
     return x_t, shift, lse
+
+
+def _round_into(a: np.ndarray, bfloat16: bool) -> None:
+    """float32 ``a`` rounded in place to half, or to bfloat16."""
+    np.copyto(a, round_bfloat16(a) if bfloat16 else a.astype(np.float16))
 
 
 _TO_FLOAT32: list[np.ndarray] = []

@@ -40,9 +40,11 @@ from .half import (
     _smooth_target,
     half_lp_at,
     half_rows,
+    round_bfloat16,
 )
 from .hook import ChunkHook
 from .kinds import normalise, row_lse
+from .reduce import index_reduce
 from .spec import LossSpec, _check_targets
 from .sums import (
     _F64,
@@ -135,9 +137,12 @@ class LossAccumulator:
         # The fast kernel: log-sum-exp without the max shift, rows outside its safe range
         # (and every non-finite result) recomputed the shifted way torch computes them.
         # (C=1 stays on torch's arithmetic: its log_softmax is exactly 0, unshifted is not.)
-        self._fast = spec.input_kind == "logits" and dt in _SAFE_SUM and spec.n_classes > 1
-        # float16 logits: torch's half arithmetic in float32 passes (half_lp_at)
-        self._half = spec.input_kind == "logits" and dt == np.float16 and spec.n_classes > 0
+        self._fast = spec.input_kind == "logits" and dt in _SAFE_SUM and spec.n_classes > 1 \
+            and not spec.bfloat16
+        # float16 logits, and bfloat16 ones (held in float32): torch's half arithmetic in
+        # float32 passes (half_lp_at)
+        self._half = spec.input_kind == "logits" and (dt == np.float16 or spec.bfloat16) \
+            and spec.n_classes > 0
         w = spec.weight
         self._w_c = None if w is None else np.ascontiguousarray(w, dtype=self._cdt)
         self._w_sum = 0.0 if w is None else float(np.add.reduce(self._w_c, dtype=_F64))
@@ -246,8 +251,10 @@ class LossAccumulator:
             clean = False
         if spec.smoothing and smooth is not None:
             eps = spec.label_smoothing
-            np.add(_scaled(nll, 1.0 - eps), _scaled(smooth, _per_class(eps, spec.n_classes)),
-                   out=out)
+            np.add(_scaled(nll, 1.0 - eps, spec.bfloat16),
+                   _scaled(smooth, _per_class(eps, spec.n_classes), spec.bfloat16), out=out)
+            if spec.bfloat16:
+                np.copyto(out, round_bfloat16(out))
             clean = False  # the sum of two finite terms could still overflow
         elif nll is not out:
             np.copyto(out, nll)
@@ -397,13 +404,21 @@ class LossAccumulator:
         in float32 passes over reused buffers (:func:`~ce_cli.loss.half.half_lp_at`,
         which also hands the hook its chunk of rows)."""
         spec = self.spec
-        lp_t, shift, lse = half_lp_at(xb, safe_t, spec.class_last, self.hook, off)
-        lp_t = lp_t.astype(spec.dtype)
-        nll = -lp_t if spec.weight is None else -lp_t * _gather(spec.weight, safe_t)
+        lp_t, shift, lse = half_lp_at(xb, safe_t, spec.class_last, self.hook, off,
+                                      bfloat16=spec.bfloat16)
+        if spec.bfloat16:  # bfloat16 values held in float32: each step rounded to them
+            lp_t = round_bfloat16(lp_t)
+            nll = -lp_t if spec.weight is None else \
+                round_bfloat16(-lp_t * _gather(spec.weight, safe_t))
+        else:
+            lp_t = lp_t.astype(spec.dtype)
+            nll = -lp_t if spec.weight is None else -lp_t * _gather(spec.weight, safe_t)
         smooth = None
         if spec.smoothing:
             xc = _rows_view(xb).astype(self._cdt)
             smooth = self._smooth_term(xc, shift, lse).astype(spec.dtype, copy=False)
+            if spec.bfloat16:
+                smooth = round_bfloat16(smooth)
         return nll, smooth
 
     def _reference_index(self, x: np.ndarray, safe_t: np.ndarray
@@ -437,6 +452,12 @@ class LossAccumulator:
         non-negative weights both parts have the result's sign, so nothing cancels.
         """
         w = self.spec.weight
+        if self.spec.bfloat16 and shift is not None and lse is not None:
+            # as float16 below, each value rounded to bfloat16 (held in float32)
+            lp = round_bfloat16((x - shift[:, None]) - lse[:, None])
+            if w is not None:
+                lp = round_bfloat16(lp * w)
+            return -lp.sum(axis=1, dtype=np.float32)
         if self.spec.input_dtype == np.float16:
             # torch's half log_softmax is rounded to half, and so is each product with the
             # weight (w = -2 and lp = -6e4 overflow to -inf); the sum accumulates in float
@@ -554,6 +575,8 @@ class LossAccumulator:
             losses = (np.concatenate(self._parts) if len(self._parts) != 1 else self._parts[0]
                       ) if self._parts else np.zeros(0, dtype=dt)
             losses = losses.astype(dt, copy=False)
+            if spec.bfloat16:  # torch's per-position losses are bfloat16 values
+                losses = round_bfloat16(losses)
         with np.errstate(all="ignore"):
             if reduction == "none":
                 if losses is None:
@@ -568,30 +591,5 @@ class LossAccumulator:
                 else:
                     loss = np.asarray(np.float64(total) / tot.positions).astype(dt)
             else:
-                loss = np.asarray(self._index_reduce(reduction), dtype=dt)
+                loss = np.asarray(index_reduce(spec, tot, self._cascade, reduction), dtype=dt)
         return LossResult(loss=loss, reduction=reduction, spec=spec, totals=tot, losses=losses)
-
-    def _index_reduce(self, reduction: str) -> Any:
-        spec, tot, dt = self.spec, self.totals, self.spec.dtype
-        nll = dt.type(tot.nll)
-        smooth = dt.type(tot.smooth)
-        den = den_smooth = dt.type(tot.denominator)
-        cascade = self._cascade
-        if cascade is not None and cascade.positions == tot.positions:
-            # half, every position seen here in order: torch's half sums (merged shards
-            # fall back to the float sums rounded once, at most an ulp or so away)
-            nll, w_sum = cascade.totals()
-            if spec.weight is not None:
-                den = w_sum
-            if spec.weight is None:  # torch: smooth_loss.sum() / true_mask.sum(), in float
-                den_smooth = tot.counted
-        if reduction == "mean":
-            # torch: 0/0 is NaN on purpose when every target is ignored (LossNLL.cpp).
-            nll = nll / den
-            smooth = (np.float32(smooth) / np.float32(den_smooth)).astype(dt) \
-                if dt == np.float16 else smooth / den_smooth
-        if not spec.smoothing:
-            return nll
-        # torch adds two separately reduced terms; (1-eps)*nll is kept even at eps=1.
-        eps = spec.label_smoothing
-        return _scaled(nll, 1.0 - eps) + _scaled(smooth, _per_class(eps, spec.n_classes))

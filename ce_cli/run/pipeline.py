@@ -212,7 +212,9 @@ def _pass(
     if tokens:
         spec = replace(spec, class_last=True)
     if result_dtype == "bfloat16":  # torch sums bfloat16 losses in bfloat16: emulated
-        spec = replace(spec, bfloat16=True)
+        # (its weight is a bfloat16 tensor too: torch needs the logits' dtype)
+        spec = replace(spec, bfloat16=True, weight=None if spec.weight is None
+                       else loss.round_bfloat16(spec.weight))
     acc = loss.LossAccumulator(spec, keep_losses=keep_losses)
     scan = InputScan(input_kind)
     # Softmax outputs passed as logits: the loss they mean (their log, no second softmax)
