@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ce_settings
 from helpers import run
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ce_cli import report
 from ce_cli.loss import round_bfloat16
@@ -193,3 +196,55 @@ def test_bfloat16_is_torchs_bfloat16_arithmetic_bit_for_bit(tmp_path, layout, we
             assert printed == want.float().numpy().ravel().tolist()
         else:
             assert float(done.stdout) == float(want), (reduction, done.stdout, float(want))
+
+
+@ce_settings(60)
+@given(seed=st.integers(0, 2**32 - 1), kdim=st.booleans(), weighted=st.booleans(),
+       smoothing=st.sampled_from([0.0, 0.1]), reduction=st.sampled_from(["mean", "sum", "none"]))
+def test_python_api_takes_ml_dtypes_bfloat16_as_torch_takes_bfloat16(seed, kdim, weighted,
+                                                                    smoothing, reduction):
+    """``cross_entropy`` on ml_dtypes' bfloat16 arrays: torch's bfloat16 result, to the bit
+    and in the input's dtype, for rows and K-dim input, weights, ignored targets and
+    smoothing."""
+    import ml_dtypes
+
+    from ce_cli import cross_entropy
+
+    rng = np.random.default_rng(seed)
+    n, c = int(rng.integers(1, 300)), int(rng.integers(2, 80))
+    shape = (n, c, int(rng.integers(1, 12))) if kdim else (n, c)
+    x = (rng.standard_normal(shape) * 3).astype(ml_dtypes.bfloat16)
+    t = rng.integers(0, c, (n, *shape[2:]))
+    t[rng.random(t.shape) < 0.1] = -100
+    w = rng.uniform(0.2, 2.0, c).astype(ml_dtypes.bfloat16) if weighted else None
+    got = cross_entropy(x, t, weight=w, reduction=reduction, label_smoothing=smoothing)
+    tx = torch.from_numpy(x.astype(np.float32)).bfloat16()
+    tw = None if w is None else torch.from_numpy(w.astype(np.float32)).bfloat16()
+    want = F.cross_entropy(tx, torch.from_numpy(t), weight=tw, reduction=reduction,
+                           label_smoothing=smoothing)
+    assert got.dtype == x.dtype and got.shape == tuple(want.shape)
+    np.testing.assert_array_equal(got.astype(np.float32), want.float().numpy())
+
+
+def test_python_api_bfloat16_refuses_a_weight_of_another_dtype_and_promotes_soft_targets():
+    import ml_dtypes
+
+    from ce_cli import cross_entropy
+    from ce_cli.errors import DTypeError
+
+    x = (np.arange(12).reshape(4, 3) / 5).astype(ml_dtypes.bfloat16)
+    t = np.array([0, 1, 2, -100])
+    with pytest.raises(DTypeError, match="expected scalar type BFloat16 but found Float"):
+        cross_entropy(x, t, weight=np.ones(3, np.float32))
+    tx = torch.from_numpy(x.astype(np.float32)).bfloat16()
+    with pytest.raises(RuntimeError, match="expected scalar type BFloat16 but found Float"):
+        F.cross_entropy(tx, torch.from_numpy(t), weight=torch.ones(3))
+    q = np.full((4, 3), 1 / 3)
+    for soft in (q.astype(np.float32), q, q.astype(ml_dtypes.bfloat16)):
+        got = cross_entropy(x, soft)
+        ts = torch.from_numpy(soft.astype(np.float32)).bfloat16() \
+            if soft.dtype == ml_dtypes.bfloat16 else torch.from_numpy(soft)
+        want = F.cross_entropy(tx, ts)
+        assert str(got.dtype) == str(want.dtype).replace("torch.", "")
+        # torch rounds the log-softmax to bfloat16 first: within bfloat16's precision
+        assert float(got) == pytest.approx(float(want), rel=2 ** -7)

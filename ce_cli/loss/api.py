@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import operator
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ..errors import DTypeError, OptionError
-from ..names import INT64_MAX, INT64_MIN
+from ..names import INT64_MAX, INT64_MIN, torch_dtype_name
+from .half import round_bfloat16
 from .kernel import LossAccumulator, LossResult
 from .kinds import normalise
 from .spec import LossSpec, _check_targets, make_spec, validate_options
@@ -51,8 +53,24 @@ def evaluate(
     """
     x = np.asarray(input)
     t = np.asarray(target)
+    # ml_dtypes' bfloat16 logits: held in float32, with torch's bfloat16 roundings
+    bfloat16 = _is_bfloat16(x)
+    soft_bfloat16 = bfloat16 and _is_bfloat16(t)
+    w = None if weight is None else np.asarray(weight)
+    if bfloat16:
+        x = _bfloat16_values(x)
+        t = _bfloat16_values(t) if soft_bfloat16 else t
+        weight = _bfloat16_values(w) if w is not None and _is_bfloat16(w) else weight
     spec = make_spec(x.shape, x.dtype, t.shape, t.dtype, weight, ignore_index, reduction,
                      label_smoothing, input_kind)
+    if bfloat16 and w is not None and not _is_bfloat16(w):
+        raise DTypeError(  # torch needs the weight in the logits' dtype
+            f"expected scalar type BFloat16 but found {torch_dtype_name(w.dtype.name)}; "
+            "weight must have the logits' dtype (use weight.astype(ml_dtypes.bfloat16))")
+    # a bfloat16 result: class indices, or bfloat16 probabilities (others promote it)
+    bfloat16 = bfloat16 and (spec.target_kind == "index" or soft_bfloat16)
+    if bfloat16:
+        spec = replace(spec, bfloat16=True)
     may_ignore = True
     if spec.target_kind == "index":
         # torch names the first offending target in memory order before computing.
@@ -68,11 +86,27 @@ def evaluate(
     acc = LossAccumulator(spec, keep_losses=keep, threads=threads)
     acc._feed(x, t, may_ignore)
     result = acc.finalize(reduction)
+    if bfloat16:  # the result in the input's own dtype, as torch's
+        result.loss = round_bfloat16(result.loss).astype(np.asarray(input).dtype)
+        if result.losses is not None:
+            result.losses = round_bfloat16(result.losses).astype(np.asarray(input).dtype)
     if result.losses is not None:
         result.losses = result.losses.reshape(loss_shape(x.shape, t.shape, spec))
         if reduction == "none":
             result.loss = result.losses
     return result
+
+
+def _is_bfloat16(a: np.ndarray) -> bool:
+    """Whether ``a`` holds ml_dtypes' bfloat16 (NumPy has no bfloat16 of its own)."""
+    return a.dtype.name == "bfloat16" and a.dtype.itemsize == 2
+
+
+def _bfloat16_values(a: np.ndarray) -> np.ndarray:
+    """bfloat16 values as float32, exactly: a bfloat16 is the top half of a float32."""
+    bits = np.ascontiguousarray(a).view(np.uint16).astype(np.uint32)
+    bits <<= 16
+    return bits.view(np.float32)
 
 
 def cross_entropy(
@@ -90,7 +124,10 @@ def cross_entropy(
 
     Args:
         input: logits, shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``; float16,
-            float32 or float64. The class axis is 1 (0 for 1-D input).
+            float32 or float64, or ml_dtypes' bfloat16 (against class indices, torch's
+            bfloat16 arithmetic to the bit; against float probabilities, from the float32
+            log-softmax, which torch first rounds to bfloat16). The class axis is 1 (0
+            for 1-D input).
         target: class indices, int64 or uint8, shape ``()``, ``(N,)`` or
             ``(N, d1, ..., dk)``; or class probabilities, float, of ``input``'s shape.
             As in torch, the kind is decided by shape alone.
