@@ -248,3 +248,21 @@ def test_python_api_bfloat16_refuses_a_weight_of_another_dtype_and_promotes_soft
         assert str(got.dtype) == str(want.dtype).replace("torch.", "")
         # torch rounds the log-softmax to bfloat16 first: within bfloat16's precision
         assert float(got) == pytest.approx(float(want), rel=2 ** -7)
+
+
+def test_bfloat16_logits_against_float_probabilities_give_a_float_result(tmp_path):
+    """torch promotes bfloat16 logits with float32 class probabilities to float32: so does
+    the command line (the log-softmax taken in float32, within bfloat16's precision)."""
+    import ml_dtypes
+
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((50, 7)) * 2).astype(ml_dtypes.bfloat16)
+    q = rng.dirichlet(np.ones(7), 50).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "q.npy", q)
+    doc = json.loads(run("compute", tmp_path / "x.npy", tmp_path / "q.npy", "--format",
+                         "json", "-q").stdout)
+    want = F.cross_entropy(torch.from_numpy(x.astype(np.float32)).bfloat16(),
+                           torch.from_numpy(q))
+    assert want.dtype == torch.float32 and doc["dtype"] == "float32"
+    assert doc["loss"] == pytest.approx(float(want), rel=2 ** -7)

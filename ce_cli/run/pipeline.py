@@ -211,6 +211,8 @@ def _pass(
                               weight, ignore_index, reduction, label_smoothing, input_kind)
     if tokens:
         spec = replace(spec, class_last=True)
+    if spec.target_kind == "probs" and ts.stored_dtype != "bfloat16":
+        result_dtype = None  # torch promotes bfloat16 with float probabilities to theirs
     if result_dtype == "bfloat16":  # torch sums bfloat16 losses in bfloat16: emulated
         # (its weight is a bfloat16 tensor too: torch needs the logits' dtype)
         spec = replace(spec, bfloat16=True, weight=None if spec.weight is None
