@@ -67,10 +67,10 @@ def evaluate(
         raise DTypeError(  # torch needs the weight in the logits' dtype
             f"expected scalar type BFloat16 but found {torch_dtype_name(w.dtype.name)}; "
             "weight must have the logits' dtype (use weight.astype(ml_dtypes.bfloat16))")
-    # a bfloat16 result: class indices, or bfloat16 probabilities (others promote it)
-    bfloat16 = bfloat16 and (spec.target_kind == "index" or soft_bfloat16)
     if bfloat16:
         spec = replace(spec, bfloat16=True)
+    # a bfloat16 result: class indices, or bfloat16 probabilities (others promote it)
+    bfloat16 = bfloat16 and (spec.target_kind == "index" or soft_bfloat16)
     may_ignore = True
     if spec.target_kind == "index":
         # torch names the first offending target in memory order before computing.
@@ -124,10 +124,9 @@ def cross_entropy(
 
     Args:
         input: logits, shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``; float16,
-            float32 or float64, or ml_dtypes' bfloat16 (against class indices, torch's
-            bfloat16 arithmetic to the bit; against float probabilities, from the float32
-            log-softmax, which torch first rounds to bfloat16). The class axis is 1 (0
-            for 1-D input).
+            float32 or float64, or ml_dtypes' bfloat16 (torch's bfloat16 arithmetic:
+            to the bit against class indices; bfloat16 probability targets' products
+            and sums are not rounded). The class axis is 1 (0 for 1-D input).
         target: class indices, int64 or uint8, shape ``()``, ``(N,)`` or
             ``(N, d1, ..., dk)``; or class probabilities, float, of ``input``'s shape.
             As in torch, the kind is decided by shape alone.

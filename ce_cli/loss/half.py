@@ -158,6 +158,19 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool, hook: Any = None,
     return x_t, shift, lse
 
 
+def bfloat16_log_softmax(x: np.ndarray, class_last: bool) -> np.ndarray:
+    """torch's bfloat16 log_softmax of ``(m, C)`` rows of bfloat16 values (held in
+    float32), as float32 holding bfloat16 values: ``(x - max) - lse`` rounded once, where
+    with the classes last ``lse`` is the log of the sum rounded to bfloat16, itself
+    rounded (as :func:`half_lp_at` takes the target's)."""
+    with np.errstate(all="ignore"):
+        xc = np.asarray(x, np.float32)
+        d = xc - xc.max(axis=1, keepdims=True) if xc.shape[1] else xc.copy()
+        s = np.exp(d).sum(axis=1, dtype=np.float32, keepdims=True)
+        lse = round_bfloat16(np.log(round_bfloat16(s))) if class_last else np.log(s)
+        return round_bfloat16(d - lse)
+
+
 def _round_into(a: np.ndarray, bfloat16: bool) -> None:
     """float32 ``a`` rounded in place to half, or to bfloat16."""
     np.copyto(a, round_bfloat16(a) if bfloat16 else a.astype(np.float16))

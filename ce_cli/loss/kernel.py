@@ -38,6 +38,7 @@ from .half import (
     _per_class,
     _scaled,
     _smooth_target,
+    bfloat16_log_softmax,
     half_lp_at,
     half_rows,
     round_bfloat16,
@@ -493,6 +494,8 @@ class LossAccumulator:
         m = out.shape[0]
         if self._fast and m:
             lp = self._fast_log_probs(x)
+        elif spec.bfloat16:
+            lp = bfloat16_log_softmax(x, spec.class_last)
         else:
             lp = self._log_probs(x.astype(self._cdt, copy=False))
         if spec.smoothing:
@@ -575,7 +578,7 @@ class LossAccumulator:
             losses = (np.concatenate(self._parts) if len(self._parts) != 1 else self._parts[0]
                       ) if self._parts else np.zeros(0, dtype=dt)
             losses = losses.astype(dt, copy=False)
-            if spec.bfloat16:  # torch's per-position losses are bfloat16 values
+            if spec.bfloat16 and spec.target_kind == "index":  # torch's are bfloat16s
                 losses = round_bfloat16(losses)
         with np.errstate(all="ignore"):
             if reduction == "none":

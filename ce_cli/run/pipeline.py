@@ -141,8 +141,8 @@ def _pass(
     ``inputs`` names the input pair in a partial result (default: the two paths).
     ``before``: findings made before the pass (the weight's), said after the readers'
     notes. ``dtype`` casts the logits first (``F.cross_entropy(logits.to(dtype), ...)``); without
-    it, bfloat16 logits give torch's bfloat16 result (computed in float32, whose result
-    the report rounds to bfloat16). ``sequences``: gather per-sequence sums (the last
+    it, bfloat16 logits give torch's bfloat16 result (float32 passes that round where
+    torch rounds to bfloat16). ``sequences``: gather per-sequence sums (the last
     axis of the targets is the tokens); None: with ``audit``, for ``(B, L)`` targets of
     logits whose classes were put on the last axis (``--class-axis -1``, ``--shift``).
     ``shifted``: the sources were shifted (``--shift``), for the alignment check.
@@ -211,9 +211,10 @@ def _pass(
                               weight, ignore_index, reduction, label_smoothing, input_kind)
     if tokens:
         spec = replace(spec, class_last=True)
+    bfloat16 = result_dtype == "bfloat16"  # the logits: torch's bfloat16 log_softmax
     if spec.target_kind == "probs" and ts.stored_dtype != "bfloat16":
         result_dtype = None  # torch promotes bfloat16 with float probabilities to theirs
-    if result_dtype == "bfloat16":  # torch sums bfloat16 losses in bfloat16: emulated
+    if bfloat16:  # and torch sums bfloat16 losses in bfloat16: emulated
         # (its weight is a bfloat16 tensor too: torch needs the logits' dtype)
         spec = replace(spec, bfloat16=True, weight=None if spec.weight is None
                        else loss.round_bfloat16(spec.weight))
