@@ -77,6 +77,7 @@ def test_threads_equal_default_engine_and_torch(shards, monkeypatch):
     from ce_cli.run import dask_engine
 
     monkeypatch.setattr(dask_engine, "TASK_ELEMENTS", 7 * 64)  # a .npy in 15 row ranges
+    assert len(dask_engine.plan(str(d / "x.npy"), str(d / "t.npy"))) == 15
     opts = ["--weight", "1,2,3,1,1,0.5,2", "--label-smoothing", "0.1"]
     w = np.array([1, 2, 3, 1, 1, 0.5, 2], dtype=np.float32)
     want = float(torch_ce(x, t, weight=w, label_smoothing=0.1))
@@ -170,3 +171,76 @@ def test_unusable_addresses_after_a_cluster_ran_in_this_process(shards, address,
         result = run("compute", d / "x.npy", d / "t.npy", "--engine", "dask", "--scheduler",
                      address, exit_code=2)
         assert_one_error_line(result, "cannot reach the Dask scheduler", why)
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_bfloat16_npy_in_row_ranges_is_the_default_engines_bfloat16_result(tmp_path,
+                                                                           monkeypatch, shift):
+    """An ml_dtypes bfloat16 .npy cut into row ranges: every task reads only its rows
+    (no task holds the whole file), keeps the file's bfloat16, and the merged result is
+    the default engine's (and torch's) bfloat16 value."""
+    import ml_dtypes
+    import torch
+
+    from ce_cli.run import dask_engine
+
+    monkeypatch.setattr(dask_engine, "TASK_ELEMENTS", 3 * 20 * 9)  # 3 sequences a task
+    rng = np.random.default_rng(9)
+    x = (rng.normal(size=(10, 20, 9)) * 2).astype(ml_dtypes.bfloat16)
+    t = rng.integers(0, 9, size=(10, 20))
+    t[2, 15:] = -100
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    args = ["compute", tmp_path / "x.npy", tmp_path / "t.npy", "--class-axis", "-1",
+            *(["--shift"] if shift else [])]
+    default = json_run(*args)[0]
+    dask = json_run(*args, "--engine", "dask")[0]
+    tx = torch.from_numpy(x.astype(np.float32)).bfloat16()
+    tt = torch.from_numpy(t)
+    if shift:
+        v = x.shape[-1]
+        want = torch.nn.functional.cross_entropy(tx[:, :-1].reshape(-1, v),
+                                                 tt[:, 1:].reshape(-1))
+    else:
+        want = torch.nn.functional.cross_entropy(tx.movedim(-1, 1), tt)
+    assert default["dtype"] == dask["dtype"] == "bfloat16"
+    assert default["loss"] == float(want)
+    assert dask["counted"] == default["counted"]
+    # merged shards fall back from torch's bfloat16 cascade to the float sums rounded
+    # once: within a bfloat16 ulp
+    assert abs(dask["loss"] - float(want)) <= 2.0 ** (np.floor(np.log2(float(want))) - 7)
+
+
+def test_long_unshifted_sequences_in_tasks_are_runs_of_tokens(tmp_path, monkeypatch):
+    """--class-axis -1 without --shift on Dask: each task reads its sequences as runs of
+    tokens when one is longer than a block, with the default engine's result and
+    per-sequence rows."""
+    import torch
+
+    from ce_cli.options import ReadOptions
+    from ce_cli.run import dask_engine, pipeline
+
+    monkeypatch.setattr(dask_engine, "TASK_ELEMENTS", 4 * 30 * 8)  # 4 sequences a task
+    monkeypatch.setattr(pipeline, "READ_ELEMENTS", 5 * 8)  # a block: 5 tokens
+    rng = np.random.default_rng(4)
+    x = (rng.normal(size=(9, 30, 8)) * 2).astype(np.float32)
+    t = rng.integers(0, 8, size=(9, 30))
+    t[4, 20:] = -100
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    tasks = dask_engine.plan(str(tmp_path / "x.npy"), str(tmp_path / "t.npy"))
+    assert len(tasks) == 3
+    read = ReadOptions(str(tmp_path / "x.npy"), str(tmp_path / "t.npy"))
+    xs, _ = dask_engine._open(tasks[1], read, -1, tokens=True)
+    assert xs.tokens == (4, 30) and xs.row_shape == (8,)
+    args = ["compute", tmp_path / "x.npy", tmp_path / "t.npy", "--class-axis", "-1"]
+    default = json_run(*args, "--per-sequence", tmp_path / "a.csv")[0]
+    dask = json_run(*args, "--engine", "dask", "--per-sequence", tmp_path / "b.csv")[0]
+    want = torch.nn.functional.cross_entropy(torch.from_numpy(x).movedim(-1, 1),
+                                             torch.from_numpy(t))
+    assert dask["loss"] == pytest.approx(default["loss"], rel=1e-6)
+    assert dask["loss"] == pytest.approx(float(want), rel=1e-6)
+    a = np.genfromtxt(tmp_path / "a.csv", delimiter=",", names=True)
+    b = np.genfromtxt(tmp_path / "b.csv", delimiter=",", names=True)
+    np.testing.assert_array_equal(a["tokens"], b["tokens"])
+    np.testing.assert_allclose(a["nll_sum"], b["nll_sum"], rtol=1e-6)

@@ -13,7 +13,8 @@ Dask is an optional extra: ``pip install 'ce-loss[dask]'``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -52,8 +53,11 @@ class Task:
 
 
 def plan(logits: str, targets: str | None, *, fmt: str | None = None,
-         task_elements: int = TASK_ELEMENTS) -> list[Task]:
-    """Cut the input into tasks: one per shard, or row ranges of a single .npy file."""
+         task_elements: int | None = None) -> list[Task]:
+    """Cut the input into tasks: one per shard, or row ranges of a single .npy file of
+    about ``task_elements`` values each (default :data:`TASK_ELEMENTS`, read when called)."""
+    if task_elements is None:
+        task_elements = TASK_ELEMENTS
     if shards.is_sharded(logits):
         xf = shards.expand(logits, readers.SUFFIXES)
         if targets is None:
@@ -79,10 +83,32 @@ def plan(logits: str, targets: str | None, *, fmt: str | None = None,
 
 
 def _sliced(source: readers.Source, task: Task) -> readers.Source:
-    if task.start == 0 and task.stop is None:
+    """``source``'s rows ``task.start:task.stop``, with what its reader said of it (notes,
+    stored dtype, names): a slice of its array where it maps one, else its blocks from
+    the range's start (read and dropped before it) to its end, never the whole file."""
+    start, stop = task.start, task.stop
+    if start == 0 and stop is None:
         return source
-    whole = source.array if source.array is not None else source.read()
-    return readers.base.array_source(source.path, source.role, whole[task.start:task.stop])
+    if source.array is not None:
+        part = readers.base.array_source(source.path, source.role,
+                                         source.array[start:stop])
+        return replace(source, n_rows=part.n_rows, _blocks=part._blocks, array=part.array,
+                       flatten=part.flatten)
+
+    def blocks(rows: int) -> Iterator[np.ndarray]:
+        pos = 0
+        for b in source.blocks(rows):
+            m = b.shape[0]
+            lo, hi = max(start - pos, 0), m if stop is None else min(stop - pos, m)
+            if lo < hi:
+                yield b[lo:hi]
+            pos += m
+            if stop is not None and pos >= stop:
+                return
+
+    n = source.n_rows
+    kept = None if n is None else max(0, (n if stop is None else min(stop, n)) - start)
+    return replace(source, n_rows=kept, _blocks=blocks, array=None, flatten=None)
 
 
 @dataclass(frozen=True)
@@ -100,14 +126,13 @@ class Job:
     sequences: bool | None = None
 
 
-def _open(task: Task, read: ReadOptions, class_axis: int | None = None, *, cut: bool = True
-          ) -> tuple[readers.Source, readers.Source]:
+def _open(task: Task, read: ReadOptions, class_axis: int | None = None, *, cut: bool = True,
+          tokens: bool = False) -> tuple[readers.Source, readers.Source]:
     """The logits and targets sources of ``task``, opened as the default engine opens them:
-    its row range cut first (``cut``), then read shifted (``--shift``) like a whole file."""
-    from dataclasses import replace
-
+    its row range cut first (``cut``), then read shifted (``--shift``) like a whole file,
+    or (``tokens``) long unshifted sequences as runs of tokens."""
     from .shift import shift_pair
-    from .sources import open_sources
+    from .sources import as_tokens, open_sources
 
     xs, ts = open_sources(replace(read.with_paths(task.logits, task.targets), shift=False))
     names = xs.class_names
@@ -115,6 +140,8 @@ def _open(task: Task, read: ReadOptions, class_axis: int | None = None, *, cut: 
         xs, ts = _sliced(xs, task), _sliced(ts, task)
     if read.shift:
         xs, ts = shift_pair(xs, ts, class_axis)
+    elif tokens:
+        xs, ts = as_tokens(xs, ts, class_axis)
     xs.class_names = names
     return xs, ts
 
@@ -136,7 +163,7 @@ def check(tasks: list[Task], read: ReadOptions, class_axis: int | None = None) -
 
 def run_task(task: Task, job: Job) -> dict[str, Any]:
     """The partial-result document of one task (runs on a worker)."""
-    xs, ts = _open(task, job.read, job.loss.class_axis)
+    xs, ts = _open(task, job.read, job.loss.class_axis, tokens=True)
     names = xs.class_names  # merged partials must agree on them
     loss = job.loss
     try:
