@@ -173,6 +173,18 @@ def test_unusable_addresses_after_a_cluster_ran_in_this_process(shards, address,
         assert_one_error_line(result, "cannot reach the Dask scheduler", why)
 
 
+def _saved_sequences(folder, shape, dtype, seed):
+    """(B, L, V) logits of ``dtype`` and (B, L) labels, sequence 2 padded with -100 from
+    two thirds on, saved as x.npy and t.npy in ``folder``."""
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=shape) * 2).astype(dtype)
+    t = rng.integers(0, shape[-1], size=shape[:2])
+    t[2, shape[1] * 2 // 3:] = -100
+    np.save(folder / "x.npy", x)
+    np.save(folder / "t.npy", t)
+    return x, t
+
+
 @pytest.mark.parametrize("shift", [False, True])
 def test_bfloat16_npy_in_row_ranges_is_the_default_engines_bfloat16_result(tmp_path,
                                                                            monkeypatch, shift):
@@ -185,12 +197,7 @@ def test_bfloat16_npy_in_row_ranges_is_the_default_engines_bfloat16_result(tmp_p
     from ce_cli.run import dask_engine
 
     monkeypatch.setattr(dask_engine, "TASK_ELEMENTS", 3 * 20 * 9)  # 3 sequences a task
-    rng = np.random.default_rng(9)
-    x = (rng.normal(size=(10, 20, 9)) * 2).astype(ml_dtypes.bfloat16)
-    t = rng.integers(0, 9, size=(10, 20))
-    t[2, 15:] = -100
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "t.npy", t)
+    x, t = _saved_sequences(tmp_path, (10, 20, 9), ml_dtypes.bfloat16, seed=9)
     args = ["compute", tmp_path / "x.npy", tmp_path / "t.npy", "--class-axis", "-1",
             *(["--shift"] if shift else [])]
     default = json_run(*args)[0]
@@ -222,12 +229,7 @@ def test_long_unshifted_sequences_in_tasks_are_runs_of_tokens(tmp_path, monkeypa
 
     monkeypatch.setattr(dask_engine, "TASK_ELEMENTS", 4 * 30 * 8)  # 4 sequences a task
     monkeypatch.setattr(pipeline, "READ_ELEMENTS", 5 * 8)  # a block: 5 tokens
-    rng = np.random.default_rng(4)
-    x = (rng.normal(size=(9, 30, 8)) * 2).astype(np.float32)
-    t = rng.integers(0, 8, size=(9, 30))
-    t[4, 20:] = -100
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "t.npy", t)
+    x, t = _saved_sequences(tmp_path, (9, 30, 8), np.float32, seed=4)
     tasks = dask_engine.plan(str(tmp_path / "x.npy"), str(tmp_path / "t.npy"))
     assert len(tasks) == 3
     read = ReadOptions(str(tmp_path / "x.npy"), str(tmp_path / "t.npy"))
