@@ -180,13 +180,27 @@ _TO_FLOAT32: list[np.ndarray] = []
 
 
 def _widen(x: np.ndarray, out: np.ndarray) -> None:
-    """float16 ``x`` as float32 into ``out`` (same shape): looked up by their bits in a
-    table of all 65536 values (NumPy's own conversion of each), twice as fast as a
-    cast, which converts value by value."""
-    if not _TO_FLOAT32:
-        _TO_FLOAT32.append(np.arange(1 << 16, dtype=np.uint16).view(np.float16)
-                           .astype(np.float32))
-    np.take(_TO_FLOAT32[0], x.view(np.uint16), out=out, mode="clip")  # (all in range)
+    """float16 ``x`` as float32 into ``out`` (same shape), exactly, five times as fast as
+    NumPy's cast (which converts value by value), on the bits: the sign goes to bit 31,
+    exponent and mantissa to bits 13-27, and a multiplication by 2**112 moves the exponent
+    from half's bias (15) to float32's (127), subnormals included. Infinities and NaN
+    (exponent 31) would not survive that: a chunk holding one is looked up in a table of
+    all 65536 values instead."""
+    u = x.view(np.uint16)
+    magnitude = np.bitwise_and(u, 0x7FFF, out=_buf("widen_mag", u.size, np.uint16)
+                               .reshape(u.shape))
+    if u.size and int(np.maximum.reduce(magnitude, axis=None)) >= 0x7C00:
+        if not _TO_FLOAT32:
+            _TO_FLOAT32.append(np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+                               .astype(np.float32))
+        np.take(_TO_FLOAT32[0], u, out=out, mode="clip")  # (all in range)
+        return
+    bits = out.view(np.uint32)
+    np.left_shift(u, 16, out=bits, dtype=np.uint32)  # sign at 31, the rest at 16-30
+    signed = bits.view(np.int32)
+    np.right_shift(signed, 3, out=signed)  # the rest at 13-27; the sign copied to 28-31
+    np.bitwise_and(bits, 0x8FFFFFFF, out=bits)
+    np.multiply(out, np.float32(2.0 ** 112), out=out)
 
 
 def _half_row_max(x: np.ndarray, out: np.ndarray) -> None:
