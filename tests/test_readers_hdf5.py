@@ -390,3 +390,50 @@ def test_a_csv_holding_hdf5_is_told_what_it_holds(tmp_path):
         readers.read_array(str(path), role="logits")
     assert err.value.problem == "holds HDF5 data, not CSV text"
     assert err.value.hint == "name it with .h5, or pass the format (e.g. --logits-format hdf5)"
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 4), (2, 3, 5, 4), (4, 7)])
+def test_a_dataset_flattens_to_rows_of_its_last_axes(tmp_path, shape):
+    """``flatten(keep)``: every axis but the last ``keep`` spread into rows, read as slabs
+    of whole samples or runs of one, never more than ``rows`` a block."""
+    x = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    save(tmp_path / "a.h5", _chunks=True, x=x)
+    src = readers.open_source(f"{tmp_path / 'a.h5'}:x", role="logits")
+    for keep in range(len(shape) - 1):
+        flat = src.flatten(keep)
+        want = x.reshape(-1, *shape[len(shape) - keep:])
+        assert flat.n_rows == want.shape[0] and tuple(flat.row_shape) == want.shape[1:]
+        for rows in (1, 2, 3, 5, 6, 100):
+            got = list(flat.blocks(rows))
+            assert max(b.shape[0] for b in got) <= rows
+            np.testing.assert_array_equal(np.concatenate(got), want)
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_sequences_are_read_as_token_rows_with_the_npy_result(tmp_path, monkeypatch, shift):
+    """(B, L, V) logits in HDF5 with --shift, or longer than a block without it, are read
+    as token rows, with the same numbers as the same arrays in .npy files."""
+    from ce_cli.options import ReadOptions
+    from ce_cli.run import pipeline
+    from ce_cli.run.sources import open_sources
+
+    monkeypatch.setattr(pipeline, "READ_ELEMENTS", 6 * 9)  # a block: 6 tokens
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(4, 25, 9)) * 2).astype(np.float16)
+    t = rng.integers(0, 9, size=(4, 25))
+    t[1, 18:] = -100
+    save(tmp_path / "lm.h5", _chunks=True, logits=x, labels=t)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    h5 = f"{tmp_path / 'lm.h5'}"
+    opts = ["--class-axis", "-1", *(["--shift"] if shift else [])]
+    xs, _ = open_sources(ReadOptions(f"{h5}:logits", f"{h5}:labels", shift=shift), -1)
+    assert xs.tokens == (4, 24 if shift else 25) and tuple(xs.row_shape) == (9,)
+    got = json_run("compute", f"{h5}:logits", f"{h5}:labels", *opts, "-q")[0]
+    want = json_run("compute", tmp_path / "x.npy", tmp_path / "t.npy", *opts, "-q")[0]
+    assert got["loss"] == want["loss"] and got["counted"] == want["counted"]
+    tx, tt = torch.from_numpy(x), torch.from_numpy(t)
+    torch_loss = torch.nn.functional.cross_entropy(tx[:, :-1].reshape(-1, 9),
+                                                   tt[:, 1:].reshape(-1)) if shift \
+        else torch.nn.functional.cross_entropy(tx.movedim(-1, 1), tt)
+    assert got["loss"] == float(torch_loss)

@@ -11,7 +11,8 @@ read. Every problem, from a file that is no HDF5 to a dataset of strings, is one
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -176,7 +177,40 @@ def _source(path: str, d: _Dataset, where: str, role: str) -> Source:
             for start in range(0, n, rows):
                 yield native(_read(ds, slice(start, min(n, start + rows)), path, where))
 
-    return Source(where, role, d.dtype, d.shape[1:], n, blocks)
+    return Source(where, role, d.dtype, d.shape[1:], n, blocks,
+                  flatten=_flattening(path, d, where, role))
+
+
+def _flattening(path: str, d: _Dataset, where: str, role: str
+                ) -> Callable[[int], Source] | None:
+    """``Source.flatten`` for a dataset of two or more axes: every axis but the last
+    ``keep`` spread into rows (``(B, L, V)`` logits as ``B * L`` token rows). A block is
+    a slab of the first axis where one holds a whole sample, else a run along the last
+    spread axis, each read as its own slice of the file."""
+    if len(d.shape) < 2:
+        return None
+
+    def flatten(keep: int) -> Source:
+        lead, inner = d.shape[:len(d.shape) - keep], d.shape[len(d.shape) - keep:]
+        per_sample = math.prod(lead[1:])
+
+        def blocks(rows: int) -> Iterator[np.ndarray]:
+            with _reopen(path, d, where) as ds:
+                if per_sample and rows >= per_sample:  # whole samples a block
+                    step = rows // per_sample
+                    for b in range(0, lead[0], step):
+                        part = _read(ds, slice(b, min(lead[0], b + step)), path, where)
+                        yield native(part.reshape(-1, *inner))
+                    return
+                last = lead[-1]
+                for prefix in np.ndindex(*lead[:-1]):
+                    for start in range(0, last, rows):
+                        index = (*prefix, slice(start, min(last, start + rows)))
+                        yield native(_read(ds, index, path, where))
+
+        return Source(where, role, d.dtype, inner, math.prod(lead), blocks)
+
+    return flatten
 
 
 class _reopen:
