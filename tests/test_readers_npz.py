@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import run
+from helpers import json_run, run, said
 
 from ce_cli import readers
 from ce_cli.readers import base
@@ -323,3 +323,40 @@ def test_bfloat16_npy_shards_keep_their_dtype(tmp_path):
     src = readers.open_source(str(tmp_path / "x"), role="logits")
     assert src.stored_dtype == "bfloat16"
     _check_bf16([tmp_path / "x", tmp_path / "t"], xb, t)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize("shift", [False, True])
+def test_sequences_in_a_member_are_read_as_token_rows(tmp_path, monkeypatch, compressed, big,
+                                                      shift):
+    """(B, L, V) members, bfloat16 (ml_dtypes) among them: with --shift, or longer than a
+    block without it, read as token rows (a big compressed member: inflated a run of
+    tokens at a time), with torch's bfloat16 result (--shift once read the raw bits)."""
+    import ml_dtypes
+    import torch
+
+    from ce_cli.options import ReadOptions
+    from ce_cli.readers import base
+    from ce_cli.run import pipeline
+    from ce_cli.run.sources import open_sources
+
+    monkeypatch.setattr(pipeline, "READ_ELEMENTS", 6 * 5)  # a block: 6 tokens
+    if big:
+        monkeypatch.setattr(base, "BUFFERED_BYTES", 64)  # streamed, not inflated whole
+    rng = np.random.default_rng(8)
+    x = (rng.normal(size=(3, 16, 5)) * 2).astype(ml_dtypes.bfloat16)
+    t = rng.integers(0, 5, (3, 16))
+    t[1, 12:] = -100
+    path = tmp_path / "lm.npz"
+    (np.savez_compressed if compressed else np.savez)(path, logits=x, labels=t)
+    xs, _ = open_sources(ReadOptions(f"{path}:logits", f"{path}:labels", shift=shift), -1)
+    assert xs.tokens == (3, 15 if shift else 16) and tuple(xs.row_shape) == (5,)
+    assert xs.stored_dtype == "bfloat16"
+    doc, result = json_run("compute", f"{path}:logits", f"{path}:labels", "--class-axis", "-1",
+                           *(["--shift"] if shift else []))
+    assert any("2-byte raw values" in line for line in said(result.stderr, "note"))
+    tx, tt = torch.from_numpy(x.astype(np.float32)).bfloat16(), torch.from_numpy(t)
+    want = torch.nn.functional.cross_entropy(tx[:, :-1].reshape(-1, 5), tt[:, 1:].reshape(-1)) \
+        if shift else torch.nn.functional.cross_entropy(tx.movedim(-1, 1), tt)
+    assert doc["dtype"] == "bfloat16" and doc["loss"] == float(want)

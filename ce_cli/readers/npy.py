@@ -211,9 +211,17 @@ def as_bfloat16(source: Source, descr: str | None, shown: str) -> Source:
 
     note = (f"{shown} holds 2-byte raw values ({descr}), as NumPy saves ml_dtypes' "
             "bfloat16: read as bfloat16")
+    flatten = None
+    if source.flatten is not None:
+        raw_flatten = source.flatten
+
+        def flatten(keep: int) -> Source:  # token rows widened too (if not already)
+            flat = raw_flatten(keep)
+            return flat if flat.stored_dtype == "bfloat16" else as_bfloat16(flat, descr, shown)
+
     return Source(source.path, source.role, np.dtype(np.float32), source.row_shape,
                   source.n_rows, widened, notes=[*source.notes, note],
-                  stored_dtype="bfloat16", flatten=source.flatten)
+                  stored_dtype="bfloat16", flatten=flatten)
 
 
 def npy_error(path: str, role: str, exc: BaseException, what: str = ".npy file") -> InputFileError:

@@ -12,6 +12,7 @@ the rows opens the member again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import struct
@@ -264,7 +265,18 @@ def _streamed(member: Callable[[], contextlib.AbstractContextManager[IO[bytes]]]
         return prefetched(inflated(max(1, min(rows, n))), depth=1)
 
     native = dtype if dtype.isnative else dtype.newbyteorder("=")
-    return StreamedSource(where, role, native, tuple(row_shape), n, blocks)
+
+    def flatten(keep: int) -> Source:
+        """The same stream read as rows of the last ``keep`` axes (token rows)."""
+        lead = h.shape[:len(h.shape) - keep]
+        count = 1
+        for d in lead:
+            count *= d
+        return _streamed(member, where, role,
+                         dataclasses.replace(h, shape=(count, *h.shape[len(h.shape) - keep:])))
+
+    return StreamedSource(where, role, native, tuple(row_shape), n, blocks,
+                          flatten=flatten if len(h.shape) >= 2 else None)
 
 
 # -- the logits and the targets of one archive --------------------------------------------------
