@@ -269,3 +269,61 @@ def test_bfloat16_logits_against_float_probabilities_give_a_float_result(tmp_pat
                            torch.from_numpy(q))
     assert want.dtype == torch.float32 and doc["dtype"] == "float32"
     assert doc["loss"] == pytest.approx(float(want), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["probs", "log-probs"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_bfloat16_probabilities_as_input_round_their_log_and_its_product(tmp_path, kind,
+                                                                         smoothing):
+    """--input-kind probs of bfloat16 values: torch's F.nll_loss(p.log(), t, weight) in
+    bfloat16 (the log rounded, then each product with the weight); log-probs as given."""
+    import ml_dtypes
+
+    rng = np.random.default_rng(11)
+    z = rng.normal(0, 2, (300, 10)).astype(np.float32)
+    p = (np.exp(z) / np.exp(z).sum(1, keepdims=True)).astype(ml_dtypes.bfloat16)
+    pt = torch.from_numpy(p.astype(np.float32)).bfloat16()
+    x = p if kind == "probs" else pt.log().float().numpy().astype(ml_dtypes.bfloat16)
+    t = rng.integers(0, 10, 300)
+    t[::17] = -100
+    w = np.round(rng.random(10) * 3, 2)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    lp = pt.log()
+    for reduction in ("none", "mean", "sum"):
+        # torch's cross_entropy on log-probabilities is log_softmax's no-op on them only
+        # up to rounding: the reference is the loss written out in torch's bfloat16
+        tw = torch.tensor(w).bfloat16()
+        nll = F.nll_loss(lp, torch.from_numpy(t), weight=tw, reduction=reduction)
+        if smoothing:
+            keep = torch.from_numpy(t != -100)
+            smooth = -(lp * tw).sum(1)
+            smooth = torch.where(keep, smooth, torch.zeros_like(smooth))
+            if reduction == "mean":
+                smooth = smooth.sum() / tw[torch.from_numpy(np.where(t < 0, 0, t))][keep].sum()
+            elif reduction == "sum":
+                smooth = smooth.sum()
+            want = (1 - smoothing) * nll + smooth * (smoothing / 10)
+        else:
+            want = nll
+        done = run("compute", tmp_path / "x.npy", tmp_path / "t.npy", "--input-kind", kind,
+                   "--weight", ",".join(map(str, w)), "--label-smoothing", str(smoothing),
+                   "--reduction", reduction, "-q")
+        got = np.array(done.stdout.split(), np.float64)
+        np.testing.assert_array_equal(got, want.float().numpy().reshape(-1))
+
+
+def test_python_api_bfloat16_with_float_probabilities_takes_a_float_weight():
+    """torch needs a bfloat16 weight against class indices only: with float probability
+    targets a float weight is multiplied in, and the result promoted."""
+    import ml_dtypes
+
+    from ce_cli import cross_entropy
+
+    x = np.array([[1, 2, 3], [0, -1, 5]], np.float32).astype(ml_dtypes.bfloat16)
+    q = np.array([[0.2, 0.3, 0.5], [1, 0, 0]], np.float32)
+    w = np.array([1, 2, 3], np.float32)
+    want = F.cross_entropy(torch.from_numpy(x.astype(np.float32)).bfloat16(),
+                           torch.from_numpy(q), weight=torch.from_numpy(w))
+    got = cross_entropy(x, q, weight=w)
+    assert got.dtype == np.float32 and float(got) == pytest.approx(float(want), rel=1e-6)

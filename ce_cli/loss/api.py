@@ -63,8 +63,8 @@ def evaluate(
         weight = _bfloat16_values(w) if w is not None and _is_bfloat16(w) else weight
     spec = make_spec(x.shape, x.dtype, t.shape, t.dtype, weight, ignore_index, reduction,
                      label_smoothing, input_kind)
-    if bfloat16 and w is not None and not _is_bfloat16(w):
-        raise DTypeError(  # torch needs the weight in the logits' dtype
+    if bfloat16 and w is not None and not _is_bfloat16(w) and spec.target_kind == "index":
+        raise DTypeError(  # torch needs the weight in the logits' dtype (for class indices)
             f"expected scalar type BFloat16 but found {torch_dtype_name(w.dtype.name)}; "
             "weight must have the logits' dtype (use weight.astype(ml_dtypes.bfloat16))")
     if bfloat16:

@@ -158,6 +158,21 @@ def half_lp_at(x: np.ndarray, t: np.ndarray, class_last: bool, hook: Any = None,
     return x_t, shift, lse
 
 
+def half_smooth_term(lp: np.ndarray, w: np.ndarray | None, bfloat16: bool) -> np.ndarray:
+    """``-sum_c w[c] * lp[c]`` per row of float32 log-probabilities as torch takes it for
+    half (or bfloat16) input: the log_softmax rounded to half, and so is each product
+    with the weight (w = -2 and lp = -6e4 overflow to -inf); the sum accumulates in float."""
+    if bfloat16:  # values held in float32
+        lp = round_bfloat16(lp)
+        if w is not None:
+            lp = round_bfloat16(lp * w)
+        return -lp.sum(axis=1, dtype=np.float32)
+    lp16 = lp.astype(np.float16)
+    if w is not None:
+        lp16 = lp16 * w.astype(np.float16, copy=False)
+    return -lp16.sum(axis=1, dtype=np.float32)
+
+
 def bfloat16_log_softmax(x: np.ndarray, class_last: bool) -> np.ndarray:
     """torch's bfloat16 log_softmax of ``(m, C)`` rows of bfloat16 values (held in
     float32), as float32 holding bfloat16 values: ``(x - max) - lse`` rounded once, where

@@ -41,6 +41,7 @@ from .half import (
     bfloat16_log_softmax,
     half_lp_at,
     half_rows,
+    half_smooth_term,
     round_bfloat16,
 )
 from .hook import ChunkHook
@@ -439,10 +440,16 @@ class LossAccumulator:
             lp_t, shift, lse = normalise(xc, spec.input_kind, lse=self._lse,
                                          at=(np.arange(m), safe_t))
         lp_t = lp_t.astype(dt, copy=False)
+        if spec.bfloat16:  # (probabilities' log) a bfloat16, and so is its product
+            lp_t = round_bfloat16(lp_t)
         nll = -lp_t if spec.weight is None else -lp_t * _gather(spec.weight, safe_t)
+        if spec.bfloat16 and spec.weight is not None:
+            nll = round_bfloat16(nll)
         smooth = None
         if spec.smoothing:
             smooth = self._smooth_term(xc, shift, lse).astype(dt, copy=False)
+            if spec.bfloat16:
+                smooth = round_bfloat16(smooth)
         return nll, smooth
 
     def _smooth_term(self, x: np.ndarray, shift: np.ndarray | None, lse: np.ndarray | None
@@ -453,21 +460,10 @@ class LossAccumulator:
         non-negative weights both parts have the result's sign, so nothing cancels.
         """
         w = self.spec.weight
-        if self.spec.bfloat16 and shift is not None and lse is not None:
-            # as float16 below, each value rounded to bfloat16 (held in float32)
-            lp = round_bfloat16((x - shift[:, None]) - lse[:, None])
-            if w is not None:
-                lp = round_bfloat16(lp * w)
-            return -lp.sum(axis=1, dtype=np.float32)
-        if self.spec.input_dtype == np.float16:
-            # torch's half log_softmax is rounded to half, and so is each product with the
-            # weight (w = -2 and lp = -6e4 overflow to -inf); the sum accumulates in float
+        if self.spec.bfloat16 or self.spec.input_dtype == np.float16:
             lp = self._log_probs(x) if shift is None or lse is None \
                 else (x - shift[:, None]) - lse[:, None]
-            lp16 = lp.astype(np.float16)
-            if w is not None:
-                lp16 = lp16 * w.astype(np.float16, copy=False)
-            return -lp16.sum(axis=1, dtype=np.float32)
+            return half_smooth_term(lp, w, self.spec.bfloat16)
         if shift is None or lse is None:
             lp = self._log_probs(x)
             return -(lp.sum(axis=1) if w is None else (lp * w).sum(axis=1))

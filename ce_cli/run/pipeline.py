@@ -215,9 +215,10 @@ def _pass(
     if spec.target_kind == "probs" and ts.stored_dtype != "bfloat16":
         result_dtype = None  # torch promotes bfloat16 with float probabilities to theirs
     if bfloat16:  # and torch sums bfloat16 losses in bfloat16: emulated
-        # (its weight is a bfloat16 tensor too: torch needs the logits' dtype)
-        spec = replace(spec, bfloat16=True, weight=None if spec.weight is None
-                       else loss.round_bfloat16(spec.weight))
+        # (against class indices its weight is a bfloat16 tensor too: torch needs the
+        # logits' dtype there; probabilities take a float weight as it is)
+        spec = replace(spec, bfloat16=True, weight=None if spec.weight is None or
+                       spec.target_kind != "index" else loss.round_bfloat16(spec.weight))
     acc = loss.LossAccumulator(spec, keep_losses=keep_losses)
     scan = InputScan(input_kind)
     # Softmax outputs passed as logits: the loss they mean (their log, no second softmax)
