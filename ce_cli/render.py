@@ -262,8 +262,10 @@ def _json_row(p: Preview, i: int, names: list[str] | None) -> dict[str, Any]:
         row["p_target"] = _json_number(probs[target]) if 0 <= target < probs.size else None
     k = min(JSON_TOP_CLASSES, probs.size)
     ranked = np.where(np.isnan(probs), -np.inf, probs)
-    top = np.argpartition(-ranked, k - 1)[:k] if k else np.zeros(0, dtype=np.intp)
-    top = top[np.lexsort((top, -ranked[top]))]  # most probable first, ties by class
+    top = np.zeros(0, dtype=np.intp)
+    if k:  # the k-th largest, then every class at least as probable
+        top = np.flatnonzero(ranked >= -np.partition(-ranked, k - 1)[k - 1])
+        top = top[np.lexsort((top, -ranked[top]))][:k]  # most probable first, ties by class
     row["top"] = [{"class": class_name(names, int(c)), "p": _json_number(probs[c])}
                   for c in top]
     if probs.size <= JSON_SOFTMAX_CLASSES:

@@ -404,3 +404,17 @@ def test_compare_table_follows_the_same_rules(columns):
         offsets = _point_offsets(body)
         assert len(offsets) == 3 and all(len(v) == 1 for v in offsets.values()), body
         assert all(re.fullmatch(r"-?\d+\.\d{6}", c) for row in body for c in row.split()[2:])
+
+
+def test_json_rows_rank_tied_classes_by_index_and_nan_last():
+    """A row's five most probable classes: ties in class order, whatever
+    argpartition's order; a NaN probability ranks below every number (and is null)."""
+    from ce_cli.render import Preview, _json_row
+
+    probs = np.array([[0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.05], [np.nan, 0.2, 0.1, 0, 0, 0, 0, 0]])
+    p = Preview(index=["0", "1"], targets=[1, 2], losses=np.array([0.5, 0.5]), probs=probs,
+                total=2)
+    assert [c["class"] for c in _json_row(p, 0, None)["top"]] == [1, 2, 3, 4, 5]
+    second = _json_row(p, 1, None)
+    assert [c["class"] for c in second["top"]] == [1, 2, 3, 4, 5]
+    assert second["p_target"] == 0.1

@@ -108,7 +108,9 @@ def _sliced(source: readers.Source, task: Task) -> readers.Source:
 
     n = source.n_rows
     kept = None if n is None else max(0, (n if stop is None else min(stop, n)) - start)
-    return replace(source, n_rows=kept, _blocks=blocks, array=None, flatten=None)
+    line_of = source.line_of  # a text file's lines, counted from the range's start
+    return replace(source, n_rows=kept, _blocks=blocks, array=None, flatten=None,
+                   line_of=lambda i: line_of(i + start))
 
 
 @dataclass(frozen=True)
