@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DTypeError, OptionError
 from ..names import INT64_MAX, INT64_MIN, torch_dtype_name
-from .half import round_bfloat16
+from .half import bfloat16_to_float32, round_bfloat16
 from .kernel import LossAccumulator, LossResult
 from .kinds import normalise
 from .spec import LossSpec, _check_targets, make_spec, validate_options
@@ -103,10 +103,8 @@ def _is_bfloat16(a: np.ndarray) -> bool:
 
 
 def _bfloat16_values(a: np.ndarray) -> np.ndarray:
-    """bfloat16 values as float32, exactly: a bfloat16 is the top half of a float32."""
-    bits = np.ascontiguousarray(a).view(np.uint16).astype(np.uint32)
-    bits <<= 16
-    return bits.view(np.float32)
+    """ml_dtypes' bfloat16 array as float32, exactly."""
+    return bfloat16_to_float32(np.ascontiguousarray(a).view(np.uint16))
 
 
 def cross_entropy(
