@@ -162,11 +162,11 @@ def half_smooth_term(lp: np.ndarray, w: np.ndarray | None, bfloat16: bool) -> np
     """``-sum_c w[c] * lp[c]`` per row of float32 log-probabilities as torch takes it for
     half (or bfloat16) input: the log_softmax rounded to half, and so is each product
     with the weight (w = -2 and lp = -6e4 overflow to -inf); the sum accumulates in float."""
-    if bfloat16:  # values held in float32
+    if bfloat16:  # values held in float32; the row's sum is a bfloat16 too
         lp = round_bfloat16(lp)
         if w is not None:
             lp = round_bfloat16(lp * w)
-        return -lp.sum(axis=1, dtype=np.float32)
+        return round_bfloat16(-lp.sum(axis=1, dtype=np.float32))
     lp16 = lp.astype(np.float16)
     if w is not None:
         lp16 = lp16 * w.astype(np.float16, copy=False)

@@ -408,20 +408,22 @@ class LossAccumulator:
         spec = self.spec
         lp_t, shift, lse = half_lp_at(xb, safe_t, spec.class_last, self.hook, off,
                                       bfloat16=spec.bfloat16)
-        if spec.bfloat16:  # bfloat16 values held in float32: each step rounded to them
-            lp_t = round_bfloat16(lp_t)
-            nll = -lp_t if spec.weight is None else \
-                round_bfloat16(-lp_t * _gather(spec.weight, safe_t))
-        else:
-            lp_t = lp_t.astype(spec.dtype)
-            nll = -lp_t if spec.weight is None else -lp_t * _gather(spec.weight, safe_t)
+        nll = self._target_nll(lp_t, safe_t)
         smooth = None
         if spec.smoothing:
             xc = _rows_view(xb).astype(self._cdt)
             smooth = self._smooth_term(xc, shift, lse).astype(spec.dtype, copy=False)
-            if spec.bfloat16:
-                smooth = round_bfloat16(smooth)
         return nll, smooth
+
+    def _target_nll(self, lp_t: np.ndarray, safe_t: np.ndarray) -> np.ndarray:
+        """``-w[t] * lp[t]`` in the result's dtype, each step rounded as torch rounds it
+        (bfloat16 values, held in float32, rounded explicitly)."""
+        spec = self.spec
+        lp_t = round_bfloat16(lp_t) if spec.bfloat16 else lp_t.astype(spec.dtype, copy=False)
+        if spec.weight is None:
+            return -lp_t
+        nll = -lp_t * _gather(spec.weight, safe_t)
+        return round_bfloat16(nll) if spec.bfloat16 else nll
 
     def _reference_index(self, x: np.ndarray, safe_t: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -439,17 +441,10 @@ class LossAccumulator:
         else:
             lp_t, shift, lse = normalise(xc, spec.input_kind, lse=self._lse,
                                          at=(np.arange(m), safe_t))
-        lp_t = lp_t.astype(dt, copy=False)
-        if spec.bfloat16:  # (probabilities' log) a bfloat16, and so is its product
-            lp_t = round_bfloat16(lp_t)
-        nll = -lp_t if spec.weight is None else -lp_t * _gather(spec.weight, safe_t)
-        if spec.bfloat16 and spec.weight is not None:
-            nll = round_bfloat16(nll)
+        nll = self._target_nll(lp_t, safe_t)
         smooth = None
         if spec.smoothing:
             smooth = self._smooth_term(xc, shift, lse).astype(dt, copy=False)
-            if spec.bfloat16:
-                smooth = round_bfloat16(smooth)
         return nll, smooth
 
     def _smooth_term(self, x: np.ndarray, shift: np.ndarray | None, lse: np.ndarray | None
